@@ -1,0 +1,15 @@
+"""Method registry: name -> MethodSpec."""
+
+from jax_ssl.methods import simclr
+from jax_ssl.methods.spec import MethodSpec, SSLModel
+
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (simclr.SPEC,)}
+
+
+def get_method(name: str) -> MethodSpec:
+  if name not in METHODS:
+    raise ValueError(f"method={name!r} is unknown; choose one of {sorted(METHODS)}")
+  return METHODS[name]
+
+
+__all__ = ["METHODS", "MethodSpec", "SSLModel", "get_method"]

@@ -1,0 +1,111 @@
+"""TFDS `data_source` -> grain -> process-local numpy batches (-> global arrays in the trainer).
+
+Ordering is defined on the *global* stream so results do not depend on the number of
+processes or devices: grain shuffles the record indices with the run's seed (a new
+permutation every epoch), batches them into chunks of `local_batch_size`, and process p of
+P takes chunks p, p+P, p+2P, ... Global batch k is therefore the same set of examples, in
+the same order, whether it is assembled on one host or on many, and every process reads
+only its own records.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from jax_ssl.data import fashion_mnist_local
+
+# Our offline builders, by the name experiment files use.
+LOCAL_BUILDERS = {"fashion_mnist": fashion_mnist_local.Builder}
+
+
+def default_data_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
+  """Builds a local dataset (offline) if it is not built yet; no-op for other TFDS names."""
+  if name not in LOCAL_BUILDERS:
+    return
+  kwargs = {"source_dir": source_dir} if source_dir else {}
+  builder = LOCAL_BUILDERS[name](data_dir=data_dir or default_data_dir(),
+                                 file_format="array_record", **kwargs)
+  if not builder.is_prepared():
+    builder.download_and_prepare()
+
+
+def load_source(name: str, split: str, *, data_dir: str | None):
+  """Random-access source for `split` of dataset `name` (a TFDS name or a local builder).
+
+  Raises FileNotFoundError with one line naming the fix when the dataset is not prepared:
+  nothing is downloaded at run time.
+  """
+  builder = _builder(name, data_dir=data_dir)
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f"dataset {name!r} is not prepared in {builder.data_dir}: nothing is downloaded at run time; "
+        f"build it where it can be fetched (`tfds build {name} --file_format array_record`), copy it under "
+        f"--config.dataset.data_dir={os.path.dirname(os.path.dirname(builder.data_dir))}, then rerun.")
+  return builder.as_data_source(split=split)
+
+
+def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
+  data_dir = data_dir or default_data_dir()
+  if name in LOCAL_BUILDERS:
+    return LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ValueError(f"dataset.name={name!r} is not a TFDS dataset nor one of ours "
+                     f"({sorted(LOCAL_BUILDERS)}); check the spelling.") from None
+
+
+def dataset_info(name: str, *, data_dir: str | None) -> tfds.core.DatasetInfo:
+  return _builder(name, data_dir=data_dir).info
+
+
+def _image_and_label(record: dict[str, Any]) -> dict[str, np.ndarray]:
+  image = np.asarray(record["image"], np.uint8)
+  if image.ndim == 2:
+    image = image[..., None]
+  return {"image": image, "label": np.asarray(record.get("label", -1), np.int32)}
+
+
+def train_iterator(source, *, local_batch_size: int, seed: int, process_index: int,
+                   process_count: int, read_threads: int = 4,
+                   prefetch_buffer_size: int = 8) -> grain.DatasetIterator:
+  """Infinite, checkpointable iterator of this process's `{"image", "label"}` batches.
+
+  Its state (`get_state`/`set_state`, or grain's Orbax handler) is the position in the
+  global stream, so a resumed run sees exactly the batches it would have seen.
+  """
+  dataset = (grain.MapDataset.source(source)
+             .shuffle(seed=seed)      # a fresh permutation every epoch
+             .repeat()
+             .map(_image_and_label)
+             .batch(local_batch_size, drop_remainder=True))
+  dataset = dataset[process_index::process_count]
+  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
+  return iter(dataset.to_iter_dataset(options))
+
+
+def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1):
+  """Yields (batch, num_valid) covering `source` once in order, padded to whole batches.
+
+  Each batch is this process's slice of a global batch of `batch_size * process_count`
+  examples; padding rows repeat the last example and are dropped by the caller via the
+  returned number of valid rows of the global batch.
+  """
+  total = len(source)
+  global_batch = batch_size * process_count
+  for start in range(0, total, global_batch):
+    indices = np.arange(start, start + global_batch)
+    num_valid = int(min(global_batch, total - start))
+    indices = np.minimum(indices, total - 1)[process_index * batch_size:(process_index + 1) * batch_size]
+    records = [_image_and_label(source[int(i)]) for i in indices]
+    yield ({"image": np.stack([r["image"] for r in records]),
+            "label": np.stack([r["label"] for r in records])}, num_valid)

@@ -1,0 +1,137 @@
+"""ResNets in Flax NNX: ResNet-18/50 with CIFAR or ImageNet stems, and a small CPU encoder.
+
+Layout NHWC. Convolutions use explicit symmetric padding (as PyTorch/torchvision do) and
+Kaiming-normal (fan_out) initialisation, so a plain `torch.nn` peer is the same network.
+
+References:
+  He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
+# torchvision's BatchNorm momentum 0.1 is Flax's 0.9 (weight of the running value).
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
+
+
+def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
+         rngs: nnx.Rngs) -> nnx.Conv:
+  pad = (kernel - 1) // 2
+  return nnx.Conv(in_features, out_features, (kernel, kernel), strides=(stride, stride),
+                  padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_KAIMING,
+                  rngs=rngs)
+
+
+def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
+
+
+class BasicBlock(nnx.Module):
+  """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
+  expansion = 1
+
+  def __init__(self, in_features: int, features: int, stride: int, *, rngs: nnx.Rngs):
+    out_features = features * self.expansion
+    self.conv1 = conv(in_features, features, 3, stride, rngs=rngs)
+    self.bn1 = batch_norm(features, rngs=rngs)
+    self.conv2 = conv(features, out_features, 3, rngs=rngs)
+    self.bn2 = batch_norm(out_features, rngs=rngs)
+    self.shortcut = nnx.data(None)
+    if stride != 1 or in_features != out_features:
+      self.shortcut = nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
+                                     batch_norm(out_features, rngs=rngs))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    residual = x if self.shortcut is None else self.shortcut(x)
+    y = nnx.relu(self.bn1(self.conv1(x)))
+    y = self.bn2(self.conv2(y))
+    return nnx.relu(y + residual)
+
+
+class Bottleneck(nnx.Module):
+  """1x1 -> 3x3 (strided, as torchvision's ResNet v1.5) -> 1x1, expansion 4 (ResNet-50)."""
+  expansion = 4
+
+  def __init__(self, in_features: int, features: int, stride: int, *, rngs: nnx.Rngs):
+    out_features = features * self.expansion
+    self.conv1 = conv(in_features, features, 1, rngs=rngs)
+    self.bn1 = batch_norm(features, rngs=rngs)
+    self.conv2 = conv(features, features, 3, stride, rngs=rngs)
+    self.bn2 = batch_norm(features, rngs=rngs)
+    self.conv3 = conv(features, out_features, 1, rngs=rngs)
+    self.bn3 = batch_norm(out_features, rngs=rngs)
+    self.shortcut = nnx.data(None)
+    if stride != 1 or in_features != out_features:
+      self.shortcut = nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
+                                     batch_norm(out_features, rngs=rngs))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    residual = x if self.shortcut is None else self.shortcut(x)
+    y = nnx.relu(self.bn1(self.conv1(x)))
+    y = nnx.relu(self.bn2(self.conv2(y)))
+    y = self.bn3(self.conv3(y))
+    return nnx.relu(y + residual)
+
+
+class ResNet(nnx.Module):
+  """Backbone: stem, stages of residual blocks, global average pooling -> [B, feature_dim].
+
+  Args:
+    stage_sizes: blocks per stage; stage s has width `width * 2**s`, stride 2 from stage 1 on.
+    block: `BasicBlock` or `Bottleneck`.
+    width: channels of the stem and first stage (64 for ResNet-18/50).
+    stem: "cifar" (3x3 stride-1 conv, no max-pool; for 28-64 px images) or "imagenet"
+      (7x7 stride-2 conv + 3x3 stride-2 max-pool).
+    in_channels: image channels (1 for Fashion-MNIST, 3 for RGB).
+  """
+
+  def __init__(self, stage_sizes: Sequence[int], block: type, width: int, stem: str,
+               in_channels: int, *, rngs: nnx.Rngs):
+    if stem not in ("cifar", "imagenet"):
+      raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
+    self.stem_kind = stem
+    self.stem_conv = conv(in_channels, width, 3 if stem == "cifar" else 7,
+                          1 if stem == "cifar" else 2, rngs=rngs)
+    self.stem_bn = batch_norm(width, rngs=rngs)
+    blocks = []
+    in_features = width
+    for stage, num_blocks in enumerate(stage_sizes):
+      features = width * 2**stage
+      for index in range(num_blocks):
+        stride = 2 if stage > 0 and index == 0 else 1
+        blocks.append(block(in_features, features, stride, rngs=rngs))
+        in_features = features * block.expansion
+    self.blocks = nnx.List(blocks)
+    self.feature_dim = in_features
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nnx.relu(self.stem_bn(self.stem_conv(x)))
+    if self.stem_kind == "imagenet":
+      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for block in self.blocks:
+      x = block(x)
+    return jnp.mean(x, axis=(1, 2))
+
+
+BACKBONES = {
+    # name: (stage_sizes, block, default width)
+    "resnet_small": ((1, 1, 1, 1), BasicBlock, 16),
+    "resnet18": ((2, 2, 2, 2), BasicBlock, 64),
+    "resnet50": ((3, 4, 6, 3), Bottleneck, 64),
+}
+
+
+def make_backbone(name: str, *, width: int | None, stem: str, in_channels: int,
+                  rngs: nnx.Rngs) -> ResNet:
+  """Backbone by name: `resnet_small` (4 stages x 1 basic block), `resnet18`, `resnet50`."""
+  if name not in BACKBONES:
+    raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
+  stage_sizes, block, default_width = BACKBONES[name]
+  return ResNet(stage_sizes, block, width or default_width, stem, in_channels, rngs=rngs)

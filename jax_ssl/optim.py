@@ -1,0 +1,47 @@
+"""Optax optimizers from explicit arguments: LARS or AdamW, linear warmup + cosine decay."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+
+def scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
+                         scaling: str = "linear") -> float:
+  """Peak learning rate: base * B/256 ("linear", Goyal et al. 2017), base * sqrt(B/256)
+  ("sqrt", SimCLR's option for small batches with LARS) or base ("none")."""
+  ratio = global_batch_size / 256
+  if scaling == "linear":
+    return base_learning_rate * ratio
+  if scaling == "sqrt":
+    return base_learning_rate * ratio**0.5
+  if scaling == "none":
+    return base_learning_rate
+  raise ValueError(f"optimizer.lr_scaling={scaling!r}; use 'linear', 'sqrt' or 'none'")
+
+
+def warmup_cosine(peak_learning_rate: float, warmup_steps: int,
+                  total_steps: int) -> optax.Schedule:
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=peak_learning_rate, warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1), end_value=0.0)
+
+
+def decay_mask(params):
+  """True for weight matrices/kernels; biases and BatchNorm scales (ndim <= 1) are excluded
+  from weight decay and from LARS adaptation, as in SimCLR and solo-learn."""
+  return jax.tree.map(lambda x: x.ndim > 1, params)
+
+
+def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
+                   momentum: float = 0.9, trust_coefficient: float = 0.001,
+                   beta2: float = 0.999) -> optax.GradientTransformation:
+  """`lars` (You et al. 2017, as SimCLR) or `adamw` (Loshchilov & Hutter 2019)."""
+  if name == "lars":
+    return optax.lars(schedule, weight_decay=weight_decay, weight_decay_mask=decay_mask,
+                      trust_coefficient=trust_coefficient, trust_ratio_mask=decay_mask,
+                      momentum=momentum)
+  if name == "adamw":
+    return optax.adamw(schedule, b1=momentum, b2=beta2, weight_decay=weight_decay,
+                       mask=decay_mask)
+  raise ValueError(f"optimizer.name={name!r}; use 'lars' or 'adamw'")

@@ -1,0 +1,65 @@
+"""The generic train step: a pure function `(state, batch, rng) -> (state, metrics)`.
+
+It is the same for every method: make views on device, run the method's objective on the
+merged model, differentiate w.r.t. the online parameters only, apply the optax update and
+return the new state. The trainer wraps it in `jax.jit` with donated state and explicit
+shardings.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jax_ssl.data import augment
+from jax_ssl.methods.spec import MethodSpec
+from jax_ssl.state import TrainState
+
+
+def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Mapping[str, Any],
+                    optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+                    view_configs: Sequence[augment.AugmentConfig]):
+  """Returns the pure train step for `method` with its hyper-parameters bound.
+
+  rng is the run's base key; the step's key is `fold_in(rng, state.step)`, so the
+  randomness of step k is the same whether or not the run was resumed before it.
+  """
+  objective = functools.partial(method.objective, **method_args)
+
+  def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
+    step_rng = jax.random.fold_in(rng, state.step)
+    views = augment.make_views(step_rng, batch["image"], view_configs)
+
+    def loss_fn(params):
+      model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+      model.train()
+      loss, metrics, method_state = objective(model, views, state.method_state)
+      return loss, (metrics, nnx.state(model, nnx.BatchStat), method_state)
+
+    (loss, (metrics, batch_stats, method_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "loss": loss, "learning_rate": schedule(state.step),
+               "grad_norm": optax.global_norm(grads)}
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                              opt_state=opt_state, method_state=method_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_feature_fn(graphdef: nnx.GraphDef):
+  """Pure `(params, batch_stats, images) -> backbone features` in eval mode."""
+
+  def features(params, batch_stats, images):
+    model = nnx.merge(graphdef, params, batch_stats)
+    model.eval()
+    return model.features(images)
+
+  return features

@@ -1,0 +1,196 @@
+r"""The one trainer: `python -m jax_ssl.train --config experiments/<file>.py[:arg] --workdir DIR`.
+
+Sections, in order: config, mesh, data, state, step, loop, evaluation. Every method runs
+through this file unchanged; a method only contributes its spec (jax_ssl/methods/).
+Rerunning the same command with the same --workdir resumes from the latest checkpoint;
+SIGTERM saves a checkpoint and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from absl import app, flags, logging
+import jax
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from jax_ssl import checkpoint, sharding
+from jax_ssl import config as config_lib
+from jax_ssl import methods
+from jax_ssl.data import pipeline
+from jax_ssl.state import create_train_state
+from jax_ssl.step import make_train_step
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (path[:arg]).")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (shared by all processes).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+
+
+class MetricWriter:
+  """metrics.jsonl + TensorBoard; only process 0 writes."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.last_elapsed = 0.0
+    self.tensorboard = None
+    if not self.active:
+      return
+    # A killed run may have logged steps after its last checkpoint: drop them, the resumed
+    # run logs them again.
+    kept = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+      if kept:
+        self.last_elapsed = json.loads(kept[-1]).get("train_seconds", 0.0)
+    with open(self.path, "w") as f:
+      f.writelines(kept)
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, metrics: dict[str, float]) -> None:
+    if not self.active:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    for key, value in metrics.items():
+      self.tensorboard.add_scalar(key, value, step)
+
+  def close(self) -> None:
+    if self.tensorboard is not None:
+      self.tensorboard.close()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Pretrains (resuming if `workdir` has checkpoints) and, if `config.evaluate`, evaluates.
+
+  Returns a summary: {"step", "train_seconds", "results" (or None), "preempted"}.
+  """
+  # ---------------------------------------------------------------- config
+  config_lib.validate(config, jax.device_count())
+  spec = methods.get_method(config.method)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+
+  # ---------------------------------------------------------------- mesh
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+
+  # ---------------------------------------------------------------- data
+  data = config.dataset
+  if jax.process_index() == 0:
+    pipeline.prepare(data.name, data_dir=data.data_dir, source_dir=data.source_dir)
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices("dataset prepared")
+  info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
+  in_channels = info.features["image"].shape[-1]
+  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
+  data_iterator = pipeline.train_iterator(
+      source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
+      seed=config.seed, process_index=jax.process_index(),
+      process_count=jax.process_count(), read_threads=data.read_threads)
+
+  # ---------------------------------------------------------------- state
+  model = config_lib.build_model(config, in_channels, config.seed)
+  optimizer, schedule = config_lib.build_optimizer(config)
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
+  state = jax.device_put(state, replicated)
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         keep=config.keep_checkpoints,
+                                         save_every_steps=config.checkpoint_every_steps)
+  start_step = checkpointer.latest_step() or 0
+  if start_step:
+    state = checkpointer.restore(start_step, checkpoint.abstract_like(state, replicated),
+                                 data_iterator)
+    logging.info("Resumed from step %d.", start_step)
+
+  # ---------------------------------------------------------------- step
+  train_step = jax.jit(
+      make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
+                      config_lib.view_configs(config)),
+      in_shardings=(replicated, batch_sharding, replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0,))
+  rng = jax.device_put(jax.random.key(config.seed), replicated)
+
+  # ---------------------------------------------------------------- loop
+  preempted = []
+  previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
+  writer = MetricWriter(workdir, start_step)
+  progress = _progress_bar(config.total_steps, start_step)
+  train_seconds = writer.last_elapsed
+  interval_start, interval_steps = time.perf_counter(), 0
+  step = start_step
+  try:
+    while step < config.total_steps and not preempted:
+      batch = sharding.to_global(next(data_iterator), mesh)
+      state, metrics = train_step(state, {"image": batch["image"]}, rng)
+      step += 1
+      interval_steps += 1
+      checkpointer.save(step, state, data_iterator)
+      if step % config.log_every_steps == 0 or step == config.total_steps:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        elapsed = time.perf_counter() - interval_start
+        train_seconds += elapsed
+        metrics["images_per_second"] = interval_steps * config.global_batch_size / elapsed
+        metrics["train_seconds"] = train_seconds
+        if not np.isfinite(metrics["loss"]):
+          raise FloatingPointError(f"loss is {metrics['loss']} at step {step}; the last "
+                                   f"checkpoint is intact in {workdir}/checkpoints")
+        writer.write(step, metrics)
+        progress.update(interval_steps)
+        progress.set_postfix(loss=f"{metrics['loss']:.4f}",
+                             img_s=f"{metrics['images_per_second']:.0f}")
+        logging.info("step %d: %s", step, metrics)
+        interval_start, interval_steps = time.perf_counter(), 0
+    if preempted:
+      checkpointer.save(step, state, data_iterator, force=True)
+      logging.warning("SIGTERM: saved a checkpoint at step %d and stopped.", step)
+  finally:
+    checkpointer.wait()
+    checkpointer.close()
+    progress.close()
+    writer.close()
+    signal.signal(signal.SIGTERM, previous_handler)
+
+  # ---------------------------------------------------------------- evaluation
+  results = None
+  if config.evaluate and not preempted:
+    from jax_ssl.evaluate import run as evaluate_run  # pylint: disable=g-import-not-at-top
+    results = evaluate_run.evaluate(config, workdir, graphdef, state, mesh,
+                                    train_seconds=train_seconds)
+  return {"step": step, "train_seconds": train_seconds, "results": results,
+          "preempted": bool(preempted), "state": state}
+
+
+def _progress_bar(total: int, initial: int):
+  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+              disable=jax.process_index() != 0 or not sys.stderr.isatty())
+
+
+def main(argv):
+  del argv
+  if _CONFIG.value is None or _WORKDIR.value is None:
+    raise app.UsageError("--config and --workdir are required, e.g. --config "
+                         "experiments/fashion_mnist/simclr.py --workdir runs/simclr")
+  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
