@@ -46,7 +46,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "loss": loss, "learning_rate": schedule(state.step),
-               "grad_norm": optax.global_norm(grads)}
+               "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                               opt_state=opt_state, method_state=method_state)
     return new_state, metrics

@@ -25,7 +25,7 @@ from jax_ssl import checkpoint, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.data import pipeline
-from jax_ssl.state import create_train_state
+from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (path[:arg]).")
@@ -102,7 +102,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   data_iterator = pipeline.train_iterator(
       source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
       seed=config.seed, process_index=jax.process_index(),
-      process_count=jax.process_count(), read_threads=data.read_threads)
+      process_count=jax.process_count(), image_size=data.image_size,
+      read_threads=data.read_threads)
 
   # ---------------------------------------------------------------- state
   model = config_lib.build_model(config, in_channels, config.seed)
@@ -155,10 +156,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.update(interval_steps)
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
                              img_s=f"{metrics['images_per_second']:.0f}")
-        logging.info("step %d: %s", step, metrics)
+        if progress.disable and jax.process_index() == 0:
+          print(f"step {step}/{config.total_steps} " + " ".join(
+              f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         interval_start, interval_steps = time.perf_counter(), 0
-    if preempted:
+    if step not in checkpointer.manager.all_steps():
+      # The final state (or the state at SIGTERM) is always saved.
       checkpointer.save(step, state, data_iterator, force=True)
+    if preempted:
       logging.warning("SIGTERM: saved a checkpoint at step %d and stopped.", step)
   finally:
     checkpointer.wait()
@@ -188,6 +193,9 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required, e.g. --config "
                          "experiments/fashion_mnist/simclr.py --workdir runs/simclr")
+  # Orbax and TFDS log every file operation at INFO; keep the console for our progress.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

@@ -27,6 +27,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.dataset.train_split = "train"
   config.dataset.test_split = "test"
   config.dataset.read_threads = 4
+  config.dataset.image_size = 0  # 0: keep the stored size (28x28)
 
   # Views: SimCLR's pipeline restricted to what applies to 28x28 grayscale images.
   config.augment = ml_collections.ConfigDict(dict(

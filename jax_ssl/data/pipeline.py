@@ -10,6 +10,7 @@ only its own records.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -45,12 +46,15 @@ def load_source(name: str, split: str, *, data_dir: str | None):
   nothing is downloaded at run time.
   """
   builder = _builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+  try:
+    return builder.as_data_source(split=split)
+  except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
+    # Not prepared, or prepared as TFRecord (no random access): never download here.
     raise FileNotFoundError(
-        f"dataset {name!r} is not prepared in {builder.data_dir}: nothing is downloaded at run time; "
-        f"build it where it can be fetched (`tfds build {name} --file_format array_record`), copy it under "
-        f"--config.dataset.data_dir={os.path.dirname(os.path.dirname(builder.data_dir))}, then rerun.")
-  return builder.as_data_source(split=split)
+        f"dataset {name!r} split {split!r} is not available as array_record in {builder.data_dir} "
+        f"({type(e).__name__}); nothing is downloaded at run time: build it where it can be fetched "
+        f"(`tfds build {name} --file_format array_record`) and copy it into "
+        f"--config.dataset.data_dir (now {os.path.dirname(os.path.dirname(builder.data_dir))}).") from None
 
 
 def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -68,15 +72,33 @@ def dataset_info(name: str, *, data_dir: str | None) -> tfds.core.DatasetInfo:
   return _builder(name, data_dir=data_dir).info
 
 
-def _image_and_label(record: dict[str, Any]) -> dict[str, np.ndarray]:
+def _resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+  """Resizes the shorter side to `size` (bicubic) and center-crops to size x size."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  height, width = image.shape[:2]
+  scale = size / min(height, width)
+  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
+  pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+  resized = np.asarray(pil.resize((new_w, new_h), Image.BICUBIC))
+  if resized.ndim == 2:
+    resized = resized[..., None]
+  top, left = (new_h - size) // 2, (new_w - size) // 2
+  return resized[top:top + size, left:left + size]
+
+
+def _image_and_label(record: dict[str, Any], image_size: int = 0) -> dict[str, np.ndarray]:
+  """Record -> {"image": uint8 [H, W, C], "label": int32}; resized if `image_size` > 0 and
+  the image is not already image_size x image_size (variable-size datasets: ImageNet)."""
   image = np.asarray(record["image"], np.uint8)
   if image.ndim == 2:
     image = image[..., None]
+  if image_size and image.shape[:2] != (image_size, image_size):
+    image = _resize_center_crop(image, image_size)
   return {"image": image, "label": np.asarray(record.get("label", -1), np.int32)}
 
 
 def train_iterator(source, *, local_batch_size: int, seed: int, process_index: int,
-                   process_count: int, read_threads: int = 4,
+                   process_count: int, image_size: int = 0, read_threads: int = 4,
                    prefetch_buffer_size: int = 8) -> grain.DatasetIterator:
   """Infinite, checkpointable iterator of this process's `{"image", "label"}` batches.
 
@@ -86,14 +108,15 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
   dataset = (grain.MapDataset.source(source)
              .shuffle(seed=seed)      # a fresh permutation every epoch
              .repeat()
-             .map(_image_and_label)
+             .map(functools.partial(_image_and_label, image_size=image_size))
              .batch(local_batch_size, drop_remainder=True))
   dataset = dataset[process_index::process_count]
   options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
   return iter(dataset.to_iter_dataset(options))
 
 
-def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1):
+def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,
+                 image_size: int = 0):
   """Yields (batch, num_valid) covering `source` once in order, padded to whole batches.
 
   Each batch is this process's slice of a global batch of `batch_size * process_count`
@@ -106,6 +129,6 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
     indices = np.arange(start, start + global_batch)
     num_valid = int(min(global_batch, total - start))
     indices = np.minimum(indices, total - 1)[process_index * batch_size:(process_index + 1) * batch_size]
-    records = [_image_and_label(source[int(i)]) for i in indices]
+    records = [_image_and_label(source[int(i)], image_size) for i in indices]
     yield ({"image": np.stack([r["image"] for r in records]),
             "label": np.stack([r["label"] for r in records])}, num_valid)

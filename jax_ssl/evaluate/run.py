@@ -31,7 +31,8 @@ from jax_ssl.step import make_feature_fn
 PROTOCOL_KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
 
 
-def extract(feature_fn, source, *, batch_size: int, limit: int, mesh) -> tuple[np.ndarray, np.ndarray]:
+def extract(feature_fn, source, *, batch_size: int, limit: int, mesh, image_size: int = 0
+            ) -> tuple[np.ndarray, np.ndarray]:
   """Features and labels of `source` (first `limit` records if > 0), batch by batch.
 
   `feature_fn(images)` runs jitted on a global batch sharded over the mesh; every process
@@ -42,7 +43,8 @@ def extract(feature_fn, source, *, batch_size: int, limit: int, mesh) -> tuple[n
   features, labels = [], []
   for batch, num_valid in pipeline.eval_batches(
       source, batch_size=batch_size // jax.process_count(),
-      process_index=jax.process_index(), process_count=jax.process_count()):
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      image_size=image_size):
     batch = sharding.to_global(batch, mesh)
     out = feature_fn(batch["image"])
     out, label = multihost_utils.process_allgather((out, batch["label"]), tiled=True)
@@ -104,8 +106,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
     return lambda images: jitted(params, batch_stats, images)
 
   def evaluate_features(feature_fn):
-    train = extract(feature_fn, train_source, batch_size=batch_size, limit=ev.train_limit, mesh=mesh)
-    test = extract(feature_fn, test_source, batch_size=batch_size, limit=ev.test_limit, mesh=mesh)
+    train = extract(feature_fn, train_source, batch_size=batch_size, limit=ev.train_limit, mesh=mesh,
+                    image_size=data.image_size)
+    test = extract(feature_fn, test_source, batch_size=batch_size, limit=ev.test_limit, mesh=mesh,
+                   image_size=data.image_size)
     return run_protocols(*train, *test, **protocol_args)
 
   results: dict[str, Any] = {

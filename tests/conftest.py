@@ -1,0 +1,71 @@
+"""Shared fixtures: a small Fashion-MNIST-format dataset (real IDX format, synthetic pixels).
+
+Tests build it into a temporary TFDS data dir through the same builder the main job uses,
+so nothing here needs the Debian package or the network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+
+# A handful of host CPU devices for in-process sharding tests; subprocess tests set their own.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def write_idx(path: str, array: np.ndarray) -> None:
+  header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_idx_dataset(directory: str, num_train: int = 512, num_test: int = 128, seed: int = 0):
+  """Class-dependent synthetic 28x28 images (class c: a bright bar at row band c + noise)."""
+  rng = np.random.default_rng(seed)
+  os.makedirs(directory, exist_ok=True)
+  for split, count, prefix in (("train", num_train, "train"), ("test", num_test, "t10k")):
+    labels = rng.integers(0, 10, size=count)
+    images = rng.integers(0, 60, size=(count, 28, 28))
+    for i, label in enumerate(labels):
+      images[i, 2 * label + 4: 2 * label + 8, 4:24] += 180
+    write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte.gz"), images)
+    write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte.gz"), labels)
+  return directory
+
+
+@pytest.fixture(scope="session")
+def fake_fmnist(tmp_path_factory):
+  """(source_dir, data_dir) with IDX files and the TFDS dataset built from them."""
+  from jax_ssl.data import pipeline
+  root = tmp_path_factory.mktemp("fmnist")
+  source_dir = make_idx_dataset(str(root / "idx"))
+  data_dir = str(root / "tfds")
+  pipeline.prepare("fashion_mnist", data_dir=data_dir, source_dir=source_dir)
+  return source_dir, data_dir
+
+
+def tiny_config(source_dir: str, data_dir: str, **overrides):
+  """The main job's config shrunk to a tiny model and batch (seconds per run on CPU)."""
+  import sys
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+  from experiments.fashion_mnist import simclr  # pylint: disable=g-import-not-at-top
+  config = simclr.get_config("runlocal")
+  config.dataset.source_dir = source_dir
+  config.dataset.data_dir = data_dir
+  config.model.width = 4
+  config.heads.projector_hidden_dim = 16
+  config.heads.projector_output_dim = 8
+  config.global_batch_size = 32
+  config.total_steps = 6
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 3
+  config.evaluate = False
+  config.eval.train_limit = 256
+  config.eval.test_limit = 128
+  config.update_from_flattened_dict(overrides)
+  return config

@@ -1,0 +1,59 @@
+"""Helpers to run the trainer as a real subprocess, as users and schedulers do."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HARNESS = os.path.join(ROOT, "tests", "harness", "run_trainer.py")
+
+TINY_OVERRIDES = {
+    "model.width": 4, "heads.projector_hidden_dim": 16, "heads.projector_output_dim": 8,
+    "global_batch_size": 32, "log_every_steps": 1, "evaluate": False,
+}
+
+
+def trainer_args(workdir, source_dir, data_dir, **overrides):
+  flags = {**TINY_OVERRIDES, "dataset.source_dir": source_dir, "dataset.data_dir": data_dir, **overrides}
+  return ["--config", os.path.join(ROOT, "experiments/fashion_mnist/simclr.py:runlocal"),
+          "--workdir", str(workdir)] + [f"--config.{k}={v}" for k, v in flags.items()]
+
+
+def run(args, *, devices=8, extra_env=None, harness_flags=(), timeout=600, check=True, wait=True):
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, **(extra_env or {})}
+  command = [sys.executable, HARNESS, *harness_flags, *args]
+  if not wait:
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"trainer exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+  return proc
+
+
+def losses(workdir):
+  """{step: loss} from metrics.jsonl (asserting each step is logged once)."""
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  steps = [r["step"] for r in records]
+  assert len(steps) == len(set(steps)), f"duplicated steps in metrics.jsonl: {steps}"
+  return {r["step"]: r["loss"] for r in records}
+
+
+def final_params(workdir):
+  """Parameters of the latest checkpoint as a flat {path: numpy array}."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(workdir, "checkpoints")
+  step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+  tree = ocp.PyTreeCheckpointer().restore(os.path.join(directory, str(step), "state"))
+  flat = {}
+  def visit(prefix, node):
+    if isinstance(node, dict):
+      for k, v in node.items():
+        visit(f"{prefix}/{k}", v)
+    else:
+      flat[prefix] = np.asarray(node)
+  visit("", tree["params"])
+  return step, flat
