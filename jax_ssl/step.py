@@ -26,13 +26,14 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
                     view_configs: Sequence[augment.AugmentConfig]):
   """Returns the pure train step for `method` with its hyper-parameters bound.
 
-  rng is the run's base key; the step's key is `fold_in(rng, state.step)`, so the
+  rng is the run's base key (raw uint32 key data, so it can be a global array); the step's
+  key is `fold_in(rng, state.step)`, so the
   randomness of step k is the same whether or not the run was resumed before it.
   """
   objective = functools.partial(method.objective, **method_args)
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
-    step_rng = jax.random.fold_in(rng, state.step)
+    step_rng = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
     views = augment.make_views(step_rng, batch["image"], view_configs)
 
     def loss_fn(params):

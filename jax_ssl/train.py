@@ -109,7 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = config_lib.build_model(config, in_channels, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
-  state = jax.device_put(state, replicated)
+  state = sharding.replicate(state, mesh)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
@@ -126,7 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       in_shardings=(replicated, batch_sharding, replicated),
       out_shardings=(replicated, replicated),
       donate_argnums=(0,))
-  rng = jax.device_put(jax.random.key(config.seed), replicated)
+  rng = sharding.replicate(jax.random.key_data(jax.random.key(config.seed)), mesh)
 
   # ---------------------------------------------------------------- loop
   preempted = []

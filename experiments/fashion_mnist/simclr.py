@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.seed = 0
   config.global_batch_size = 256
-  config.total_steps = 1500
+  config.total_steps = 800
   config.log_every_steps = 50
   config.checkpoint_every_steps = 500
   config.keep_checkpoints = 2

@@ -123,8 +123,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
         config_lib.build_model(config, in_channels, config.seed))
     results["baselines"] = {
         "raw_pixels": evaluate_features(pixels),
-        "random_init": evaluate_features(encoder_fn(jax.device_put(init_params, replicated),
-                                                    jax.device_put(init_batch_stats, replicated))),
+        "random_init": evaluate_features(encoder_fn(*sharding.replicate((init_params, init_batch_stats), mesh))),
     }
   results["eval_seconds"] = round(time.perf_counter() - start, 1)
   if jax.process_index() == 0:

@@ -1,0 +1,245 @@
+r"""Benchmarks a config's train step (and a PyTorch peer of the same model when torch imports).
+
+  python tools/benchmark.py --config experiments/fashion_mnist/simclr.py [--steps 15] [--compare-torch]
+
+Reports, for the config's global batch on this machine's devices:
+  * trainer step: the jitted train step exactly as the trainer runs it (on-device views +
+    forward + backward + optimizer), its compile time, seconds per step and images/s;
+  * model step: forward + backward + optimizer on pre-made views (no augmentation), the
+    part a PyTorch training loop spends in the model;
+  * torch model step (with --compare-torch): the same architecture written with plain
+    torch.nn, same views shape, same optimizer family, `torch.set_num_threads` = CPU count.
+Speed is reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
+
+from jax_ssl import config as config_lib
+from jax_ssl import methods, sharding
+from jax_ssl.state import create_train_state
+from jax_ssl.step import make_train_step
+
+
+def load_config(path: str):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, arg = path.partition(":")
+  spec = importlib.util.spec_from_file_location("experiment", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def _time(fn, steps: int) -> float:
+  start = time.perf_counter()
+  for _ in range(steps):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / steps
+
+
+def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict:
+  mesh = sharding.make_mesh()
+  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  spec = methods.get_method(config.method)
+  model = config_lib.build_model(config, in_channels, config.seed)
+  optimizer, schedule = config_lib.build_optimizer(config)
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
+  state = sharding.replicate(state, mesh)
+  batch_size = config.global_batch_size
+  images = jax.device_put(
+      np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, in_channels),
+                                        dtype=np.uint8), batch_sharding)
+  rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
+  results = {}
+
+  # Trainer step.
+  step_fn = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
+                                    schedule, config_lib.view_configs(config)),
+                    in_shardings=(replicated, batch_sharding, replicated),
+                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, {"image": images}, rng).compile()
+  results["trainer_compile_s"] = time.perf_counter() - start
+  holder = {"state": state}
+
+  def run_trainer():
+    holder["state"], metrics = compiled(holder["state"], {"image": images}, rng)
+    return metrics["loss"]
+
+  jax.block_until_ready(run_trainer())  # warm-up
+  results["trainer_step_s"] = _time(run_trainer, steps)
+
+  # Model-only step on fixed views (what a PyTorch loop times).
+  objective = functools.partial(spec.objective, **config_lib.method_args(config))
+  views = [jnp.asarray(images, jnp.float32) / 255.0 for _ in range(spec.num_views)]
+
+  def model_step(state, views):
+    def loss_fn(params):
+      m = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+      m.train()
+      loss, _, _ = objective(m, views, state.method_state)
+      return loss, nnx.state(m, nnx.BatchStat)
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates),
+                         batch_stats=batch_stats, opt_state=opt_state), loss
+
+  model_fn = jax.jit(model_step, donate_argnums=(0,))
+  start = time.perf_counter()
+  compiled_model = model_fn.lower(holder["state"], views).compile()
+  results["model_compile_s"] = time.perf_counter() - start
+
+  def run_model():
+    holder["state"], loss = compiled_model(holder["state"], views)
+    return loss
+
+  jax.block_until_ready(run_model())
+  results["model_step_s"] = _time(run_model, steps)
+  return results
+
+
+def torch_peer(config, in_channels: int):
+  """The config's ResNet + projector in plain torch.nn (same widths, strides, padding)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  from jax_ssl.models import resnet  # pylint: disable=g-import-not-at-top
+
+  stage_sizes, block, default_width = resnet.BACKBONES[config.model.backbone]
+  width = config.model.width or default_width
+
+  class Basic(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, c, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(c)
+      self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(c)
+      self.shortcut = (nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+                       if stride != 1 or cin != c else nn.Identity())
+
+    def forward(self, x):
+      y = torch.relu(self.bn1(self.conv1(x)))
+      return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+  class Bottle(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, c, stride):
+      super().__init__()
+      out = 4 * c
+      self.body = nn.Sequential(
+          nn.Conv2d(cin, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+          nn.Conv2d(c, c, 3, stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+          nn.Conv2d(c, out, 1, bias=False), nn.BatchNorm2d(out))
+      self.shortcut = (nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+                       if stride != 1 or cin != out else nn.Identity())
+
+    def forward(self, x):
+      return torch.relu(self.body(x) + self.shortcut(x))
+
+  torch_block = Basic if block is resnet.BasicBlock else Bottle
+  layers = []
+  if config.model.stem == "cifar":
+    layers += [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+  else:
+    layers += [nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+               nn.MaxPool2d(3, 2, 1)]
+  cin = width
+  for stage, blocks in enumerate(stage_sizes):
+    for index in range(blocks):
+      layers.append(torch_block(cin, width * 2**stage, 2 if stage > 0 and index == 0 else 1))
+      cin = width * 2**stage * torch_block.expansion
+  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+  heads = config.heads
+  projector = [nn.Linear(cin, heads.projector_hidden_dim, bias=False),
+               nn.BatchNorm1d(heads.projector_hidden_dim), nn.ReLU(),
+               nn.Linear(heads.projector_hidden_dim, heads.projector_output_dim)]
+  return nn.Sequential(*layers, *projector).to(memory_format=torch.channels_last)
+
+
+def benchmark_torch(config, steps: int, in_channels: int, image_size: int) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(os.cpu_count())
+  model = torch_peer(config, in_channels)
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+  temperature = config.method_args.temperature
+  views = torch.rand(2 * config.global_batch_size, in_channels, image_size, image_size).to(
+      memory_format=torch.channels_last)
+
+  def nt_xent(z):
+    z = torch.nn.functional.normalize(z, dim=1)
+    n = z.shape[0] // 2
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+    return torch.nn.functional.cross_entropy(logits, target)
+
+  def step():
+    optimizer.zero_grad(set_to_none=True)
+    loss = nt_xent(model(views))
+    loss.backward()
+    optimizer.step()
+    return loss
+
+  step()
+  start = time.perf_counter()
+  for _ in range(steps):
+    step()
+  return {"torch_model_step_s": (time.perf_counter() - start) / steps,
+          "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--config", required=True)
+  parser.add_argument("--steps", type=int, default=15)
+  parser.add_argument("--compare-torch", action="store_true")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override, e.g. --set model.width=24 (repeatable)")
+  parser.add_argument("--json", help="also write the results to this file")
+  args = parser.parse_args()
+  config = load_config(args.config)
+  for item in args.set:
+    key, value = item.split("=", 1)
+    config.update_from_flattened_dict({key: type(config[key] if "." not in key else
+                                                 config[key.split(".")[0]][key.split(".", 1)[1]])(value)})
+  in_channels = 1 if config.dataset.name == "fashion_mnist" else 3
+  image_size = config.dataset.image_size or config.augment.output_size
+  batch = config.global_batch_size
+  results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
+             "device_count": jax.device_count(), "cpu": platform.processor() or platform.machine(),
+             "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+             "global_batch_size": batch, "views_per_image": methods.get_method(config.method).num_views}
+  results.update(benchmark_jax(config, args.steps, in_channels, image_size))
+  results["trainer_images_per_s"] = batch / results["trainer_step_s"]
+  results["model_images_per_s"] = batch / results["model_step_s"]
+  if args.compare_torch:
+    try:
+      results.update(benchmark_torch(config, args.steps, in_channels, image_size))
+      results["jax_over_torch_speed"] = results["torch_model_step_s"] / results["model_step_s"]
+    except ImportError:
+      results["torch"] = "not importable"
+  print(json.dumps(results, indent=2))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
