@@ -1,0 +1,8 @@
+"""jax_ssl: self-supervised learning in JAX / Flax NNX.
+
+Entry points: `python -m jax_ssl.train`, `python -m jax_ssl.evaluate`. Library pieces:
+`jax_ssl.losses` (pure losses), `jax_ssl.methods` (method specs), `jax_ssl.models`,
+`jax_ssl.data`, `jax_ssl.step` (the generic pure train step).
+"""
+
+__version__ = "0.1.0"

@@ -13,23 +13,32 @@ import optax
 from flax import nnx
 
 from jax_ssl import methods, optim
+from jax_ssl.errors import ConfigError
 from jax_ssl.data import augment
 from jax_ssl.methods.spec import SSLModel
 from jax_ssl.models import resnet
 
 
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
-  """Raises ValueError with one line naming the key, the value and what is allowed."""
+  """Raises ConfigError (a ValueError) with one line naming the key, the value and what is allowed."""
   def check(ok: bool, message: str):
     if not ok:
-      raise ValueError(message)
+      raise ConfigError(message)
 
+  check(config.method in methods.METHODS,
+        f"method={config.method!r} is unknown; choose one of {sorted(methods.METHODS)}")
   spec = methods.get_method(config.method)
   unknown = set(config.method_args) - set(spec.default_method_args)
   check(not unknown, f"method_args has unknown keys {sorted(unknown)}; {config.method} takes "
         f"{sorted(spec.default_method_args)}")
   check(config.model.backbone in resnet.BACKBONES,
         f"model.backbone={config.model.backbone!r}; choose one of {sorted(resnet.BACKBONES)}")
+  check(config.model.stem in ("cifar", "imagenet"),
+        f"model.stem={config.model.stem!r}; use 'cifar' (3x3, no max-pool) or 'imagenet' (7x7 + max-pool)")
+  check(config.optimizer.name in ("lars", "adamw"),
+        f"optimizer.name={config.optimizer.name!r}; use 'lars' or 'adamw'")
+  check(config.optimizer.lr_scaling in ("linear", "sqrt", "none"),
+        f"optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use 'linear', 'sqrt' or 'none'")
   for key in ("total_steps", "global_batch_size", "log_every_steps", "checkpoint_every_steps"):
     check(isinstance(config[key], int) and config[key] > 0, f"{key}={config[key]!r}; must be a positive integer")
   check(config.global_batch_size % device_count == 0,

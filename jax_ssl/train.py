@@ -25,6 +25,7 @@ from jax_ssl import checkpoint, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.data import pipeline
+from jax_ssl.errors import UserInputError
 from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
@@ -197,7 +198,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except UserInputError as e:
+    sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -249,3 +249,21 @@ def test_preconditioned_lbfgs_reaches_a_stationary_point_of_the_original_objecti
   assert float(jnp.max(jnp.abs(grad["w"]))) < 1e-4
   assert float(jnp.max(jnp.abs(grad["b"]))) < 1e-4
   assert int(iterations) < 200  # stopped on the gradient tolerance
+
+
+def test_stratified_folds_partition_every_class_evenly():
+  labels = np.repeat(np.arange(3), [10, 20, 7])
+  fold_of = protocols._stratified_folds(labels, 5, num_classes=3, seed=0)
+  for c, n in enumerate([10, 20, 7]):
+    counts = np.bincount(fold_of[labels == c], minlength=5)
+    assert counts.sum() == n and counts.max() - counts.min() <= 1
+  assert not np.array_equal(fold_of, protocols._stratified_folds(labels, 5, num_classes=3, seed=1))
+
+
+def test_cross_validated_probe_on_separable_and_uninformative_data():
+  cv = protocols.linear_probe_accuracy(*_separable(train_per_class=6), num_classes=NUM_CLASSES,
+                                       l2_grid=SMALL_GRID, folds=3, steps=100)
+  assert cv["top1"] >= 0.99 and cv["l2"] in SMALL_GRID
+  noise = protocols.linear_probe_accuracy(*_pure_noise(num_train=60), num_classes=NUM_CLASSES,
+                                          l2_grid=SMALL_GRID, folds=3, steps=100)
+  assert noise["top1"] < 0.2

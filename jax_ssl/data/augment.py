@@ -3,8 +3,8 @@
 Images are float32 in [0, 1] with shape [B, H, W, C], C = 1 (grayscale) or C = 3 (RGB). The
 pipeline for one view follows the torchvision recipe used by SimCLR and BYOL, in this order:
 
-  random resized crop -> horizontal flip -> colour jitter (p) -> grayscale (p) ->
-  gaussian blur (p) -> solarize (p) -> optional (x - mean) / std
+ random resized crop -> horizontal flip -> colour jitter (p) -> grayscale (p) ->
+ gaussian blur (p) -> solarize (p) -> optional (x - mean) / std
 
 Every random choice is a Bernoulli draw followed by ``jnp.where`` between the augmented and the
 original image (no ``lax.cond``), so ``jax.vmap`` over examples produces branch-free code. All
@@ -16,16 +16,16 @@ Example i of a batch uses ``jax.random.fold_in(rng, i)``: its view depends neith
 size nor on how the global batch is sharded.
 
 Deviations from torchvision, all deliberate:
-  * Random resized crop samples continuous (sub-pixel) crop boxes and clips width/height to the
-    image instead of retrying up to 10 times and falling back to a centre crop. With the default
-    ranges on a square image 14% of draws clip (area fraction times ratio above 1); those boxes
-    lose some area and aspect ratio (mean area fraction 0.534 instead of 0.540; numpy Monte
-    Carlo, 1e6 draws).
-  * Resampling is bilinear with a triangle anti-aliasing filter when downscaling
-    (``jax.image.scale_and_translate``), like PIL's bilinear resize.
-  * Colour jitter runs its 4 stages in a ``lax.fori_loop`` that evaluates the blend and the hue
-    rotation at every stage and keeps the one whose turn it is; the hue (HSV round trip) is
-    thus computed 4 times per jittered image, cheap next to any encoder.
+ * Random resized crop samples continuous (sub-pixel) crop boxes and clips width/height to the
+  image instead of retrying up to 10 times and falling back to a centre crop. With the default
+  ranges on a square image 14% of draws clip (area fraction times ratio above 1); those boxes
+  lose some area and aspect ratio (mean area fraction 0.534 instead of 0.540; numpy Monte
+  Carlo, 1e6 draws).
+ * Resampling is bilinear with a triangle anti-aliasing filter when downscaling
+  (``jax.image.scale_and_translate``), like PIL's bilinear resize.
+ * Colour jitter runs its 4 stages in a ``lax.fori_loop`` that evaluates the blend and the hue
+  rotation at every stage and keeps the one whose turn it is; the hue (HSV round trip) is
+  thus computed 4 times per jittered image, cheap next to any encoder.
 
 Measured on one H200 (jax 0.11.2, jitted ``make_views``, mean of 20 calls after warm-up): two
 SimCLR-ImageNet views (s = 1, blur_prob 0.5) of 512 uint8 224x224 images take 24 ms; two
@@ -34,11 +34,11 @@ and blur agree with torchvision 0.26's functional ops to 4e-5 (1e-4 for luma: to
 weights red by 0.2989).
 
 References:
-  Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations" (SimCLR),
-  ICML 2020, arXiv:2002.05709, appendix A.
-  Grill et al., "Bootstrap Your Own Latent" (BYOL), NeurIPS 2020, arXiv:2006.07733, table 6.
-  torchvision.transforms: RandomResizedCrop, ColorJitter, RandomGrayscale, GaussianBlur,
-  RandomSolarize.
+ Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations" (SimCLR),
+ ICML 2020, arXiv:2002.05709, appendix A.
+ Grill et al., "Bootstrap Your Own Latent" (BYOL), NeurIPS 2020, arXiv:2006.07733, table 6.
+ torchvision.transforms: RandomResizedCrop, ColorJitter, RandomGrayscale, GaussianBlur,
+ RandomSolarize.
 """
 
 from __future__ import annotations
@@ -58,78 +58,78 @@ LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 # low). The layout is fixed so that configs can switch ops off without changing the randomness
 # of the others.
 _SLOTS = {name: index for index, name in enumerate((
-    "crop_area", "crop_ratio", "crop_top", "crop_left", "flip", "jitter_apply",
-    "order_0", "order_1", "order_2", "order_3", "brightness", "contrast", "saturation", "hue",
-    "grayscale", "blur_apply", "blur_sigma", "solarize"))}
+  "crop_area", "crop_ratio", "crop_top", "crop_left", "flip", "jitter_apply",
+  "order_0", "order_1", "order_2", "order_3", "brightness", "contrast", "saturation", "hue",
+  "grayscale", "blur_apply", "blur_sigma", "solarize"))}
 _BRIGHTNESS, _CONTRAST, _SATURATION, _HUE = range(4)  # op ids in the colour-jitter permutation
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Static description of one view's augmentation (hashable: usable as a jit static arg).
+  """Static description of one view's augmentation (hashable: usable as a jit static arg).
 
-    Defaults are SimCLR's CIFAR-10 view: colour strength s = 0.5 (brightness, contrast,
-    saturation 0.8 * s, hue 0.2 * s), no blur. SimCLR's ImageNet view uses s = 1.0 and
-    blur_prob = 0.5; BYOL's two views use saturation 0.2, blur_prob 1.0 / 0.1 and
-    solarize_prob 0.0 / 0.2. Sequence fields are stored as tuples so the config stays hashable.
+  Defaults are SimCLR's CIFAR-10 view: colour strength s = 0.5 (brightness, contrast,
+  saturation 0.8 * s, hue 0.2 * s), no blur. SimCLR's ImageNet view uses s = 1.0 and
+  blur_prob = 0.5; BYOL's two views use saturation 0.2, blur_prob 1.0 / 0.1 and
+  solarize_prob 0.0 / 0.2. Sequence fields are stored as tuples so the config stays hashable.
 
-    Attributes:
-      output_size: side S of the square output view.
-      crop_scale: range of the crop area as a fraction of the image area.
-      crop_ratio: range of the crop aspect ratio width / height, sampled log-uniformly.
-      flip_prob: probability of a horizontal flip.
-      jitter_prob: probability of applying colour jitter (all four ops, random order).
-      brightness: factor ~ U[max(0, 1 - b), 1 + b]; out = f * x.
-      contrast: factor ~ U[max(0, 1 - c), 1 + c]; out = f * x + (1 - f) * mean(gray(x)).
-      saturation: factor ~ U[max(0, 1 - s), 1 + s]; out = f * x + (1 - f) * gray(x). RGB only.
-      hue: shift ~ U[-h, h] of the HSV hue (in turns, h <= 0.5). RGB only.
-      grayscale_prob: probability of converting to luma replicated on 3 channels. RGB only.
-      blur_prob: probability of a Gaussian blur.
-      blur_sigma: range of the blur standard deviation, in output pixels.
-      blur_kernel_fraction: kernel side ~ this fraction of S; as SimCLR, radius =
-        int(fraction * S) // 2 (at least 1) and size = 2 * radius + 1 (23 for S = 224).
-      solarize_prob: probability of solarizing: x -> where(x < threshold, x, 1 - x).
-      solarize_threshold: solarize threshold.
-      mean: optional per-channel mean, applied last as (x - mean) / std.
-      std: optional per-channel std; given if and only if mean is.
-    """
+  Attributes:
+   output_size: side S of the square output view.
+   crop_scale: range of the crop area as a fraction of the image area.
+   crop_ratio: range of the crop aspect ratio width / height, sampled log-uniformly.
+   flip_prob: probability of a horizontal flip.
+   jitter_prob: probability of applying colour jitter (all four ops, random order).
+   brightness: factor ~ U[max(0, 1 - b), 1 + b]; out = f * x.
+   contrast: factor ~ U[max(0, 1 - c), 1 + c]; out = f * x + (1 - f) * mean(gray(x)).
+   saturation: factor ~ U[max(0, 1 - s), 1 + s]; out = f * x + (1 - f) * gray(x). RGB only.
+   hue: shift ~ U[-h, h] of the HSV hue (in turns, h <= 0.5). RGB only.
+   grayscale_prob: probability of converting to luma replicated on 3 channels. RGB only.
+   blur_prob: probability of a Gaussian blur.
+   blur_sigma: range of the blur standard deviation, in output pixels.
+   blur_kernel_fraction: kernel side ~ this fraction of S; as SimCLR, radius =
+    int(fraction * S) // 2 (at least 1) and size = 2 * radius + 1 (23 for S = 224).
+   solarize_prob: probability of solarizing: x -> where(x < threshold, x, 1 - x).
+   solarize_threshold: solarize threshold.
+   mean: optional per-channel mean, applied last as (x - mean) / std.
+   std: optional per-channel std; given if and only if mean is.
+  """
 
-    output_size: int
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_prob: float = 0.5
-    jitter_prob: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    blur_kernel_fraction: float = 0.1
-    solarize_prob: float = 0.0
-    solarize_threshold: float = 0.5
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+  output_size: int
+  crop_scale: tuple[float, float] = (0.08, 1.0)
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip_prob: float = 0.5
+  jitter_prob: float = 0.8
+  brightness: float = 0.4
+  contrast: float = 0.4
+  saturation: float = 0.4
+  hue: float = 0.1
+  grayscale_prob: float = 0.2
+  blur_prob: float = 0.0
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
+  blur_kernel_fraction: float = 0.1
+  solarize_prob: float = 0.0
+  solarize_threshold: float = 0.5
+  mean: tuple[float, ...] | None = None
+  std: tuple[float, ...] | None = None
 
-    def __post_init__(self):
-        for name in ("crop_scale", "crop_ratio", "blur_sigma", "mean", "std"):
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        if self.output_size < 1:
-            raise ValueError(f"output_size must be positive, got {self.output_size}")
-        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {self.crop_ratio}")
-        if not 0 <= self.hue <= 0.5:
-            raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
-        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma}")
-        if (self.mean is None) != (self.std is None):
-            raise ValueError("mean and std must be given together")
-        if self.mean is not None and len(self.mean) != len(self.std):
-            raise ValueError(f"mean {self.mean} and std {self.std} differ in length")
+  def __post_init__(self):
+    for name in ("crop_scale", "crop_ratio", "blur_sigma", "mean", "std"):
+      if getattr(self, name) is not None:
+        object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+    if self.output_size < 1:
+      raise ValueError(f"output_size must be positive, got {self.output_size}")
+    if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+      raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+    if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+      raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {self.crop_ratio}")
+    if not 0 <= self.hue <= 0.5:
+      raise ValueError(f"hue must be in [0, 0.5], got {self.hue}")
+    if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+      raise ValueError(f"blur_sigma must satisfy 0 < lo <= hi, got {self.blur_sigma}")
+    if (self.mean is None) != (self.std is None):
+      raise ValueError("mean and std must be given together")
+    if self.mean is not None and len(self.mean) != len(self.std):
+      raise ValueError(f"mean {self.mean} and std {self.std} differ in length")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,133 +138,133 @@ class AugmentConfig:
 
 
 def to_grayscale(image: ArrayLike) -> jax.Array:
-    """Luma of an RGB image: [H, W, 3] -> [H, W, 1] (identity for [H, W, 1])."""
-    image = jnp.asarray(image)
-    if image.shape[-1] == 1:
-        return image
-    return jnp.tensordot(image, jnp.asarray(LUMA_WEIGHTS, image.dtype), axes=1)[..., None]
+  """Luma of an RGB image: [H, W, 3] -> [H, W, 1] (identity for [H, W, 1])."""
+  image = jnp.asarray(image)
+  if image.shape[-1] == 1:
+    return image
+  return jnp.tensordot(image, jnp.asarray(LUMA_WEIGHTS, image.dtype), axes=1)[..., None]
 
 
 def _blend(image: jax.Array, factor: ArrayLike, target: ArrayLike) -> jax.Array:
-    """clip(f * x + (1 - f) * target, 0, 1): torchvision's _blend."""
-    return jnp.clip(factor * image + (1.0 - factor) * target, 0.0, 1.0)
+  """clip(f * x + (1 - f) * target, 0, 1): torchvision's _blend."""
+  return jnp.clip(factor * image + (1.0 - factor) * target, 0.0, 1.0)
 
 
 def adjust_brightness(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-    """clip(factor * x, 0, 1); [H, W, C] -> [H, W, C]."""
-    return _blend(jnp.asarray(image), factor, 0.0)
+  """clip(factor * x, 0, 1); [H, W, C] -> [H, W, C]."""
+  return _blend(jnp.asarray(image), factor, 0.0)
 
 
 def adjust_contrast(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-    """clip(f * x + (1 - f) * mean(gray(x)), 0, 1), the mean over the whole image."""
-    image = jnp.asarray(image)
-    return _blend(image, factor, jnp.mean(to_grayscale(image)))
+  """clip(f * x + (1 - f) * mean(gray(x)), 0, 1), the mean over the whole image."""
+  image = jnp.asarray(image)
+  return _blend(image, factor, jnp.mean(to_grayscale(image)))
 
 
 def adjust_saturation(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-    """clip(f * x + (1 - f) * gray(x), 0, 1) for RGB [H, W, 3]."""
-    image = jnp.asarray(image)
-    return _blend(image, factor, to_grayscale(image))
+  """clip(f * x + (1 - f) * gray(x), 0, 1) for RGB [H, W, 3]."""
+  image = jnp.asarray(image)
+  return _blend(image, factor, to_grayscale(image))
 
 
 def rgb_to_hsv(image: ArrayLike) -> jax.Array:
-    """RGB [..., 3] in [0, 1] -> HSV [..., 3] in [0, 1] (hue in turns), as torchvision."""
-    image = jnp.asarray(image)
-    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
-    max_c = jnp.max(image, axis=-1)
-    min_c = jnp.min(image, axis=-1)
-    chroma = max_c - min_c
-    is_gray = max_c == min_c  # also covers black, so the divisions below are safe
-    saturation = chroma / jnp.where(is_gray, 1.0, max_c)
-    safe_chroma = jnp.where(is_gray, 1.0, chroma)
-    red_c = (max_c - red) / safe_chroma
-    green_c = (max_c - green) / safe_chroma
-    blue_c = (max_c - blue) / safe_chroma
-    hue = jnp.where(
-        max_c == red, blue_c - green_c,
-        jnp.where(max_c == green, 2.0 + red_c - blue_c, 4.0 + green_c - red_c))
-    hue = jnp.where(is_gray, 0.0, hue)
-    hue = jnp.mod(hue / 6.0 + 1.0, 1.0)
-    return jnp.stack([hue, saturation, max_c], axis=-1)
+  """RGB [..., 3] in [0, 1] -> HSV [..., 3] in [0, 1] (hue in turns), as torchvision."""
+  image = jnp.asarray(image)
+  red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+  max_c = jnp.max(image, axis=-1)
+  min_c = jnp.min(image, axis=-1)
+  chroma = max_c - min_c
+  is_gray = max_c == min_c  # also covers black, so the divisions below are safe
+  saturation = chroma / jnp.where(is_gray, 1.0, max_c)
+  safe_chroma = jnp.where(is_gray, 1.0, chroma)
+  red_c = (max_c - red) / safe_chroma
+  green_c = (max_c - green) / safe_chroma
+  blue_c = (max_c - blue) / safe_chroma
+  hue = jnp.where(
+    max_c == red, blue_c - green_c,
+    jnp.where(max_c == green, 2.0 + red_c - blue_c, 4.0 + green_c - red_c))
+  hue = jnp.where(is_gray, 0.0, hue)
+  hue = jnp.mod(hue / 6.0 + 1.0, 1.0)
+  return jnp.stack([hue, saturation, max_c], axis=-1)
 
 
 def hsv_to_rgb(image: ArrayLike) -> jax.Array:
-    """HSV [..., 3] in [0, 1] (hue in turns) -> RGB [..., 3] in [0, 1], as torchvision."""
-    image = jnp.asarray(image)
-    hue, saturation, value = image[..., 0], image[..., 1], image[..., 2]
-    sector = jnp.floor(hue * 6.0)
-    frac = hue * 6.0 - sector
-    sector = jnp.mod(sector, 6.0)
-    p = jnp.clip(value * (1.0 - saturation), 0.0, 1.0)
-    q = jnp.clip(value * (1.0 - saturation * frac), 0.0, 1.0)
-    t = jnp.clip(value * (1.0 - saturation * (1.0 - frac)), 0.0, 1.0)
-    conditions = [sector == k for k in range(6)]
-    red = jnp.select(conditions, [value, q, p, p, t, value])
-    green = jnp.select(conditions, [t, value, value, q, p, p])
-    blue = jnp.select(conditions, [p, p, t, value, value, q])
-    return jnp.stack([red, green, blue], axis=-1)
+  """HSV [..., 3] in [0, 1] (hue in turns) -> RGB [..., 3] in [0, 1], as torchvision."""
+  image = jnp.asarray(image)
+  hue, saturation, value = image[..., 0], image[..., 1], image[..., 2]
+  sector = jnp.floor(hue * 6.0)
+  frac = hue * 6.0 - sector
+  sector = jnp.mod(sector, 6.0)
+  p = jnp.clip(value * (1.0 - saturation), 0.0, 1.0)
+  q = jnp.clip(value * (1.0 - saturation * frac), 0.0, 1.0)
+  t = jnp.clip(value * (1.0 - saturation * (1.0 - frac)), 0.0, 1.0)
+  conditions = [sector == k for k in range(6)]
+  red = jnp.select(conditions, [value, q, p, p, t, value])
+  green = jnp.select(conditions, [t, value, value, q, p, p])
+  blue = jnp.select(conditions, [p, p, t, value, value, q])
+  return jnp.stack([red, green, blue], axis=-1)
 
 
 def adjust_hue(image: ArrayLike, shift: ArrayLike) -> jax.Array:
-    """Rotate the HSV hue of RGB [H, W, 3] by `shift` turns (shift in [-0.5, 0.5])."""
-    hsv = rgb_to_hsv(image)
-    hue = jnp.mod(hsv[..., 0] + shift, 1.0)
-    return jnp.clip(hsv_to_rgb(hsv.at[..., 0].set(hue)), 0.0, 1.0)
+  """Rotate the HSV hue of RGB [H, W, 3] by `shift` turns (shift in [-0.5, 0.5])."""
+  hsv = rgb_to_hsv(image)
+  hue = jnp.mod(hsv[..., 0] + shift, 1.0)
+  return jnp.clip(hsv_to_rgb(hsv.at[..., 0].set(hue)), 0.0, 1.0)
 
 
 def blur_kernel_size(side: int, fraction: float) -> int:
-    """SimCLR's kernel size: 2 * max(int(fraction * side) // 2, 1) + 1 (odd, >= 3)."""
-    return 2 * max(int(fraction * side) // 2, 1) + 1
+  """SimCLR's kernel size: 2 * max(int(fraction * side) // 2, 1) + 1 (odd, >= 3)."""
+  return 2 * max(int(fraction * side) // 2, 1) + 1
 
 
 def gaussian_blur(image: ArrayLike, sigma: ArrayLike, kernel_size: int) -> jax.Array:
-    """Separable Gaussian blur with reflect padding; [H, W, C] -> [H, W, C].
+  """Separable Gaussian blur with reflect padding; [H, W, C] -> [H, W, C].
 
-    Args:
-      image: [H, W, C] image.
-      sigma: scalar standard deviation in pixels (may be traced).
-      kernel_size: odd static kernel side; taps at -r..r with r = kernel_size // 2.
+  Args:
+   image: [H, W, C] image.
+   sigma: scalar standard deviation in pixels (may be traced).
+   kernel_size: odd static kernel side; taps at -r..r with r = kernel_size // 2.
 
-    Returns:
-      The blurred image; the normalised kernel preserves constants exactly.
-    """
-    image = jnp.asarray(image)
-    radius = kernel_size // 2
-    offsets = jnp.arange(-radius, radius + 1, dtype=image.dtype)
-    weights = jnp.exp(-0.5 * jnp.square(offsets / sigma))
-    weights = weights / jnp.sum(weights)
-    height, width = image.shape[0], image.shape[1]
-    padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
-    image = sum(weights[k] * padded[k:k + height] for k in range(kernel_size))
-    padded = jnp.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-    return sum(weights[k] * padded[:, k:k + width] for k in range(kernel_size))
+  Returns:
+   The blurred image; the normalised kernel preserves constants exactly.
+  """
+  image = jnp.asarray(image)
+  radius = kernel_size // 2
+  offsets = jnp.arange(-radius, radius + 1, dtype=image.dtype)
+  weights = jnp.exp(-0.5 * jnp.square(offsets / sigma))
+  weights = weights / jnp.sum(weights)
+  height, width = image.shape[0], image.shape[1]
+  padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
+  image = sum(weights[k] * padded[k:k + height] for k in range(kernel_size))
+  padded = jnp.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
+  return sum(weights[k] * padded[:, k:k + width] for k in range(kernel_size))
 
 
 def solarize(image: ArrayLike, threshold: float) -> jax.Array:
-    """where(x < threshold, x, 1 - x)."""
-    image = jnp.asarray(image)
-    return jnp.where(image < threshold, image, 1.0 - image)
+  """where(x < threshold, x, 1 - x)."""
+  image = jnp.asarray(image)
+  return jnp.where(image < threshold, image, 1.0 - image)
 
 
 def normalize(image: ArrayLike, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-    """(x - mean) / std with per-channel mean/std broadcast over the last axis."""
-    image = jnp.asarray(image)
-    return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
+  """(x - mean) / std with per-channel mean/std broadcast over the last axis."""
+  image = jnp.asarray(image)
+  return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
 
 
 def resized_crop(image: ArrayLike, top: ArrayLike, left: ArrayLike, crop_height: ArrayLike,
-                 crop_width: ArrayLike, output_size: int) -> jax.Array:
-    """Bilinear resample of the box [top, top + h] x [left, left + w] to [S, S, C].
+        crop_width: ArrayLike, output_size: int) -> jax.Array:
+  """Bilinear resample of the box [top, top + h] x [left, left + w] to [S, S, C].
 
-    Coordinates are continuous with pixel centres at i + 0.5 and may be traced, so the output
-    shape is static. Downscaling uses a triangle anti-aliasing filter (PIL-style bilinear).
-    """
-    image = jnp.asarray(image)
-    scale = output_size / jnp.stack([crop_height, crop_width]).astype(jnp.float32)
-    translation = -jnp.stack([top, left]).astype(jnp.float32) * scale
-    return jax.image.scale_and_translate(
-        image, (output_size, output_size, image.shape[-1]), (0, 1), scale, translation,
-        method="linear", antialias=True)
+  Coordinates are continuous with pixel centres at i + 0.5 and may be traced, so the output
+  shape is static. Downscaling uses a triangle anti-aliasing filter (PIL-style bilinear).
+  """
+  image = jnp.asarray(image)
+  scale = output_size / jnp.stack([crop_height, crop_width]).astype(jnp.float32)
+  translation = -jnp.stack([top, left]).astype(jnp.float32) * scale
+  return jax.image.scale_and_translate(
+    image, (output_size, output_size, image.shape[-1]), (0, 1), scale, translation,
+    method="linear", antialias=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,165 +273,165 @@ def resized_crop(image: ArrayLike, top: ArrayLike, left: ArrayLike, crop_height:
 
 
 def _sample_crop_box(uniforms: jax.Array, height: int, width: int,
-                     scale: tuple[float, float],
-                     ratio: tuple[float, float]) -> tuple[jax.Array, ...]:
-    """(top, left, crop_height, crop_width): area ~ U[scale] * H * W, log-uniform w / h ratio.
+          scale: tuple[float, float],
+          ratio: tuple[float, float]) -> tuple[jax.Array, ...]:
+  """(top, left, crop_height, crop_width): area ~ U[scale] * H * W, log-uniform w / h ratio.
 
-    Width and height are clipped to [1, W] and [1, H] rather than resampled (see module doc).
-    """
-    def uniform(name: str, low: float, high: float) -> jax.Array:
-        return low + (high - low) * uniforms[_SLOTS[name]]
+  Width and height are clipped to [1, W] and [1, H] rather than resampled (see module doc).
+  """
+  def uniform(name: str, low: float, high: float) -> jax.Array:
+    return low + (high - low) * uniforms[_SLOTS[name]]
 
-    area = height * width * uniform("crop_area", *scale)
-    aspect = jnp.exp(uniform("crop_ratio", math.log(ratio[0]), math.log(ratio[1])))
-    crop_width = jnp.clip(jnp.sqrt(area * aspect), 1.0, width)
-    crop_height = jnp.clip(jnp.sqrt(area / aspect), 1.0, height)
-    top = uniforms[_SLOTS["crop_top"]] * (height - crop_height)
-    left = uniforms[_SLOTS["crop_left"]] * (width - crop_width)
-    return top, left, crop_height, crop_width
+  area = height * width * uniform("crop_area", *scale)
+  aspect = jnp.exp(uniform("crop_ratio", math.log(ratio[0]), math.log(ratio[1])))
+  crop_width = jnp.clip(jnp.sqrt(area * aspect), 1.0, width)
+  crop_height = jnp.clip(jnp.sqrt(area / aspect), 1.0, height)
+  top = uniforms[_SLOTS["crop_top"]] * (height - crop_height)
+  left = uniforms[_SLOTS["crop_left"]] * (width - crop_width)
+  return top, left, crop_height, crop_width
 
 
 def _color_jitter(uniforms: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
-    """torchvision ColorJitter: factors drawn once, the 4 ops in a per-example random order.
+  """torchvision ColorJitter: factors drawn once, the 4 ops in a per-example random order.
 
-    Brightness, contrast and saturation are all blends clip(f * x + (1 - f) * target) with
-    target 0, mean luma and luma; each of the 4 stages does one blend with the factor and target
-    of the op whose turn it is, plus the hue rotation, selected with jnp.where (not lax.switch)
-    so vmap stays branch-free. Disabled ops (zero strength, or saturation/hue on one channel)
-    get factor 1 / shift 0 and are identities.
-    """
-    def factor(name: str, strength: float) -> jax.Array:
-        low = max(0.0, 1.0 - strength)
-        return low + (1.0 + strength - low) * uniforms[_SLOTS[name]]
+  Brightness, contrast and saturation are all blends clip(f * x + (1 - f) * target) with
+  target 0, mean luma and luma; each of the 4 stages does one blend with the factor and target
+  of the op whose turn it is, plus the hue rotation, selected with jnp.where (not lax.switch)
+  so vmap stays branch-free. Disabled ops (zero strength, or saturation/hue on one channel)
+  get factor 1 / shift 0 and are identities.
+  """
+  def factor(name: str, strength: float) -> jax.Array:
+    low = max(0.0, 1.0 - strength)
+    return low + (1.0 + strength - low) * uniforms[_SLOTS[name]]
 
-    is_rgb = image.shape[-1] == 3
-    factors = jnp.stack([
-        factor("brightness", config.brightness),
-        factor("contrast", config.contrast),
-        factor("saturation", config.saturation if is_rgb else 0.0),
-        jnp.ones(()),  # the hue stage does no blend
-    ])
-    use_hue = is_rgb and config.hue > 0
-    hue_shift = config.hue * (2.0 * uniforms[_SLOTS["hue"]] - 1.0)
-    # A uniformly random permutation, as torch.randperm(4): the argsort of 4 iid uniforms.
-    order = jnp.argsort(uniforms[jnp.array([_SLOTS[f"order_{k}"] for k in range(4)])])
+  is_rgb = image.shape[-1] == 3
+  factors = jnp.stack([
+    factor("brightness", config.brightness),
+    factor("contrast", config.contrast),
+    factor("saturation", config.saturation if is_rgb else 0.0),
+    jnp.ones(()),  # the hue stage does no blend
+  ])
+  use_hue = is_rgb and config.hue > 0
+  hue_shift = config.hue * (2.0 * uniforms[_SLOTS["hue"]] - 1.0)
+  # A uniformly random permutation, as torch.randperm(4): the argsort of 4 iid uniforms.
+  order = jnp.argsort(uniforms[jnp.array([_SLOTS[f"order_{k}"] for k in range(4)])])
 
-    def stage(index: jax.Array, image: jax.Array) -> jax.Array:
-        op = order[index]
-        gray = to_grayscale(image)
-        target = jnp.where(op == _SATURATION, gray,
-                           jnp.where(op == _CONTRAST, jnp.mean(gray), 0.0))
-        blended = _blend(image, factors[op], target)
-        if use_hue:
-            blended = jnp.where(op == _HUE, adjust_hue(image, hue_shift), blended)
-        return blended
+  def stage(index: jax.Array, image: jax.Array) -> jax.Array:
+    op = order[index]
+    gray = to_grayscale(image)
+    target = jnp.where(op == _SATURATION, gray,
+             jnp.where(op == _CONTRAST, jnp.mean(gray), 0.0))
+    blended = _blend(image, factors[op], target)
+    if use_hue:
+      blended = jnp.where(op == _HUE, adjust_hue(image, hue_shift), blended)
+    return blended
 
-    # A loop rather than 4 unrolled stages: the HSV round trip is traced and compiled once.
-    return jax.lax.fori_loop(0, 4, stage, image)
+  # A loop rather than 4 unrolled stages: the HSV round trip is traced and compiled once.
+  return jax.lax.fori_loop(0, 4, stage, image)
 
 
 def augment_view(rng: jax.Array, image: ArrayLike, config: AugmentConfig) -> jax.Array:
-    """One random view of ONE image.
+  """One random view of ONE image.
 
-    Args:
-      rng: a PRNG key for this example.
-      image: [H, W, C] float in [0, 1] (or uint8, divided by 255), C in {1, 3}.
-      config: the (static) augmentation config.
+  Args:
+   rng: a PRNG key for this example.
+   image: [H, W, C] float in [0, 1] (or uint8, divided by 255), C in {1, 3}.
+   config: the (static) augmentation config.
 
-    Returns:
-      [S, S, C] float32 view, S = config.output_size; in [0, 1] unless mean/std are set.
-    """
-    image = _to_unit_float(image)
-    if image.ndim != 3 or image.shape[-1] not in (1, 3):
-        raise ValueError(f"expected one image [H, W, 1 or 3], got shape {image.shape}")
-    height, width, channels = image.shape
-    uniforms = jax.random.uniform(rng, (len(_SLOTS),))
+  Returns:
+   [S, S, C] float32 view, S = config.output_size; in [0, 1] unless mean/std are set.
+  """
+  image = _to_unit_float(image)
+  if image.ndim != 3 or image.shape[-1] not in (1, 3):
+    raise ValueError(f"expected one image [H, W, 1 or 3], got shape {image.shape}")
+  height, width, channels = image.shape
+  uniforms = jax.random.uniform(rng, (len(_SLOTS),))
 
-    def bernoulli(name: str, prob: float) -> jax.Array:
-        return uniforms[_SLOTS[name]] < prob
+  def bernoulli(name: str, prob: float) -> jax.Array:
+    return uniforms[_SLOTS[name]] < prob
 
-    box = _sample_crop_box(uniforms, height, width, config.crop_scale, config.crop_ratio)
-    image = resized_crop(image, *box, config.output_size)
-    if config.flip_prob > 0:
-        image = jnp.where(bernoulli("flip", config.flip_prob), image[:, ::-1], image)
-    if config.jitter_prob > 0:
-        jittered = _color_jitter(uniforms, image, config)
-        image = jnp.where(bernoulli("jitter_apply", config.jitter_prob), jittered, image)
-    if channels == 3 and config.grayscale_prob > 0:
-        gray = jnp.broadcast_to(to_grayscale(image), image.shape)
-        image = jnp.where(bernoulli("grayscale", config.grayscale_prob), gray, image)
-    if config.blur_prob > 0:
-        low, high = config.blur_sigma
-        sigma = low + (high - low) * uniforms[_SLOTS["blur_sigma"]]
-        kernel_size = blur_kernel_size(config.output_size, config.blur_kernel_fraction)
-        blurred = gaussian_blur(image, sigma, kernel_size)
-        image = jnp.where(bernoulli("blur_apply", config.blur_prob), blurred, image)
-    if config.solarize_prob > 0:
-        solarized = solarize(image, config.solarize_threshold)
-        image = jnp.where(bernoulli("solarize", config.solarize_prob), solarized, image)
-    if config.mean is not None:
-        if len(config.mean) != channels:
-            raise ValueError(f"mean has {len(config.mean)} entries for {channels} channels")
-        image = normalize(image, config.mean, config.std)
-    return image
+  box = _sample_crop_box(uniforms, height, width, config.crop_scale, config.crop_ratio)
+  image = resized_crop(image, *box, config.output_size)
+  if config.flip_prob > 0:
+    image = jnp.where(bernoulli("flip", config.flip_prob), image[:, ::-1], image)
+  if config.jitter_prob > 0:
+    jittered = _color_jitter(uniforms, image, config)
+    image = jnp.where(bernoulli("jitter_apply", config.jitter_prob), jittered, image)
+  if channels == 3 and config.grayscale_prob > 0:
+    gray = jnp.broadcast_to(to_grayscale(image), image.shape)
+    image = jnp.where(bernoulli("grayscale", config.grayscale_prob), gray, image)
+  if config.blur_prob > 0:
+    low, high = config.blur_sigma
+    sigma = low + (high - low) * uniforms[_SLOTS["blur_sigma"]]
+    kernel_size = blur_kernel_size(config.output_size, config.blur_kernel_fraction)
+    blurred = gaussian_blur(image, sigma, kernel_size)
+    image = jnp.where(bernoulli("blur_apply", config.blur_prob), blurred, image)
+  if config.solarize_prob > 0:
+    solarized = solarize(image, config.solarize_threshold)
+    image = jnp.where(bernoulli("solarize", config.solarize_prob), solarized, image)
+  if config.mean is not None:
+    if len(config.mean) != channels:
+      raise ValueError(f"mean has {len(config.mean)} entries for {channels} channels")
+    image = normalize(image, config.mean, config.std)
+  return image
 
 
 def augment_batch(rng: jax.Array, images: ArrayLike, config: AugmentConfig) -> jax.Array:
-    """Independent random views of a batch: [B, H, W, C] float in [0, 1] (or uint8) ->
-    [B, S, S, C] float32.
+  """Independent random views of a batch: [B, H, W, C] float in [0, 1] (or uint8) ->
+  [B, S, S, C] float32.
 
-    Example i uses ``jax.random.fold_in(rng, i)``, so its view does not depend on B or on how
-    the batch is sharded. Jit with ``static_argnums=2`` (the config is hashable).
-    """
-    images = jnp.asarray(images)
-    keys = jax.vmap(lambda index: jax.random.fold_in(rng, index))(jnp.arange(images.shape[0]))
-    return jax.vmap(augment_view, in_axes=(0, 0, None))(keys, images, config)
+  Example i uses ``jax.random.fold_in(rng, i)``, so its view does not depend on B or on how
+  the batch is sharded. Jit with ``static_argnums=2`` (the config is hashable).
+  """
+  images = jnp.asarray(images)
+  keys = jax.vmap(lambda index: jax.random.fold_in(rng, index))(jnp.arange(images.shape[0]))
+  return jax.vmap(augment_view, in_axes=(0, 0, None))(keys, images, config)
 
 
 def _to_unit_float(images: ArrayLike) -> jax.Array:
-    """uint8 -> float32 / 255; floating -> float32 (assumed already in [0, 1])."""
-    images = jnp.asarray(images)
-    if images.dtype == jnp.uint8:
-        return images.astype(jnp.float32) / 255.0
-    if not jnp.issubdtype(images.dtype, jnp.floating):
-        raise ValueError(f"expected uint8 or floating images, got {images.dtype}")
-    return images.astype(jnp.float32)
+  """uint8 -> float32 / 255; floating -> float32 (assumed already in [0, 1])."""
+  images = jnp.asarray(images)
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 255.0
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(f"expected uint8 or floating images, got {images.dtype}")
+  return images.astype(jnp.float32)
 
 
 def make_views(rng: jax.Array, images: ArrayLike,
-               configs: Sequence[AugmentConfig]) -> list[jax.Array]:
-    """One augmented batch per config (e.g. SimCLR's two views, BYOL's asymmetric pair).
+       configs: Sequence[AugmentConfig]) -> list[jax.Array]:
+  """One augmented batch per config (e.g. SimCLR's two views, BYOL's asymmetric pair).
 
-    Args:
-      rng: PRNG key for the step; view v uses ``jax.random.fold_in(rng, v)``.
-      images: [B, H, W, C], uint8 (divided by 255) or float in [0, 1].
-      configs: one AugmentConfig per view (pass a tuple to jit it as a static argument).
+  Args:
+   rng: PRNG key for the step; view v uses ``jax.random.fold_in(rng, v)``.
+   images: [B, H, W, C], uint8 (divided by 255) or float in [0, 1].
+   configs: one AugmentConfig per view (pass a tuple to jit it as a static argument).
 
-    Returns:
-      A list with [B, S_v, S_v, C] float32 per view.
-    """
-    images = _to_unit_float(images)
-    return [augment_batch(jax.random.fold_in(rng, view), images, config)
-            for view, config in enumerate(configs)]
+  Returns:
+   A list with [B, S_v, S_v, C] float32 per view.
+  """
+  images = _to_unit_float(images)
+  return [augment_batch(jax.random.fold_in(rng, view), images, config)
+      for view, config in enumerate(configs)]
 
 
 def center_view(images: ArrayLike, output_size: int, mean: Sequence[float] | None = None,
-                std: Sequence[float] | None = None) -> jax.Array:
-    """Deterministic evaluation transform: [B, H, W, C] uint8/float -> [B, S, S, C] float32.
+        std: Sequence[float] | None = None) -> jax.Array:
+  """Deterministic evaluation transform: [B, H, W, C] uint8/float -> [B, S, S, C] float32.
 
-    Non-square images are first centre-cropped to a square of side min(H, W); the square is
-    bilinearly resized (anti-aliased) to S when its side differs. Then (x - mean) / std if given.
-    """
-    images = _to_unit_float(images)
-    _, height, width, channels = images.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    images = images[:, top:top + side, left:left + side]
-    if side != output_size:
-        images = jax.image.resize(images, (images.shape[0], output_size, output_size, channels),
-                                  method="linear", antialias=True)
-    if (mean is None) != (std is None):
-        raise ValueError("mean and std must be given together")
-    if mean is not None:
-        images = normalize(images, mean, std)
-    return images
+  Non-square images are first centre-cropped to a square of side min(H, W); the square is
+  bilinearly resized (anti-aliased) to S when its side differs. Then (x - mean) / std if given.
+  """
+  images = _to_unit_float(images)
+  _, height, width, channels = images.shape
+  side = min(height, width)
+  top, left = (height - side) // 2, (width - side) // 2
+  images = images[:, top:top + side, left:left + side]
+  if side != output_size:
+    images = jax.image.resize(images, (images.shape[0], output_size, output_size, channels),
+                 method="linear", antialias=True)
+  if (mean is None) != (std is None):
+    raise ValueError("mean and std must be given together")
+  if mean is not None:
+    images = normalize(images, mean, std)
+  return images

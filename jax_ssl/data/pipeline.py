@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jax_ssl.data import fashion_mnist_local
+from jax_ssl.errors import ConfigError, DataError
 
 # Our offline builders, by the name experiment files use.
 LOCAL_BUILDERS = {"fashion_mnist": fashion_mnist_local.Builder}
@@ -36,7 +37,10 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
   builder = LOCAL_BUILDERS[name](data_dir=data_dir or default_data_dir(),
                                  file_format="array_record", **kwargs)
   if not builder.is_prepared():
-    builder.download_and_prepare()
+    try:
+      builder.download_and_prepare()
+    except FileNotFoundError as e:
+      raise DataError(str(e)) from None
 
 
 def load_source(name: str, split: str, *, data_dir: str | None):
@@ -50,7 +54,7 @@ def load_source(name: str, split: str, *, data_dir: str | None):
     return builder.as_data_source(split=split)
   except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
     # Not prepared, or prepared as TFRecord (no random access): never download here.
-    raise FileNotFoundError(
+    raise DataError(
         f"dataset {name!r} split {split!r} is not available as array_record in {builder.data_dir} "
         f"({type(e).__name__}); nothing is downloaded at run time: build it where it can be fetched "
         f"(`tfds build {name} --file_format array_record`) and copy it into "
@@ -64,7 +68,7 @@ def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(f"dataset.name={name!r} is not a TFDS dataset nor one of ours "
+    raise ConfigError(f"dataset.name={name!r} is not a TFDS dataset nor one of ours "
                      f"({sorted(LOCAL_BUILDERS)}); check the spelling.") from None
 
 

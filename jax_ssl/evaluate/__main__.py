@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags
 import jax
@@ -16,6 +17,7 @@ import ml_collections
 from jax_ssl import checkpoint, methods, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.data import pipeline
+from jax_ssl.errors import DataError, UserInputError
 from jax_ssl.evaluate import run
 from jax_ssl.state import create_train_state
 
@@ -25,14 +27,20 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's output directo
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: --workdir must be a directory written by jax_ssl.train")
+    raise DataError(f"{path} not found: --workdir must be a directory written by jax_ssl.train")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
 
 def main(argv):
   del argv
-  workdir = _WORKDIR.value
+  try:
+    evaluate_workdir(_WORKDIR.value)
+  except UserInputError as e:
+    sys.exit(f"error: {e}")
+
+
+def evaluate_workdir(workdir: str) -> None:
   config = load_config(workdir)
   mesh = sharding.make_mesh()
   replicated = sharding.replicated(mesh)
@@ -46,14 +54,16 @@ def main(argv):
                                          save_every_steps=config.checkpoint_every_steps)
   step = checkpointer.latest_step()
   if step is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first")
+    raise DataError(f"no checkpoint in {workdir}/checkpoints; train first")
   state = checkpointer.restore_state(step, checkpoint.abstract_like(state, replicated))
   checkpointer.close()
-  train_seconds = 0.0
-  results_path = os.path.join(workdir, "results.json")
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      train_seconds = json.load(f).get("train_seconds", 0.0)
+  train_seconds = 0.0  # the training time logged with the last step, if any
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      lines = [line for line in f if line.strip()]
+    if lines:
+      train_seconds = json.loads(lines[-1])["train_seconds"]
   run.evaluate(config, workdir, graphdef, state, mesh, train_seconds=train_seconds)
 
 

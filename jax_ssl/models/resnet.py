@@ -33,6 +33,15 @@ def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
   return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
 
 
+def projection_shortcut(in_features: int, out_features: int, stride: int, *,
+                        rngs: nnx.Rngs) -> nnx.Sequential | None:
+  """1x1 conv + BatchNorm where the residual changes shape (ResNet option B), else None."""
+  if stride == 1 and in_features == out_features:
+    return None
+  return nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
+                        batch_norm(out_features, rngs=rngs))
+
+
 class BasicBlock(nnx.Module):
   """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
   expansion = 1
@@ -43,10 +52,7 @@ class BasicBlock(nnx.Module):
     self.bn1 = batch_norm(features, rngs=rngs)
     self.conv2 = conv(features, out_features, 3, rngs=rngs)
     self.bn2 = batch_norm(out_features, rngs=rngs)
-    self.shortcut = nnx.data(None)
-    if stride != 1 or in_features != out_features:
-      self.shortcut = nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
-                                     batch_norm(out_features, rngs=rngs))
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, rngs=rngs))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
@@ -67,10 +73,7 @@ class Bottleneck(nnx.Module):
     self.bn2 = batch_norm(features, rngs=rngs)
     self.conv3 = conv(features, out_features, 1, rngs=rngs)
     self.bn3 = batch_norm(out_features, rngs=rngs)
-    self.shortcut = nnx.data(None)
-    if stride != 1 or in_features != out_features:
-      self.shortcut = nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
-                                     batch_norm(out_features, rngs=rngs))
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, rngs=rngs))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
