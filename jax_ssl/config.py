@@ -6,6 +6,9 @@ only this module and the trainer's config section know the config's key names.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 from typing import Any
 
 import ml_collections
@@ -19,11 +22,64 @@ from jax_ssl.methods.spec import SSLModel
 from jax_ssl.models import resnet
 
 
+_NUMBER = (int, float)
+_PAIR = (tuple, list)
+# Every key the trainer reads, with its type. `None` in a tuple allows an unset value;
+# a dict is a nested section; FREE sections are checked by their consumer (method_args
+# against the method's defaults, heads by the method's head factory).
+FREE = "free"
+SCHEMA: dict[str, Any] = {
+    "method": str,
+    "method_args": FREE,
+    "dataset": {"name": str, "data_dir": (str, type(None)), "source_dir": str,
+                "train_split": str, "test_split": str, "read_threads": int, "image_size": int},
+    "augment": {"output_size": int, "crop_scale": _PAIR, "crop_ratio": _PAIR,
+                "flip_prob": _NUMBER, "jitter_prob": _NUMBER, "brightness": _NUMBER,
+                "contrast": _NUMBER, "saturation": _NUMBER, "hue": _NUMBER,
+                "grayscale_prob": _NUMBER, "blur_prob": _NUMBER, "blur_sigma": _PAIR,
+                "solarize_prob": _NUMBER, "solarize_threshold": _NUMBER},
+    "model": {"backbone": str, "width": (int, type(None)), "stem": str},
+    "heads": FREE,
+    "optimizer": {"name": str, "base_learning_rate": _NUMBER, "lr_scaling": str,
+                  "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int},
+    "seed": int, "global_batch_size": int, "total_steps": int, "log_every_steps": int,
+    "checkpoint_every_steps": int, "keep_checkpoints": int, "evaluate": bool,
+    "skip_nonfinite_updates": bool,
+    "eval": {"batch_size": int, "knn_k": int, "knn_temperature": _NUMBER,
+             "low_label_fraction": _NUMBER, "low_label_seed": int, "baselines": bool,
+             "train_limit": int, "test_limit": int},
+}
+
+
+def _check_schema(section, schema: dict[str, Any], prefix: str = "") -> None:
+  """Unknown keys (typos), missing keys and wrong types, one line each."""
+  for key in section.keys():
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema), n=1)
+      hint = f"did you mean '{prefix}{close[0]}'?" if close else f"allowed: {sorted(schema)}"
+      raise ConfigError(f"config key '{prefix}{key}' is unknown; {hint}")
+  for key, expected in schema.items():
+    if key not in section:
+      raise ConfigError(f"config key '{prefix}{key}' is missing; add it to the experiment file")
+    value = section[key]
+    if isinstance(expected, dict):
+      if not isinstance(value, (dict, ml_collections.ConfigDict)):
+        raise ConfigError(f"config key '{prefix}{key}' must be a section (ConfigDict), got {value!r}")
+      _check_schema(value, expected, f"{prefix}{key}.")
+    elif expected is not FREE:
+      types = expected if isinstance(expected, tuple) else (expected,)
+      if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        names = "/".join("None" if t is type(None) else t.__name__ for t in types)
+        raise ConfigError(f"{prefix}{key}={value!r} has type {type(value).__name__}; expected {names}")
+
+
 def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ConfigError (a ValueError) with one line naming the key, the value and what is allowed."""
   def check(ok: bool, message: str):
     if not ok:
       raise ConfigError(message)
+
+  _check_schema(config, SCHEMA)
 
   check(config.method in methods.METHODS,
         f"method={config.method!r} is unknown; choose one of {sorted(methods.METHODS)}")
@@ -48,6 +104,58 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
         f"optimizer.base_learning_rate={config.optimizer.base_learning_rate}; must be > 0")
   check(config.optimizer.weight_decay >= 0,
         f"optimizer.weight_decay={config.optimizer.weight_decay}; must be >= 0")
+  check(config.optimizer.warmup_steps >= 0,
+        f"optimizer.warmup_steps={config.optimizer.warmup_steps}; must be >= 0")
+  low, high = config.augment.crop_scale
+  check(0 < low <= high <= 1, f"augment.crop_scale={tuple(config.augment.crop_scale)}; need 0 < low <= high <= 1")
+  for key in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
+    check(0 <= config.augment[key] <= 1, f"augment.{key}={config.augment[key]}; must be in [0, 1]")
+  check(0 < config.eval.low_label_fraction <= 1,
+        f"eval.low_label_fraction={config.eval.low_label_fraction}; must be in (0, 1]")
+  for key in ("batch_size", "knn_k"):
+    check(config.eval[key] > 0, f"eval.{key}={config.eval[key]}; must be positive")
+  check(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints}; must be >= 1")
+
+
+# Keys that fix the shapes and structure of the saved TrainState: a checkpoint written
+# under other values cannot be resumed.
+STATE_KEYS = ("method", "model", "heads", "optimizer.name", "dataset.name", "dataset.image_size")
+
+
+def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses (one line) to resume a workdir whose checkpoints come from another model."""
+  saved_path = os.path.join(workdir, "config.json")
+  checkpoints = os.path.join(workdir, "checkpoints")
+  if not (os.path.exists(saved_path) and os.path.isdir(checkpoints)
+          and any(name.isdigit() for name in os.listdir(checkpoints))):
+    return
+  with open(saved_path) as f:
+    saved = ml_collections.ConfigDict(json.load(f))
+  current = ml_collections.ConfigDict(json.loads(config.to_json()))
+  for key in STATE_KEYS:
+    old, new = _lookup(saved, key), _lookup(current, key)
+    if old != new:
+      raise ConfigError(
+          f"{workdir} holds checkpoints trained with {key}={old}, but this config has {key}={new}; "
+          f"use a new --workdir, or the original config to resume")
+
+
+def _lookup(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    if part not in node:
+      return None
+    node = node[part]
+  return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def validate_against_data(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:
+  """Checks that need the dataset: the crop must fit in the (host-resized) image."""
+  side = config.dataset.image_size or min(image_shape[:2])
+  if config.augment.output_size > side:
+    raise ConfigError(
+        f"augment.output_size={config.augment.output_size} is larger than the {side}px images of "
+        f"{config.dataset.name}; use at most {side} (or set dataset.image_size)")
 
 
 def method_args(config: ml_collections.ConfigDict) -> dict[str, Any]:

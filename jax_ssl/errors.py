@@ -15,3 +15,7 @@ class ConfigError(UserInputError, ValueError):
 
 class DataError(UserInputError, FileNotFoundError):
   """A dataset or file is missing or unreadable."""
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced a NaN/Inf loss or gradient (the run stops before saving it)."""

@@ -14,8 +14,10 @@ from jax.typing import ArrayLike
 def l2_normalize(x: ArrayLike, axis: int = -1, eps: float = 1e-12) -> jax.Array:
   """x / max(||x||, eps) along `axis`."""
   x = jnp.asarray(x)
-  norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
-  return x / jnp.maximum(norm, eps)
+  # rsqrt of the clamped squared norm: same values as x / max(||x||, eps), and a finite
+  # gradient for an all-zero row (sqrt's derivative at 0 would make it NaN).
+  squared_norm = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(squared_norm, eps * eps))
 
 
 def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float) -> jax.Array:
@@ -46,3 +48,116 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float) -> jax.Array:
       [jnp.arange(num_pairs) + num_pairs, jnp.arange(num_pairs)])
   positive_logit = jnp.take_along_axis(logits, positive_index[:, None], axis=1)[:, 0]
   return jnp.mean(jax.nn.logsumexp(logits, axis=1) - positive_logit)
+
+
+def _off_diagonal_sum_of_squares(matrix: jax.Array) -> jax.Array:
+  """sum_{i != j} m_ij^2 of a square [D, D] matrix."""
+  # Masking (not total minus trace) keeps small off-diagonal sums exact next to a large diagonal.
+  off_diagonal = jnp.where(jnp.eye(matrix.shape[0], dtype=bool), 0.0, matrix)
+  return jnp.sum(jnp.square(off_diagonal))
+
+
+def _standardize_over_batch(z: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """(z - mean) / sqrt(biased var + eps) per column: BatchNorm1d(affine=False) in train mode."""
+  mean = jnp.mean(z, axis=0, keepdims=True)
+  variance = jnp.mean(jnp.square(z - mean), axis=0, keepdims=True)
+  return (z - mean) * jax.lax.rsqrt(variance + eps)
+
+
+def barlow_twins(z1: ArrayLike, z2: ArrayLike, off_diagonal_weight: float = 5e-3) -> jax.Array:
+  """Barlow Twins redundancy-reduction loss on the cross-correlation of two views.
+
+  Args:
+    z1: [N, D] projections of the first views.
+    z2: [N, D] projections of the second views (row i pairs with z1's row i).
+    off_diagonal_weight: lambda, the weight of the redundancy (off-diagonal) term.
+
+  Returns:
+    Scalar: sum_i (1 - c_ii)^2 + lambda * sum_{i != j} c_ij^2, with c = z1n^T z2n / N [D, D]
+    and zkn each column of zk standardised over the batch as BatchNorm without affine does
+    (batch mean, biased variance, eps 1e-5). Under `jax.jit` on a sharded global batch the
+    moments and c span the whole global batch.
+
+  References:
+    Zbontar et al., "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
+    ICML 2021, eq. (1)-(2).
+  """
+  z1 = _standardize_over_batch(jnp.asarray(z1, jnp.float32))
+  z2 = _standardize_over_batch(jnp.asarray(z2, jnp.float32))
+  cross_correlation = (z1.T @ z2) / z1.shape[0]
+  on_diagonal = jnp.sum(jnp.square(1.0 - jnp.diagonal(cross_correlation)))
+  return on_diagonal + off_diagonal_weight * _off_diagonal_sum_of_squares(cross_correlation)
+
+
+def _variance_hinge(z: jax.Array, eps: float = 1e-4) -> jax.Array:
+  """mean_j relu(1 - sqrt(unbiased Var_j(z) + eps)) over the D columns of z [N, D]."""
+  std = jnp.sqrt(jnp.var(z, axis=0, ddof=1) + eps)
+  return jnp.mean(jax.nn.relu(1.0 - std))
+
+
+def _covariance_penalty(z: jax.Array) -> jax.Array:
+  """sum_{i != j} C_ij^2 / D with C the unbiased [D, D] covariance of z [N, D]."""
+  num_examples, dim = z.shape
+  centered = z - jnp.mean(z, axis=0, keepdims=True)
+  covariance = (centered.T @ centered) / (num_examples - 1)
+  return _off_diagonal_sum_of_squares(covariance) / dim
+
+
+def vicreg(z1: ArrayLike, z2: ArrayLike, invariance_weight: float = 25.0,
+           variance_weight: float = 25.0, covariance_weight: float = 1.0) -> jax.Array:
+  """VICReg: variance-invariance-covariance regularisation of two views' embeddings.
+
+  Args:
+    z1: [N, D] embeddings of the first views (N >= 2).
+    z2: [N, D] embeddings of the second views (row i pairs with z1's row i).
+    invariance_weight: lambda, weight of the mean-squared-error term.
+    variance_weight: mu, weight of the hinge on each dimension's standard deviation.
+    covariance_weight: nu, weight of the off-diagonal covariance penalty.
+
+  Returns:
+    Scalar: lambda * mean((z1 - z2)^2) + mu * (v(z1) + v(z2)) / 2 + nu * (c(z1) + c(z2)),
+    with v(z) = mean_j relu(1 - sqrt(Var_j(z) + 1e-4)), c(z) = sum_{i != j} C(z)_ij^2 / D,
+    and Var, C the unbiased (N - 1) variance and covariance over the (global) batch.
+
+  References:
+    Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization for
+    Self-Supervised Learning", ICLR 2022, eq. (1)-(6).
+  """
+  z1 = jnp.asarray(z1, jnp.float32)
+  z2 = jnp.asarray(z2, jnp.float32)
+  invariance = jnp.mean(jnp.square(z1 - z2))
+  variance = 0.5 * (_variance_hinge(z1) + _variance_hinge(z2))
+  covariance = _covariance_penalty(z1) + _covariance_penalty(z2)
+  return (invariance_weight * invariance + variance_weight * variance
+          + covariance_weight * covariance)
+
+
+def _normalize_rows_or_zero(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """x / ||x|| along the last axis; rows with ||x|| <= eps become 0 and pass no gradient.
+
+  `l2_normalize` has the same values, but its gradient at an exactly-zero row is NaN
+  (sqrt'(0) * 0); a predictor row of all-dead ReLUs is exactly zero (its last bias starts at 0).
+  """
+  sum_of_squares = jnp.sum(jnp.square(x), axis=-1, keepdims=True)
+  nonzero = sum_of_squares > eps**2
+  return jnp.where(nonzero, x * jax.lax.rsqrt(jnp.where(nonzero, sum_of_squares, 1.0)), 0.0)
+
+
+def simsiam(p: ArrayLike, z: ArrayLike) -> jax.Array:
+  """SimSiam's negative cosine similarity with a stop-gradient on the target.
+
+  Args:
+    p: [N, D] predictions (predictor outputs) of one view.
+    z: [N, D] projections of the other view; no gradient flows into z.
+
+  Returns:
+    Scalar: -mean_i <p_i / ||p_i||, sg(z_i) / ||sg(z_i)||>, in [-1, 1]. The method's loss is
+    the symmetrised 0.5 * simsiam(p1, z2) + 0.5 * simsiam(p2, z1). A zero row (norm <= 1e-12)
+    counts as cosine 0 with zero gradient rather than NaN.
+
+  References:
+    Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021, eq. (1)-(3).
+  """
+  p = _normalize_rows_or_zero(jnp.asarray(p, jnp.float32))
+  z = _normalize_rows_or_zero(jax.lax.stop_gradient(jnp.asarray(z, jnp.float32)))
+  return -jnp.mean(jnp.sum(p * z, axis=1))

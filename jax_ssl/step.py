@@ -46,10 +46,18 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
         loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    # A non-finite loss or gradient leaves the state as it was (the step counter still
+    # advances); the trainer then stops, or skips the update if configured to.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     metrics = {**metrics, "loss": loss, "learning_rate": schedule(state.step),
-               "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                              opt_state=opt_state, method_state=method_state)
+               "grad_norm": grad_norm, "nonfinite": 1.0 - finite.astype(jnp.float32)}
+    new_state = state.replace(
+        step=state.step + 1, params=keep(params, state.params),
+        batch_stats=keep(batch_stats, state.batch_stats),
+        opt_state=keep(opt_state, state.opt_state),
+        method_state=keep(method_state, state.method_state))
     return new_state, metrics
 
   return train_step

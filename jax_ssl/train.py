@@ -25,7 +25,7 @@ from jax_ssl import checkpoint, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.data import pipeline
-from jax_ssl.errors import UserInputError
+from jax_ssl.errors import NonFiniteError, UserInputError
 from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
@@ -81,6 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_lib.validate(config, jax.device_count())
   spec = methods.get_method(config.method)
   os.makedirs(workdir, exist_ok=True)
+  config_lib.check_resume_compatible(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json(indent=2))
@@ -99,6 +100,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     multihost_utils.sync_global_devices("dataset prepared")
   info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
   in_channels = info.features["image"].shape[-1]
+  image_shape = info.features["image"].shape
+  if None not in image_shape[:2]:  # variable-size datasets are resized to dataset.image_size
+    config_lib.validate_against_data(config, image_shape)
   source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
   data_iterator = pipeline.train_iterator(
       source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
@@ -114,10 +118,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
-  start_step = checkpointer.latest_step() or 0
-  if start_step:
-    state = checkpointer.restore(start_step, checkpoint.abstract_like(state, replicated),
-                                 data_iterator)
+  start_step, restored = checkpointer.restore_latest(
+      checkpoint.abstract_like(state, replicated), data_iterator)
+  if restored is not None:
+    state = restored
     logging.info("Resumed from step %d.", start_step)
 
   # ---------------------------------------------------------------- step
@@ -137,12 +141,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_seconds = writer.last_elapsed
   interval_start, interval_steps = time.perf_counter(), 0
   step = start_step
+  skipped = 0
   try:
     while step < config.total_steps and not preempted:
       batch = sharding.to_global(next(data_iterator), mesh)
       state, metrics = train_step(state, {"image": batch["image"]}, rng)
       step += 1
       interval_steps += 1
+      if float(metrics["nonfinite"]):  # one scalar per step: stop before saving anything
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+        if not config.skip_nonfinite_updates:
+          raise NonFiniteError(
+              f"non-finite {' and '.join(bad)} ({', '.join(f'{k}={values[k]}' for k in bad)}) at step "
+              f"{step}; stopped without saving it: the last checkpoint in {workdir}/checkpoints is intact. "
+              f"Lower the learning rate, or set --config.skip_nonfinite_updates=True to skip such steps.")
+        skipped += 1
+        logging.warning("step %d: non-finite %s; update skipped (%d so far)", step, bad, skipped)
       checkpointer.save(step, state, data_iterator)
       if step % config.log_every_steps == 0 or step == config.total_steps:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
@@ -150,9 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_seconds += elapsed
         metrics["images_per_second"] = interval_steps * config.global_batch_size / elapsed
         metrics["train_seconds"] = train_seconds
-        if not np.isfinite(metrics["loss"]):
-          raise FloatingPointError(f"loss is {metrics['loss']} at step {step}; the last "
-                                   f"checkpoint is intact in {workdir}/checkpoints")
+        metrics["skipped_updates"] = skipped
         writer.write(step, metrics)
         progress.update(interval_steps)
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
@@ -200,7 +213,7 @@ def main(argv):
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except UserInputError as e:
+  except (UserInputError, NonFiniteError) as e:
     sys.exit(f"error: {e}")
 
 

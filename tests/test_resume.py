@@ -48,3 +48,36 @@ def test_sigterm_saves_and_exits_zero_then_resumes_exactly(fake_fmnist, tmp_path
   assert max(ts.losses(tmp_path)) == 7
   ts.run(args)
   _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_sigkill_during_a_checkpoint_save_resumes_from_the_previous_one(fake_fmnist, tmp_path, uninterrupted):
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  killed = ts.run(args, harness_flags=["--kill_during_save_of_step=10"], check=False)
+  assert killed.returncode == -signal.SIGKILL
+  leftovers = os.listdir(tmp_path / "checkpoints")
+  assert "10" not in leftovers and any(name.startswith("10.") for name in leftovers), leftovers
+  ts.run(args)
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_corrupt_latest_checkpoint_is_set_aside_and_an_older_one_used(fake_fmnist, tmp_path, uninterrupted):
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  ts.run(args)
+  latest = tmp_path / "checkpoints" / str(TOTAL_STEPS) / "state"
+  garbled = 0
+  for root, _, files in os.walk(latest):
+    for name in files:
+      path = os.path.join(root, name)
+      if os.path.getsize(path) > 64:
+        with open(path, "r+b") as f:  # truncate to half and garble what is left
+          size = os.path.getsize(path)
+          f.truncate(size // 2)
+          f.seek(0)
+          f.write(b"\xff" * min(64, size // 2))
+        garbled += 1
+  assert garbled
+  rerun = ts.run(args)
+  assert f"checkpoint {tmp_path / 'checkpoints' / str(TOTAL_STEPS)} is unreadable" in rerun.stdout
+  aside = os.listdir(str(tmp_path / "checkpoints") + "_corrupt")
+  assert len(aside) == 1 and aside[0].startswith(f"{TOTAL_STEPS}-")  # kept, not deleted
+  _assert_same_run(tmp_path, uninterrupted)  # retrained from step 10 to the same result

@@ -94,3 +94,47 @@ def test_cli_reports_missing_data_in_one_line(tmp_path):
   assert last.startswith("error: Fashion-MNIST IDX files not found")
   assert "apt-get install -y dataset-fashion-mnist" in last
   assert "Traceback" not in proc.stderr
+
+
+def _all_finite(tree):
+  return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(tree))
+
+
+def test_nonfinite_loss_stops_at_that_step_and_keeps_the_last_checkpoint(fake_fmnist, tmp_path):
+  from jax_ssl.errors import NonFiniteError  # pylint: disable=g-import-not-at-top
+  import trainer_subprocess as ts  # pylint: disable=g-import-not-at-top
+  config = tiny_config(*fake_fmnist, total_steps=12, checkpoint_every_steps=1)
+  config.optimizer.base_learning_rate = 1e35  # blows up within a few steps
+  config.optimizer.warmup_steps = 1
+  with pytest.raises(NonFiniteError, match=r"non-finite loss .* at step (\d+); stopped") as info:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(info.value)
+  bad_step = int(message.split("at step ")[1].split(";")[0])
+  assert 1 < bad_step <= 12 and "skip_nonfinite_updates" in message
+  saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert saved[-1] == bad_step - 1  # nothing saved at or after the bad step
+  step, params = ts.final_params(tmp_path)
+  assert step == bad_step - 1 and _all_finite(params)
+
+
+def test_nonfinite_updates_can_be_skipped(fake_fmnist, tmp_path):
+  config = tiny_config(*fake_fmnist, total_steps=8, checkpoint_every_steps=100,
+                       skip_nonfinite_updates=True)
+  config.optimizer.base_learning_rate = 1e35
+  config.optimizer.warmup_steps = 1
+  out = train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert out["step"] == 8 and records[-1]["skipped_updates"] >= 1
+  assert _all_finite(out["state"].params)
+
+
+def test_workdir_from_another_model_refuses_to_resume(fake_fmnist, tmp_path):
+  from jax_ssl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(tiny_config(*fake_fmnist, total_steps=2), str(tmp_path))
+  wider = tiny_config(*fake_fmnist, total_steps=4)
+  wider.model.width = 8
+  with pytest.raises(ConfigError, match="holds checkpoints trained with model=.*'width': 4.*'width': 8"):
+    train.train_and_evaluate(wider, str(tmp_path))
+  # The same model with a longer schedule resumes.
+  out = train.train_and_evaluate(tiny_config(*fake_fmnist, total_steps=4), str(tmp_path))
+  assert out["step"] == 4

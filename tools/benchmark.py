@@ -205,6 +205,17 @@ def benchmark_torch(config, steps: int, in_channels: int, image_size: int) -> di
           "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
+def _cpu_model() -> str:
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", required=True)
@@ -217,13 +228,16 @@ def main():
   config = load_config(args.config)
   for item in args.set:
     key, value = item.split("=", 1)
-    config.update_from_flattened_dict({key: type(config[key] if "." not in key else
-                                                 config[key.split(".")[0]][key.split(".", 1)[1]])(value)})
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = type(node[leaf])(value)
   in_channels = 1 if config.dataset.name == "fashion_mnist" else 3
   image_size = config.dataset.image_size or config.augment.output_size
   batch = config.global_batch_size
   results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
-             "device_count": jax.device_count(), "cpu": platform.processor() or platform.machine(),
+             "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
              "global_batch_size": batch, "views_per_image": methods.get_method(config.method).num_views}
   results.update(benchmark_jax(config, args.steps, in_channels, image_size))

@@ -6,7 +6,16 @@ Command (2-core CPU, offline; builds the dataset from Debian's dataset-fashion-m
 
 Laptop smoke test (seconds): `--config experiments/fashion_mnist/simclr.py:runlocal`.
 
-Expected result: see README.md "Results" (generated from this run's results.json).
+Expected result: see README.md "Results" (generated from this run's results.json, kept in
+results/simclr_fmnist/): on a 2-core CPU about 12.5 minutes in all (800 steps at ~0.8 s each,
+then ~1.5 minutes of evaluation), linear_top1 ~0.87 and linear_1pct_top1 ~0.80.
+
+Recipe: SimCLR's augmentations minus colour (grayscale images) with jitter strength 0.8,
+crops of 20-100% of the area, temperature 0.1, a 2048-wide projector, AdamW at 4e-3 (the
+2-core budget allows ~3.4 epochs; Adam converges faster than LARS in so few steps). Chosen by
+a sweep of 32 variants of 800-850 steps on one H200 (numbers in the foundation issue's
+closing note): turning colour jitter off cost 0.05 linear top-1, jitter 0.8 instead of 0.4
+with the wider projector and lr 4e-3 gained ~0.01, 1600 steps instead of 800 gained ~0.001.
 """
 
 import ml_collections
@@ -51,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 500
   config.keep_checkpoints = 2
 
+  config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1000, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,

@@ -41,6 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.log_every_steps = 100
   config.checkpoint_every_steps = 2000
   config.keep_checkpoints = 2
+  config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1024, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,

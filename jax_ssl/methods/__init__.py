@@ -1,9 +1,10 @@
 """Method registry: name -> MethodSpec."""
 
-from jax_ssl.methods import simclr
+from jax_ssl.methods import barlow_twins, simclr, simsiam, vicreg
 from jax_ssl.methods.spec import MethodSpec, SSLModel
 
-METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (simclr.SPEC,)}
+METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
+    simclr.SPEC, barlow_twins.SPEC, vicreg.SPEC, simsiam.SPEC)}
 
 
 def get_method(name: str) -> MethodSpec:

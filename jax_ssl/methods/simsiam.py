@@ -1,0 +1,49 @@
+"""SimSiam: predict one view's projection from the other's, with a stop-gradient target.
+
+Chen & He, "Exploring Simple Siamese Representation Learning", CVPR 2021. The paper's
+projector is 3 layers of 2048 (its last layer followed by BatchNorm) and its predictor a
+2048 -> 512 -> 2048 bottleneck MLP; no negatives, no momentum encoder. Here both are
+`MLPHead`s, so the projector's last layer is not followed by BatchNorm.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_ssl import losses
+from jax_ssl.methods.spec import MethodSpec, SSLModel
+from jax_ssl.models.heads import MLPHead
+
+
+def make_heads(feature_dim: int, head_args: Mapping[str, Any], rngs: nnx.Rngs):
+  projection_dim = head_args["projector_output_dim"]
+  return {
+      "projector": MLPHead(feature_dim, head_args["projector_hidden_dim"], projection_dim,
+                           head_args["projector_num_layers"], rngs=rngs),
+      "predictor": MLPHead(projection_dim, head_args["predictor_hidden_dim"], projection_dim,
+                           num_layers=2, rngs=rngs),
+  }
+
+
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any):
+  # One backbone pass over both views: BatchNorm statistics over all 2N global views.
+  projections = model.heads["projector"](model.backbone(jnp.concatenate(views, axis=0)))
+  predictions = model.heads["predictor"](projections)
+  z1, z2 = jnp.split(projections, 2, axis=0)
+  p1, p2 = jnp.split(predictions, 2, axis=0)
+  # Symmetrised loss, eq. (2); `losses.simsiam` stops the gradient through the targets z.
+  loss = 0.5 * losses.simsiam(p1, z2) + 0.5 * losses.simsiam(p2, z1)
+  return loss, {"simsiam": loss}, method_state
+
+
+SPEC = MethodSpec(
+    name="simsiam",
+    num_views=2,
+    make_heads=make_heads,
+    objective=objective,
+    default_method_args={},
+)
