@@ -12,7 +12,7 @@ from jax_ssl.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*", "*.py")))
-FILES = [f for f in FILES if not f.endswith("__init__.py")]
+FILES = [f for f in FILES if not os.path.basename(f).startswith("_")]
 
 
 def _load(path):
