@@ -25,7 +25,7 @@ from jax_ssl import checkpoint, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.data import pipeline
-from jax_ssl.errors import NonFiniteError, UserInputError
+from jax_ssl.errors import DataError, NonFiniteError, UserInputError
 from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
@@ -80,7 +80,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- config
   config_lib.validate(config, jax.device_count())
   spec = methods.get_method(config.method)
-  os.makedirs(workdir, exist_ok=True)
+  _check_writable(workdir)
   config_lib.check_resume_compatible(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -194,6 +194,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                     train_seconds=train_seconds)
   return {"step": step, "train_seconds": train_seconds, "results": results,
           "preempted": bool(preempted), "state": state}
+
+
+def _check_writable(workdir: str) -> None:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise DataError(f"--workdir {workdir} is not writable ({e.strerror}); choose a writable "
+                    f"directory (nothing was changed)") from None
 
 
 def _progress_bar(total: int, initial: int):

@@ -138,3 +138,11 @@ def test_workdir_from_another_model_refuses_to_resume(fake_fmnist, tmp_path):
   # The same model with a longer schedule resumes.
   out = train.train_and_evaluate(tiny_config(*fake_fmnist, total_steps=4), str(tmp_path))
   assert out["step"] == 4
+
+
+def test_unwritable_workdir_is_one_clear_error(fake_fmnist, tmp_path):
+  from jax_ssl.errors import DataError  # pylint: disable=g-import-not-at-top
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(DataError, match=r"--workdir .*a_file/run is not writable .*choose a writable"):
+    train.train_and_evaluate(tiny_config(*fake_fmnist), str(blocker / "run"))
