@@ -13,7 +13,7 @@ kept in results/simclr_fmnist/): knn_top1 0.831, linear_top1 0.871, linear_1pct_
 
 Recipe: SimCLR's augmentations minus colour (grayscale images) with jitter strength 0.8,
 crops of 20-100% of the area, temperature 0.1, a 2048-wide projector, AdamW at 4e-3 (the
-2-core budget allows ~3.4 epochs; Adam converges faster than LARS in so few steps). Chosen by
+2-core budget allows ~3.4 epochs; AdamW as the prototype used, LARS not compared). Chosen by
 a sweep of 32 variants of 800-850 steps on one H200 (numbers in the foundation issue's
 closing note): turning colour jitter off cost 0.05 linear top-1, jitter 0.8 instead of 0.4
 with the wider projector and lr 4e-3 gained ~0.01, 1600 steps instead of 800 gained ~0.001.
