@@ -9,10 +9,13 @@ steps lives in `method_state`, a pytree inside the train state (so Orbax saves i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
+
+from jax_ssl.models.heads import MLPHead
 
 # (model, views, method_state, **method_args) -> (loss, metrics, new_method_state)
 Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
@@ -51,3 +54,22 @@ class SSLModel(nnx.Module):
 
   def features(self, images: jax.Array) -> jax.Array:
     return self.backbone(images)
+
+
+def projector_heads(feature_dim: int, head_args: Mapping[str, Any],
+                    rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"projector": MLPHead} from the head keys projector_hidden_dim / _output_dim / _num_layers."""
+  return {"projector": MLPHead(feature_dim, head_args["projector_hidden_dim"],
+                               head_args["projector_output_dim"],
+                               head_args["projector_num_layers"], rngs=rngs)}
+
+
+def embed_views(model: SSLModel, views: Sequence[jax.Array],
+                head: str = "projector") -> list[jax.Array]:
+  """backbone -> `head` in one pass over all views concatenated, split back per view.
+
+  One pass means BatchNorm statistics over every view of the global batch, as SimCLR's
+  global BN; [B, H, W, C] x V -> V x [B, D].
+  """
+  out = model.heads[head](model.backbone(jnp.concatenate(views, axis=0)))
+  return jnp.split(out, len(views), axis=0)
