@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_ssl.evaluate import protocols
+from jax_ssl.evaluate import knn, linear_probe
 
 NUM_CLASSES = 10
 DIM = 32
@@ -44,12 +44,12 @@ def _pure_noise(seed=0, num_train=1000, num_test=1000):
 
 
 def test_knn_separable_clusters_are_classified():
-  accuracy = protocols.knn_accuracy(*_separable(), num_classes=NUM_CLASSES)
+  accuracy = knn.knn_accuracy(*_separable(), num_classes=NUM_CLASSES)
   assert accuracy >= 0.99
 
 
 def test_knn_uninformative_features_stay_at_chance():
-  accuracy = protocols.knn_accuracy(*_pure_noise(), num_classes=NUM_CLASSES)
+  accuracy = knn.knn_accuracy(*_pure_noise(), num_classes=NUM_CLASSES)
   assert accuracy < 0.2
 
 
@@ -69,29 +69,29 @@ def test_knn_weighting_beats_majority_vote_hand_computed():
   score_0 = np.exp(np.cos(0.1) / 0.07)
   score_1 = 2 * np.exp(np.cos(0.8) / 0.07)
   assert score_0 > 30 * score_1
-  weighted = protocols.knn_accuracy(
+  weighted = knn.knn_accuracy(
       train, train_labels, test, np.array([0]), num_classes=2, k=3, temperature=0.07
   )
   assert weighted == 1.0
   # A huge temperature makes all weights ~1: plain majority vote, 2 votes to 1 for class 1.
-  majority = protocols.knn_accuracy(
+  majority = knn.knn_accuracy(
       train, train_labels, test, np.array([0]), num_classes=2, k=3, temperature=1e4
   )
   assert majority == 0.0
   # k=4 adds the class-0 point at pi (weight exp(-1/0.07) ~ 6e-7): prediction unchanged
   # when weighted; with majority vote it is a 2:2 tie, broken towards the lower class.
-  assert protocols.knn_predict(
+  assert knn.knn_predict(
       train, train_labels, test, num_classes=2, k=4, temperature=0.07
   ).tolist() == [0]
   # k=1 keeps only the nearest neighbour.
-  assert protocols.knn_predict(
+  assert knn.knn_predict(
       train, train_labels, np.array([_unit(0.75)], np.float32), num_classes=2, k=1
   ).tolist() == [1]
 
 
 def test_knn_k_larger_than_train_set_is_clipped():
   train = np.array([_unit(0.0), _unit(1.0), _unit(2.0)], np.float32)
-  predictions = protocols.knn_predict(
+  predictions = knn.knn_predict(
       train, np.array([0, 1, 1]), np.array([_unit(0.05)], np.float32), num_classes=2, k=200
   )
   assert predictions.tolist() == [0]
@@ -103,12 +103,12 @@ def test_knn_chunking_matches_single_chunk():
   test_features, test_labels = _clusters(rng, [10] * NUM_CLASSES, separation=1.5)
   test_features, test_labels = test_features[:97], test_labels[:97]  # 97 = 13 * 7 + 6
   kwargs = dict(num_classes=NUM_CLASSES, k=20)
-  single = protocols.knn_predict(train_features, train_labels, test_features,
+  single = knn.knn_predict(train_features, train_labels, test_features,
                                  chunk_size=4096, **kwargs)
-  chunked = protocols.knn_predict(train_features, train_labels, test_features,
+  chunked = knn.knn_predict(train_features, train_labels, test_features,
                                   chunk_size=13, **kwargs)
   np.testing.assert_array_equal(single, chunked)
-  accuracy = protocols.knn_accuracy(train_features, train_labels, test_features, test_labels,
+  accuracy = knn.knn_accuracy(train_features, train_labels, test_features, test_labels,
                                     chunk_size=13, **kwargs)
   assert accuracy == pytest.approx(np.mean(single == test_labels))
   assert 0.3 < accuracy < 1.0  # overlapping clusters: a non-trivial accuracy to compare
@@ -121,7 +121,7 @@ def test_class_balanced_subset_counts_determinism_and_seed():
   # Imbalanced classes: class c has 40 + 10 c examples (n = 850).
   labels = np.repeat(np.arange(NUM_CLASSES), 40 + 10 * np.arange(NUM_CLASSES))
   labels = np.random.default_rng(0).permutation(labels)
-  subset = protocols.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=1)
+  subset = linear_probe.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=1)
   per_class = round(0.2 * len(labels) / NUM_CLASSES)  # 17
   assert per_class == 17
   np.testing.assert_array_equal(
@@ -129,9 +129,9 @@ def test_class_balanced_subset_counts_determinism_and_seed():
   )
   assert np.all(np.diff(subset) > 0)  # sorted, no repeats
   np.testing.assert_array_equal(
-      subset, protocols.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=1)
+      subset, linear_probe.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=1)
   )
-  other = protocols.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=2)
+  other = linear_probe.class_balanced_subset(labels, 0.2, num_classes=NUM_CLASSES, seed=2)
   assert not np.array_equal(subset, other)
   np.testing.assert_array_equal(
       np.bincount(labels[other], minlength=NUM_CLASSES), [per_class] * NUM_CLASSES
@@ -140,12 +140,12 @@ def test_class_balanced_subset_counts_determinism_and_seed():
 
 def test_class_balanced_subset_minimum_one_and_too_few():
   labels = np.repeat(np.arange(NUM_CLASSES), 5)
-  tiny = protocols.class_balanced_subset(labels, 1e-4, num_classes=NUM_CLASSES, seed=0)
+  tiny = linear_probe.class_balanced_subset(labels, 1e-4, num_classes=NUM_CLASSES, seed=0)
   np.testing.assert_array_equal(np.bincount(labels[tiny]), [1] * NUM_CLASSES)
   # Class 0 has a single example but round(0.5 * 82 / 10) = 4 are requested.
   uneven = np.repeat(np.arange(NUM_CLASSES), [1] + [9] * (NUM_CLASSES - 1))
   with pytest.raises(ValueError, match="class 0"):
-    protocols.class_balanced_subset(uneven, 0.5, num_classes=NUM_CLASSES, seed=0)
+    linear_probe.class_balanced_subset(uneven, 0.5, num_classes=NUM_CLASSES, seed=0)
 
 
 # ------------------------------------------------------------------- linear probe
@@ -154,7 +154,7 @@ SMALL_GRID = (1e-4, 1e-2)
 
 
 def test_linear_probe_separable_clusters():
-  result = protocols.linear_probe_accuracy(
+  result = linear_probe.linear_probe_accuracy(
       *_separable(), num_classes=NUM_CLASSES, l2_grid=SMALL_GRID
   )
   assert result["top1"] >= 0.99
@@ -163,7 +163,7 @@ def test_linear_probe_separable_clusters():
 
 
 def test_linear_probe_uninformative_features_stay_at_chance():
-  result = protocols.linear_probe_accuracy(
+  result = linear_probe.linear_probe_accuracy(
       *_pure_noise(), num_classes=NUM_CLASSES, l2_grid=SMALL_GRID
   )
   assert result["top1"] < 0.2
@@ -176,10 +176,10 @@ def test_linear_probe_is_invariant_to_per_feature_affine_maps():
   rng = np.random.default_rng(5)
   scale = rng.uniform(0.1, 100.0, DIM).astype(np.float32)
   shift = rng.uniform(-50.0, 50.0, DIM).astype(np.float32)
-  reference = protocols.linear_probe_accuracy(
+  reference = linear_probe.linear_probe_accuracy(
       train_x, train_y, test_x, test_y, num_classes=NUM_CLASSES, l2_grid=SMALL_GRID
   )
-  mapped = protocols.linear_probe_accuracy(
+  mapped = linear_probe.linear_probe_accuracy(
       train_x * scale + shift, train_y, test_x * scale + shift, test_y,
       num_classes=NUM_CLASSES, l2_grid=SMALL_GRID,
   )
@@ -188,7 +188,7 @@ def test_linear_probe_is_invariant_to_per_feature_affine_maps():
   # The statistics come from the training set only: shifting just the test features towards
   # class 3 moves most test points into class 3 (test-set statistics would cancel the shift).
   shifted_test_x = test_x + 30.0 * np.eye(1, DIM, 3, dtype=np.float32)
-  shifted = protocols.linear_probe_accuracy(
+  shifted = linear_probe.linear_probe_accuracy(
       train_x, train_y, shifted_test_x, test_y, num_classes=NUM_CLASSES, l2_grid=SMALL_GRID
   )
   assert shifted["top1"] < 0.5
@@ -203,7 +203,7 @@ def test_linear_probe_selects_penalty_on_training_holdout_not_test():
   small, huge = 1e-4, 1e3
   grid = (small, huge)
   honest_x, honest_y = _clusters(rng, [20] * NUM_CLASSES)
-  honest = protocols.linear_probe_accuracy(
+  honest = linear_probe.linear_probe_accuracy(
       train_x, train_y, honest_x, honest_y, num_classes=NUM_CLASSES, l2_grid=grid
   )
   assert honest["l2"] == small
@@ -212,13 +212,13 @@ def test_linear_probe_selects_penalty_on_training_holdout_not_test():
   # (always predicts 0) would get 1.0 and `small` 0.0; selection must ignore it.
   adversarial_x, _ = _clusters(rng, [0, 0, 0, 200] + [0] * (NUM_CLASSES - 4))
   adversarial_y = np.zeros(200, np.int32)
-  adversarial = protocols.linear_probe_accuracy(
+  adversarial = linear_probe.linear_probe_accuracy(
       train_x, train_y, adversarial_x, adversarial_y, num_classes=NUM_CLASSES, l2_grid=grid
   )
   assert adversarial["l2"] == small
   assert adversarial["top1"] <= 0.01
   # Sanity check of the premise: forced to `huge`, the probe does predict class 0 everywhere.
-  forced = protocols.linear_probe_accuracy(
+  forced = linear_probe.linear_probe_accuracy(
       train_x, train_y, adversarial_x, adversarial_y, num_classes=NUM_CLASSES, l2_grid=(huge,)
   )
   assert forced == {"top1": 1.0, "l2": huge}
@@ -226,7 +226,7 @@ def test_linear_probe_selects_penalty_on_training_holdout_not_test():
 
 def test_stratified_holdout_takes_fraction_of_every_class():
   labels = np.repeat(np.arange(4), [100, 50, 20, 1])
-  holdout = protocols._stratified_holdout_mask(labels, 0.1, num_classes=4, seed=0)
+  holdout = linear_probe._stratified_holdout_mask(labels, 0.1, num_classes=4, seed=0)
   np.testing.assert_array_equal(np.bincount(labels[holdout], minlength=4), [10, 5, 2, 0])
 
 
@@ -242,10 +242,10 @@ def test_preconditioned_lbfgs_reaches_a_stationary_point_of_the_original_objecti
   l2 = jnp.float32(1e-2)
   eigenvalues, eigenvectors = jnp.linalg.eigh(features.T @ features / 300)
   start = {"w": jnp.zeros((8, 3)), "b": jnp.zeros(3)}
-  params, iterations = protocols._fit_logistic_regression_jit(
+  params, iterations = linear_probe._fit_logistic_regression_jit(
       features, onehot, weight, l2, start, eigenvectors, eigenvalues, jnp.float32(1e-6), 200
   )
-  grad = jax.grad(protocols._probe_objective)(params, features, onehot, weight, l2)
+  grad = jax.grad(linear_probe._probe_objective)(params, features, onehot, weight, l2)
   assert float(jnp.max(jnp.abs(grad["w"]))) < 1e-4
   assert float(jnp.max(jnp.abs(grad["b"]))) < 1e-4
   assert int(iterations) < 200  # stopped on the gradient tolerance
@@ -253,17 +253,17 @@ def test_preconditioned_lbfgs_reaches_a_stationary_point_of_the_original_objecti
 
 def test_stratified_folds_partition_every_class_evenly():
   labels = np.repeat(np.arange(3), [10, 20, 7])
-  fold_of = protocols._stratified_folds(labels, 5, num_classes=3, seed=0)
+  fold_of = linear_probe._stratified_folds(labels, 5, num_classes=3, seed=0)
   for c, n in enumerate([10, 20, 7]):
     counts = np.bincount(fold_of[labels == c], minlength=5)
     assert counts.sum() == n and counts.max() - counts.min() <= 1
-  assert not np.array_equal(fold_of, protocols._stratified_folds(labels, 5, num_classes=3, seed=1))
+  assert not np.array_equal(fold_of, linear_probe._stratified_folds(labels, 5, num_classes=3, seed=1))
 
 
 def test_cross_validated_probe_on_separable_and_uninformative_data():
-  cv = protocols.linear_probe_accuracy(*_separable(train_per_class=6), num_classes=NUM_CLASSES,
+  cv = linear_probe.linear_probe_accuracy(*_separable(train_per_class=6), num_classes=NUM_CLASSES,
                                        l2_grid=SMALL_GRID, folds=3, steps=100)
   assert cv["top1"] >= 0.99 and cv["l2"] in SMALL_GRID
-  noise = protocols.linear_probe_accuracy(*_pure_noise(num_train=60), num_classes=NUM_CLASSES,
+  noise = linear_probe.linear_probe_accuracy(*_pure_noise(num_train=60), num_classes=NUM_CLASSES,
                                           l2_grid=SMALL_GRID, folds=3, steps=100)
   assert noise["top1"] < 0.2

@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from jax_ssl import config as config_lib
 from jax_ssl import sharding
 from jax_ssl.data import augment, pipeline
-from jax_ssl.evaluate import protocols
+from jax_ssl.evaluate import knn, linear_probe
 from jax_ssl.state import split_model
 from jax_ssl.step import make_feature_fn
 
@@ -69,16 +69,16 @@ class _Head:
 def run_protocols(train_x, train_y, test_x, test_y, *, num_classes: int, knn_k: int,
                   knn_temperature: float, low_label_fraction: float, low_label_seed: int
                   ) -> dict[str, float]:
-  subset = protocols.class_balanced_subset(train_y, low_label_fraction, num_classes=num_classes,
+  subset = linear_probe.class_balanced_subset(train_y, low_label_fraction, num_classes=num_classes,
                                            seed=low_label_seed)
   return {
-      "knn_top1": protocols.knn_accuracy(train_x, train_y, test_x, test_y,
+      "knn_top1": knn.knn_accuracy(train_x, train_y, test_x, test_y,
                                          num_classes=num_classes, k=knn_k,
                                          temperature=knn_temperature),
-      "linear_top1": protocols.linear_probe_accuracy(train_x, train_y, test_x, test_y,
+      "linear_top1": linear_probe.linear_probe_accuracy(train_x, train_y, test_x, test_y,
                                                      num_classes=num_classes)["top1"],
       # 60 labelled examples per class: 5-fold cross-validation picks the penalty.
-      "linear_1pct_top1": protocols.linear_probe_accuracy(
+      "linear_1pct_top1": linear_probe.linear_probe_accuracy(
           train_x[subset], train_y[subset], test_x, test_y, num_classes=num_classes,
           folds=5, steps=100)["top1"],
   }
@@ -100,12 +100,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
   protocol_args = dict(num_classes=num_classes, knn_k=ev.knn_k, knn_temperature=ev.knn_temperature,
                        low_label_fraction=ev.low_label_fraction, low_label_seed=ev.low_label_seed)
 
+  features = make_feature_fn(graphdef)
+  # One jitted encoder for the trained and the random-init weights (same shapes: one compile).
+  encode = jax.jit(lambda p, s, images: features(p, s, augment.center_view(images, output_size)),
+                   in_shardings=(replicated, replicated, batch_sharding),
+                   out_shardings=batch_sharding)
+
   def encoder_fn(params, batch_stats):
-    features = make_feature_fn(graphdef)
-    jitted = jax.jit(lambda p, s, images: features(p, s, augment.center_view(images, output_size)),
-                     in_shardings=(replicated, replicated, batch_sharding),
-                     out_shardings=batch_sharding)
-    return lambda images: jitted(params, batch_stats, images)
+    return lambda images: encode(params, batch_stats, images)
 
   def evaluate_features(feature_fn):
     train = extract(feature_fn, train_source, batch_size=batch_size, limit=ev.train_limit, mesh=mesh,
