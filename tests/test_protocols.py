@@ -1,4 +1,4 @@
-"""Tests for jax_ssl.evaluate.protocols (kNN, class-balanced subsets, linear probe)."""
+"""Tests for jax_ssl.evaluate.knn and jax_ssl.evaluate.linear_probe (kNN, class-balanced subsets, linear probe)."""
 
 from __future__ import annotations
 
