@@ -41,7 +41,8 @@ SCHEMA: dict[str, Any] = {
     "model": {"backbone": str, "width": (int, type(None)), "stem": str},
     "heads": FREE,
     "optimizer": {"name": str, "base_learning_rate": _NUMBER, "lr_scaling": str,
-                  "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int},
+                  "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int,
+                  "trust_coefficient": _NUMBER},
     "seed": int, "global_batch_size": int, "total_steps": int, "log_every_steps": int,
     "checkpoint_every_steps": int, "keep_checkpoints": int, "evaluate": bool,
     "skip_nonfinite_updates": bool,
@@ -81,18 +82,26 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
 
   _check_schema(config, SCHEMA)
 
-  check(config.method in methods.METHODS,
-        f"method={config.method!r} is unknown; choose one of {sorted(methods.METHODS)}")
+  unknown_methods = methods.unknown_parts(config.method)
+  not_methods = "" if [config.method] == unknown_methods else (
+      f" ({', '.join(map(repr, unknown_methods))} is not a method)")
+  check(not unknown_methods,
+        f"method={config.method!r} is unknown{not_methods}; choose from "
+        f"{sorted(methods.METHODS)}, or join several with '+' to mix them (e.g. 'simclr+rotation')")
   spec = methods.get_method(config.method)
-  unknown = set(config.method_args) - set(spec.default_method_args)
-  check(not unknown, f"method_args has unknown keys {sorted(unknown)}; {config.method} takes "
-        f"{sorted(spec.default_method_args)}")
+  _check_method_args(config.method_args, spec.default_method_args, config.method)
+  if callable(spec.num_views):
+    views = spec.views_for(method_args(config))
+    check(isinstance(views, int) and views >= 1,
+          f"method_args gives {views!r} views for {config.method}; need an integer >= 1")
   check(config.model.backbone in resnet.BACKBONES,
         f"model.backbone={config.model.backbone!r}; choose one of {sorted(resnet.BACKBONES)}")
   check(config.model.stem in ("cifar", "imagenet"),
         f"model.stem={config.model.stem!r}; use 'cifar' (3x3, no max-pool) or 'imagenet' (7x7 + max-pool)")
-  check(config.optimizer.name in ("lars", "adamw"),
-        f"optimizer.name={config.optimizer.name!r}; use 'lars' or 'adamw'")
+  check(config.optimizer.name in ("lars", "adamw", "sgd"),
+        f"optimizer.name={config.optimizer.name!r}; use 'lars', 'adamw' or 'sgd'")
+  check(config.optimizer.trust_coefficient > 0,
+        f"optimizer.trust_coefficient={config.optimizer.trust_coefficient}; must be > 0 (LARS eta)")
   check(config.optimizer.lr_scaling in ("linear", "sqrt", "none"),
         f"optimizer.lr_scaling={config.optimizer.lr_scaling!r}; use 'linear', 'sqrt' or 'none'")
   for key in ("total_steps", "global_batch_size", "log_every_steps", "checkpoint_every_steps"):
@@ -158,9 +167,33 @@ def validate_against_data(config: ml_collections.ConfigDict, image_shape: tuple[
         f"{config.dataset.name}; use at most {side} (or set dataset.image_size)")
 
 
+def _check_method_args(args, defaults, method: str, prefix: str = "method_args") -> None:
+  """Unknown method_args keys (typos), recursively for mixed methods' per-method sections."""
+  for key in args.keys():
+    if key not in defaults:
+      close = difflib.get_close_matches(key, list(defaults), n=1)
+      hint = f"did you mean '{prefix}.{close[0]}'? " if close else ""
+      raise ConfigError(f"config key '{prefix}.{key}' is unknown; {hint}{method} takes "
+                        f"{sorted(defaults)}")
+    if isinstance(defaults[key], dict):
+      if not isinstance(args[key], (dict, ml_collections.ConfigDict)):
+        raise ConfigError(f"{prefix}.{key}={args[key]!r} must be a section of "
+                          f"{sorted(defaults[key])}")
+      _check_method_args(args[key], defaults[key], key, f"{prefix}.{key}")
+
+
+def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+  merged = dict(defaults)
+  for key, value in overrides.items():
+    merged[key] = (_merge(defaults[key], value) if isinstance(defaults.get(key), dict)
+                   else value)
+  return merged
+
+
 def method_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The objective's keyword arguments: the method's defaults updated by `config.method_args`."""
   spec = methods.get_method(config.method)
-  return {**spec.default_method_args, **config.method_args.to_dict()}
+  return _merge(spec.default_method_args, config.method_args.to_dict())
 
 
 def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfig]:
@@ -168,7 +201,7 @@ def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfi
   spec = methods.get_method(config.method)
   kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v
             for k, v in config.augment.to_dict().items()}
-  return [augment.AugmentConfig(**kwargs) for _ in range(spec.num_views)]
+  return [augment.AugmentConfig(**kwargs) for _ in range(spec.views_for(method_args(config)))]
 
 
 def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int) -> SSLModel:
@@ -176,7 +209,12 @@ def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int) 
   backbone = resnet.make_backbone(config.model.backbone, width=config.model.width,
                                   stem=config.model.stem, in_channels=in_channels, rngs=rngs)
   spec = methods.get_method(config.method)
-  heads = spec.make_heads(backbone.feature_dim, config.heads.to_dict(), rngs)
+  try:
+    heads = spec.make_heads(backbone.feature_dim, config.heads.to_dict(), method_args(config),
+                            rngs)
+  except KeyError as e:
+    raise ConfigError(f"config key 'heads.{e.args[0]}' is missing; {config.method}'s heads "
+                      f"need it (see its experiment files)") from None
   return SSLModel(backbone, heads)
 
 
@@ -187,5 +225,6 @@ def build_optimizer(config: ml_collections.ConfigDict
                                     opt.lr_scaling)
   schedule = optim.warmup_cosine(peak, opt.warmup_steps, config.total_steps)
   optimizer = optim.make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
-                                   momentum=opt.momentum)
+                                   momentum=opt.momentum,
+                                   trust_coefficient=opt.trust_coefficient)
   return optimizer, schedule

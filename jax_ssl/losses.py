@@ -161,3 +161,74 @@ def simsiam(p: ArrayLike, z: ArrayLike) -> jax.Array:
   p = _normalize_rows_or_zero(jnp.asarray(p, jnp.float32))
   z = _normalize_rows_or_zero(jax.lax.stop_gradient(jnp.asarray(z, jnp.float32)))
   return -jnp.mean(jnp.sum(p * z, axis=1))
+
+
+def random_directions(rng: jax.Array, dim: int, num_slices: int) -> jax.Array:
+  """[dim, num_slices] directions uniform on the unit sphere (SIGReg's sketch)."""
+  directions = jax.random.normal(rng, (dim, num_slices), jnp.float32)
+  return directions * jax.lax.rsqrt(jnp.sum(jnp.square(directions), axis=0, keepdims=True))
+
+
+def sigreg(z: ArrayLike, projections: ArrayLike, t_max: float = 3.0,
+           num_points: int = 17) -> jax.Array:
+  """Sketched Isotropic Gaussian Regularization: Epps-Pulley statistics of 1-D projections.
+
+  Each column a of `projections` gives samples x_n = <z_n, a>; their empirical
+  characteristic function phi_N(t) = mean_n exp(i t x_n) is compared with the standard
+  Gaussian's exp(-t^2 / 2):  T(a) = N * integral |phi_N(t) - exp(-t^2/2)|^2 exp(-t^2/2) dt,
+  by the trapezoidal rule on `num_points` knots of [0, t_max], doubled (the integrand is
+  even in t). Zero only when every projection's sample looks standard normal.
+
+  Args:
+    z: [..., N, K] embeddings; N is the sample axis (the global batch under jit), leading
+      axes (views) are tested separately.
+    projections: [K, M] unit directions (see `random_directions`); the same on every device.
+    t_max: upper limit of the integral.
+    num_points: trapezoid knots on [0, t_max].
+
+  Returns:
+    Scalar: the statistic T averaged over the M directions and any leading axes.
+
+  References:
+    Balestriero & LeCun, "LeJEPA: Provable and Scalable Self-Supervised Learning Without
+    the Heuristics", 2025 (arXiv:2511.08544), sec. 4 and Algorithm 1.
+  """
+  z = jnp.asarray(z, jnp.float32)
+  t = jnp.linspace(0.0, t_max, num_points)
+  gaussian_cf = jnp.exp(-0.5 * jnp.square(t))
+  step = t_max / (num_points - 1)
+  trapezoid = jnp.full((num_points,), 2 * step).at[jnp.array([0, -1])].set(step)
+  x_t = (z @ jnp.asarray(projections, jnp.float32))[..., None] * t  # [..., N, M, T]
+  real = jnp.mean(jnp.cos(x_t), axis=-3)
+  imaginary = jnp.mean(jnp.sin(x_t), axis=-3)
+  error = jnp.square(real - gaussian_cf) + jnp.square(imaginary)  # |phi_N - phi|^2, [..., M, T]
+  statistic = (error @ (trapezoid * gaussian_cf)) * z.shape[-2]
+  return jnp.mean(statistic)
+
+
+def lejepa(embeddings: ArrayLike, projections: ArrayLike, sigreg_weight: float = 0.05,
+           num_global_views: int | None = None) -> jax.Array:
+  """LeJEPA: (1 - lambda) * prediction + lambda * SIGReg over every view.
+
+  prediction = mean over views v, examples n and dimensions of
+  (z_vn - mean_{g < num_global_views} z_gn)^2: every view's embedding is pulled towards the
+  mean embedding of the example's global views (no stop-gradient, no predictor);
+  SIGReg (`sigreg`) is computed per view over the batch and averaged.
+
+  Args:
+    embeddings: [V, N, K] projector outputs of V views of N images; the first
+      `num_global_views` views are the global ones (default: all V).
+    projections: [K, M] unit directions for SIGReg.
+    sigreg_weight: lambda in [0, 1].
+    num_global_views: how many leading views are global.
+
+  Returns:
+    Scalar loss.
+
+  References:
+    Balestriero & LeCun 2025 (arXiv:2511.08544), eq. (LeJEPA) and Algorithm 1.
+  """
+  embeddings = jnp.asarray(embeddings, jnp.float32)
+  centres = jnp.mean(embeddings[:num_global_views], axis=0)
+  prediction = jnp.mean(jnp.square(embeddings - centres))
+  return (1.0 - sigreg_weight) * prediction + sigreg_weight * sigreg(embeddings, projections)

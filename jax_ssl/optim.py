@@ -1,4 +1,4 @@
-"""Optax optimizers from explicit arguments: LARS or AdamW, linear warmup + cosine decay."""
+"""Optax optimizers from explicit arguments: LARS, AdamW or SGD, linear warmup + cosine decay."""
 
 from __future__ import annotations
 
@@ -36,7 +36,12 @@ def decay_mask(params):
 def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
                    momentum: float = 0.9, trust_coefficient: float = 0.001,
                    beta2: float = 0.999) -> optax.GradientTransformation:
-  """`lars` (You et al. 2017, as SimCLR) or `adamw` (Loshchilov & Hutter 2019)."""
+  """`lars` (You et al. 2017, as SimCLR), `adamw` (Loshchilov & Hutter 2019) or `sgd`
+  (heavy-ball momentum with L2 weight decay added to the gradient, as torch.optim.SGD and
+  SimSiam). Biases and norms are excluded from decay (and from LARS adaptation)."""
+  if name == "sgd":
+    return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
+                       optax.sgd(schedule, momentum=momentum))
   if name == "lars":
     return optax.lars(schedule, weight_decay=weight_decay, weight_decay_mask=decay_mask,
                       trust_coefficient=trust_coefficient, trust_ratio_mask=decay_mask,
@@ -44,4 +49,4 @@ def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
   if name == "adamw":
     return optax.adamw(schedule, b1=momentum, b2=beta2, weight_decay=weight_decay,
                        mask=decay_mask)
-  raise ValueError(f"optimizer.name={name!r}; use 'lars' or 'adamw'")
+  raise ValueError(f"optimizer.name={name!r}; use 'lars', 'adamw' or 'sgd'")

@@ -17,8 +17,11 @@ import optax
 from flax import nnx
 
 from jax_ssl.data import augment
-from jax_ssl.methods.spec import MethodSpec
+from jax_ssl.methods.spec import MethodSpec, StepContext
 from jax_ssl.state import TrainState
+
+
+_OBJECTIVE_STREAM = 1  # fold_in tag of the objective's key within a step
 
 
 def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Mapping[str, Any],
@@ -35,11 +38,14 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
   def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
     views = augment.make_views(step_rng, batch["image"], view_configs)
+    # The objective's own randomness (pretext tasks, SIGReg directions) is independent of
+    # the views' (which use step_rng itself).
+    context = StepContext(rng=jax.random.fold_in(step_rng, _OBJECTIVE_STREAM), step=state.step)
 
     def loss_fn(params):
       model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
       model.train()
-      loss, metrics, method_state = objective(model, views, state.method_state)
+      loss, metrics, method_state = objective(model, views, state.method_state, context)
       return loss, (metrics, nnx.state(model, nnx.BatchStat), method_state)
 
     (loss, (metrics, batch_stats, method_state)), grads = jax.value_and_grad(

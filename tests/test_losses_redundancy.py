@@ -12,6 +12,7 @@ from flax import nnx
 
 from conftest import tiny_config
 from jax_ssl import losses, methods, sharding, train
+from jax_ssl.methods.spec import StepContext
 
 # Four examples, three zero-mean, unit-(biased)-variance, mutually orthogonal columns.
 DECORRELATED = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], np.float32)
@@ -209,7 +210,8 @@ def test_only_the_shift_invariant_bias_has_no_gradient(method):
   spec = methods.get_method(method)
   views = list(jax.random.uniform(jax.random.key(0), (2, 32, 28, 28, 1)))
   method_args = config.method_args.to_dict()
-  grads = nnx.grad(lambda m: spec.objective(m, views, {}, **method_args)[0])(model)
+  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32))
+  grads = nnx.grad(lambda m: spec.objective(m, views, {}, context, **method_args)[0])(model)
   largest = {jax.tree_util.keystr(path): float(jnp.abs(g).max())
              for path, g in jax.tree_util.tree_leaves_with_path(nnx.state(grads, nnx.Param))}
   invariant = [path for path in largest if path.startswith(shift_invariant_bias(config))]

@@ -30,6 +30,7 @@ from ml_collections import config_flags  # noqa: F401  (config files import ml_c
 
 from jax_ssl import config as config_lib
 from jax_ssl import methods, sharding
+from jax_ssl.methods.spec import StepContext
 from jax_ssl.state import create_train_state
 from jax_ssl.step import make_train_step
 
@@ -85,13 +86,15 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
 
   # Model-only step on fixed views (what a PyTorch loop times).
   objective = functools.partial(spec.objective, **config_lib.method_args(config))
-  views = [jnp.asarray(images, jnp.float32) / 255.0 for _ in range(spec.num_views)]
+  views = [jnp.asarray(images, jnp.float32) / 255.0
+           for _ in range(spec.views_for(config_lib.method_args(config)))]
+  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32))
 
   def model_step(state, views):
     def loss_fn(params):
       m = nnx.merge(graphdef, params, state.batch_stats, copy=True)
       m.train()
-      loss, _, _ = objective(m, views, state.method_state)
+      loss, _, _ = objective(m, views, state.method_state, context)
       return loss, nnx.state(m, nnx.BatchStat)
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -239,7 +242,7 @@ def main():
   results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
-             "global_batch_size": batch, "views_per_image": methods.get_method(config.method).num_views}
+             "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
   results.update(benchmark_jax(config, args.steps, in_channels, image_size))
   results["trainer_images_per_s"] = batch / results["trainer_step_s"]
   results["model_images_per_s"] = batch / results["model_step_s"]

@@ -28,7 +28,7 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", base_learning_rate=4e-3, lr_scaling="linear", weight_decay=1e-4,
-      momentum=0.9, warmup_steps=100))
+      momentum=0.9, warmup_steps=100, trust_coefficient=0.001))  # trust_coefficient: LARS only
 
   config.seed = 0
   config.global_batch_size = 256

@@ -1,16 +1,32 @@
-"""Method registry: name -> MethodSpec."""
+"""Method registry: name -> MethodSpec; "a+b" names mix several methods in one step."""
 
-from jax_ssl.methods import barlow_twins, simclr, simsiam, vicreg
-from jax_ssl.methods.spec import MethodSpec, SSLModel
+import functools
+
+from jax_ssl.methods import (barlow_twins, jigsaw, lejepa, relative_position, rotation,
+                             simclr, simsiam, vicreg)
+from jax_ssl.methods.mixing import SEPARATOR, mix
+from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    simclr.SPEC, barlow_twins.SPEC, vicreg.SPEC, simsiam.SPEC)}
+    simclr.SPEC, barlow_twins.SPEC, vicreg.SPEC, simsiam.SPEC, lejepa.SPEC, rotation.SPEC,
+    jigsaw.SPEC, relative_position.SPEC)}
 
 
+def unknown_parts(name: str) -> list[str]:
+  """The parts of a (possibly mixed) method name that are not registered methods."""
+  return [part for part in name.split(SEPARATOR) if part not in METHODS]
+
+
+@functools.lru_cache(maxsize=None)
 def get_method(name: str) -> MethodSpec:
-  if name not in METHODS:
-    raise ValueError(f"method={name!r} is unknown; choose one of {sorted(METHODS)}")
-  return METHODS[name]
+  """The spec of `name`; "simclr+rotation" is `mix` of the two specs, in that order."""
+  unknown = unknown_parts(name)
+  if unknown:
+    raise ValueError(f"method={name!r}: {unknown} unknown; choose from {sorted(METHODS)}, "
+                     f"or join several with '{SEPARATOR}' to mix them")
+  parts = name.split(SEPARATOR)
+  return METHODS[name] if len(parts) == 1 else mix([METHODS[part] for part in parts])
 
 
-__all__ = ["METHODS", "MethodSpec", "SSLModel", "get_method"]
+__all__ = ["METHODS", "MethodSpec", "SSLModel", "StepContext", "get_method", "mix",
+           "unknown_parts"]

@@ -13,10 +13,12 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import MethodSpec, SSLModel, embed_views, projector_heads
+from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
+                                  projector_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any, *,
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+              context: StepContext, *,
               off_diagonal_weight: float):
   z1, z2 = embed_views(model, views)
   loss = losses.barlow_twins(z1, z2, off_diagonal_weight)

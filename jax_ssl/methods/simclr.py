@@ -12,10 +12,12 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import MethodSpec, SSLModel, embed_views, projector_heads
+from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
+                                  projector_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any, *,
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+              context: StepContext, *,
               temperature: float):
   z1, z2 = embed_views(model, views)
   loss = losses.nt_xent(z1, z2, temperature)

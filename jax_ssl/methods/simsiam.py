@@ -15,11 +15,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import MethodSpec, SSLModel
+from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 from jax_ssl.models.heads import MLPHead
 
 
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], rngs: nnx.Rngs):
+def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
+               rngs: nnx.Rngs):
   projection_dim = head_args["projector_output_dim"]
   return {
       "projector": MLPHead(feature_dim, head_args["projector_hidden_dim"], projection_dim,
@@ -29,7 +30,8 @@ def make_heads(feature_dim: int, head_args: Mapping[str, Any], rngs: nnx.Rngs):
   }
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any):
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+              context: StepContext):
   # One backbone pass over both views: BatchNorm statistics over all 2N global views.
   projections = model.heads["projector"](model.backbone(jnp.concatenate(views, axis=0)))
   predictions = model.heads["predictor"](projections)

@@ -1,0 +1,49 @@
+r"""Relative patch position, ResNet-18 (CIFAR stem) on CIFAR-10: a recipe derived from ImageNet's.
+
+  python -m jax_ssl.train --config experiments/cifar10/relative_position_resnet18.py --workdir runs/relative_position_c10
+
+Data: needs `cifar10` prepared as array_record in the TFDS data dir (`tfds build cifar10
+--file_format array_record` where it can be downloaded, then copy it into
+--config.dataset.data_dir); nothing downloads at run time. `:runlocal` shrinks it to a few
+steps of a small model.
+
+No published CIFAR-10 recipe or number exists for relative patch position that we could find
+(Doersch, Gupta & Efros, ICCV 2015, and Kolesnikov et al., CVPR 2019, train on ImageNet), so
+none is claimed; this run is not reproduced here (it needs an accelerator).
+
+Recipe, scaled down from the ImageNet one (experiments/imagenet/relative_position_resnet50.py,
+Kolesnikov et al.'s ResNet-50 config):
+ * Tiles: a 3x3 grid of the 32 px view, i.e. 10 px cells; the centre tile and one of its 8
+   neighbours, each 8 px (cell - gap - jitter) placed 0-1 px into its cell (gap 1, jitter 1;
+   Kolesnikov et al.'s 64 px tiles in 85 px cells keep 75% of the cell, 8/10 keeps 80%).
+   Each tile is normalised on its own and goes through the ResNet-18 (8 px -> 1x1 map).
+ * Classifier 2 x 512 -> 4096 -> 8 (Linear-BN-ReLU, Linear; Kolesnikov et al.'s fc7-fc8 head
+   without its dropout).
+ * Views: a random square crop of 77-100% of the image area resized to 32 px, grayscale with
+   p = 0.66 (Kolesnikov et al.'s, against chromatic shortcuts), no flip, no colour jitter.
+ * SGD momentum 0.9 at lr 0.1 x B/256 with weight decay 5e-4 (RotNet's CIFAR-10 decay),
+   batch 256, 5 warmup epochs (Kolesnikov et al.) then cosine, 200 epochs.
+ * One random neighbour per image per step (Kolesnikov et al.'s code scores all 8 per image).
+"""
+
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return base.make_config(
+      runlocal=arg == "runlocal",
+      method="relative_position",
+      method_args={"gap": 1, "jitter": 1},
+      augment=base.augment(crop_scale=((28 / 32) ** 2, 1.0), crop_ratio=(1.0, 1.0),
+                           flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.66),
+      heads=dict(classifier_hidden_dim=4096, classifier_num_layers=2),
+      global_batch_size=256,
+      optimizer=base.optimizer("sgd", 0.1, weight_decay=5e-4),
+      epochs=200, warmup_epochs=5,
+      runlocal_heads=dict(classifier_hidden_dim=32))

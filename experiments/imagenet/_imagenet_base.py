@@ -1,0 +1,96 @@
+"""What every ImageNet-1k experiment shares: the data (host-resized to `dataset.image_size`),
+the ResNet-50, the epoch-based schedule, checkpoints and evaluation, and the `:runlocal`
+shrink. Each method file passes its recipe (method, method_args, views, heads, batch,
+optimizer, epochs) to `make_config`."""
+
+from typing import Any, Mapping
+
+import ml_collections
+from ml_collections import config_dict
+
+TRAIN_EXAMPLES = 1_281_167
+IMAGE_SIZE = 256  # host resize (shorter side, centre crop) before the on-device crop
+RUNLOCAL_IMAGE_SIZE = 64
+RUNLOCAL_OUTPUT_SIZE = 56
+
+
+def augment(**overrides: Any) -> dict[str, Any]:
+  """Every `config.augment` key, updated by `overrides`: SimCLR's ImageNet view (random
+  resized crop, area 0.08-1, to 224 px, flip 0.5, colour jitter 0.8/0.8/0.8/0.2 with
+  p = 0.8, grayscale 0.2, blur p = 0.5 with sigma 0.1-2, no solarisation)."""
+  view = dict(
+      output_size=224, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
+      jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
+      grayscale_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
+      solarize_threshold=0.5)
+  unknown = set(overrides) - set(view)
+  if unknown:
+    raise KeyError(f"unknown augment keys {sorted(unknown)}")
+  view.update(overrides)
+  return view
+
+
+def fixed_crop_scale(image_size: int, crop_size: int) -> tuple[float, float]:
+  """crop_scale (with crop_ratio (1, 1)) that makes the random resized crop a plain random
+  `crop_size` square of an `image_size` square image, at scale 1."""
+  area = (crop_size / image_size) ** 2
+  return (area, area)
+
+
+def optimizer(name: str, base_learning_rate: float, *, weight_decay: float,
+              lr_scaling: str = "linear", momentum: float = 0.9,
+              trust_coefficient: float = 0.001) -> dict[str, Any]:
+  """`config.optimizer` without warmup_steps (make_config converts warmup epochs)."""
+  return dict(name=name, base_learning_rate=base_learning_rate, lr_scaling=lr_scaling,
+              weight_decay=weight_decay, momentum=momentum,
+              trust_coefficient=trust_coefficient)
+
+
+def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
+                augment: Mapping[str, Any], heads: Mapping[str, Any],
+                global_batch_size: int, optimizer: Mapping[str, Any], epochs: int,
+                warmup_epochs: int, runlocal_heads: Mapping[str, Any],
+                image_size: int = IMAGE_SIZE) -> ml_collections.ConfigDict:
+  """The full config; `runlocal` shrinks it to a few steps of a small model on 64 px images
+  cropped to 56 px (heads updated by `runlocal_heads`)."""
+  config = ml_collections.ConfigDict()
+  config.method = method
+  config.method_args = ml_collections.ConfigDict(dict(method_args))
+  config.dataset = ml_collections.ConfigDict(dict(
+      name="imagenet2012", data_dir=config_dict.placeholder(str), source_dir="",
+      train_split="train", test_split="validation", read_threads=32, image_size=image_size))
+  config.augment = ml_collections.ConfigDict(dict(augment))
+  config.model = ml_collections.ConfigDict(dict(backbone="resnet50", width=64, stem="imagenet"))
+  config.heads = ml_collections.ConfigDict(dict(heads))
+  config.global_batch_size = global_batch_size
+  steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
+  opt = dict(optimizer)
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name=opt.pop("name"), base_learning_rate=opt.pop("base_learning_rate"),
+      lr_scaling=opt.pop("lr_scaling"), weight_decay=opt.pop("weight_decay"),
+      momentum=opt.pop("momentum"), warmup_steps=warmup_epochs * steps_per_epoch,
+      trust_coefficient=opt.pop("trust_coefficient")))
+  if opt:
+    raise KeyError(f"unknown optimizer keys {sorted(opt)}")
+  config.seed = 0
+  config.total_steps = epochs * steps_per_epoch
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 2000
+  config.keep_checkpoints = 2
+  config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
+  config.evaluate = True
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=1024, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,
+      low_label_seed=0, baselines=False, train_limit=0, test_limit=0))
+  if runlocal:
+    config.global_batch_size = 16
+    config.total_steps = 4
+    config.log_every_steps = 2
+    config.checkpoint_every_steps = 2
+    config.optimizer.warmup_steps = 1
+    config.dataset.image_size = RUNLOCAL_IMAGE_SIZE
+    config.augment.output_size = RUNLOCAL_OUTPUT_SIZE
+    config.model.update(backbone="resnet_small", width=8)
+    config.heads.update(dict(runlocal_heads))
+    config.eval.update(train_limit=256, test_limit=128)
+  return config

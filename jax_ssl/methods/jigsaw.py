@@ -1,0 +1,67 @@
+"""Jigsaw puzzles: predict which of a fixed set of permutations shuffled an image's tiles.
+
+Noroozi & Favaro, "Unsupervised Learning of Visual Representations by Solving Jigsaw
+Puzzles", ECCV 2016. The image is cut into a 3x3 grid of tiles with gaps and jitter
+(`tiles.py`), each tile is normalised on its own, the tiles are shuffled by one of
+`num_permutations` permutations chosen for a large Hamming distance (Algorithm 1), each
+tile goes through the shared backbone (the "context-free network"), and a classifier on
+the concatenated tile features predicts the permutation's index.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_ssl.methods import classification, tiles
+from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+
+
+def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.Array, *, grid: int,
+                  gap: int, jitter: int) -> tuple[jax.Array, jax.Array]:
+  """-> ([B, T, s, s, C] normalised tiles in shuffled order, [B] permutation indices).
+
+  Position j of example b holds source tile `permutations[label_b, j]`.
+  """
+  tile_rng, label_rng = jax.random.split(rng)
+  cut = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=grid, gap=gap,
+                                               jitter=jitter))
+  labels = jax.random.randint(label_rng, (images.shape[0],), 0, permutations.shape[0])
+  order = permutations[labels]
+  return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels
+
+
+def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
+               rngs: nnx.Rngs):
+  num_tiles = method_args["grid"] ** 2
+  return classification.classifier_head(num_tiles * feature_dim,
+                                        method_args["num_permutations"], head_args, rngs)
+
+
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+              context: StepContext, *, grid: int, gap: int, jitter: int,
+              num_permutations: int, permutation_seed: int):
+  permutations = jnp.asarray(tiles.permutation_set(num_permutations, grid * grid,
+                                                   permutation_seed))
+  shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
+                                   jitter=jitter)
+  batch, num_tiles = shuffled.shape[:2]
+  # One backbone pass over every tile of every example (shared weights, as the paper's
+  # siamese-ennead), then the tile features side by side in shuffled order.
+  features = model.backbone(shuffled.reshape(batch * num_tiles, *shuffled.shape[2:]))
+  logits = model.heads["classifier"](features.reshape(batch, -1))
+  loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
+  return loss, {"jigsaw": loss, "jigsaw_accuracy": accuracy}, method_state
+
+
+SPEC = MethodSpec(
+    name="jigsaw",
+    num_views=1,
+    make_heads=make_heads,
+    objective=objective,
+    default_method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
+                         "permutation_seed": 0},
+)

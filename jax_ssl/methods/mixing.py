@@ -1,0 +1,77 @@
+"""Several objectives trained at once on one shared backbone, in one jitted step.
+
+`mix([simclr.SPEC, rotation.SPEC])` is itself a `MethodSpec` (named "simclr+rotation"): the
+views are shared (each objective takes the first views it needs), each objective keeps its
+own heads, method state, arguments and rng stream, and the loss is the weighted sum. Config:
+`method = "simclr+rotation"`, `method_args.<name>.weight` and the objective's own arguments
+under `method_args.<name>`, its head keys under `heads.<name>`. Metrics are logged per
+objective as `<name>/<metric>` plus `<name>/loss` (unweighted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import jax
+from flax import nnx
+
+from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+
+SEPARATOR = "+"
+
+
+@dataclasses.dataclass(frozen=True)
+class _ComponentModel:
+  """What one objective sees of the shared model: the backbone and its own heads."""
+
+  backbone: nnx.Module
+  heads: Mapping[str, nnx.Module]
+
+  def features(self, images: jax.Array) -> jax.Array:
+    return self.backbone(images)
+
+
+def _split_weight(args: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+  args = dict(args)
+  return args.pop("weight"), args
+
+
+def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
+  """One spec that sums the weighted objectives of `specs` over a shared backbone."""
+  names = [spec.name for spec in specs]
+  if len(specs) < 2 or len(set(names)) != len(names):
+    raise ValueError(f"mix needs two or more different methods, got {names}")
+
+  def num_views(method_args: Mapping[str, Any]) -> int:
+    return max(spec.views_for(_split_weight(method_args[spec.name])[1]) for spec in specs)
+
+  def make_heads(feature_dim, head_args, method_args, rngs):
+    return {spec.name: nnx.Dict(dict(spec.make_heads(
+        feature_dim, head_args[spec.name], _split_weight(method_args[spec.name])[1], rngs)))
+            for spec in specs}
+
+  def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+                context: StepContext, **method_args):
+    total, metrics, new_state = 0.0, {}, {}
+    for index, spec in enumerate(specs):
+      weight, args = _split_weight({**spec.default_method_args, **method_args[spec.name]})
+      component = _ComponentModel(model.backbone, model.heads[spec.name])
+      own_context = context._replace(rng=jax.random.fold_in(context.rng, index))
+      loss, own_metrics, new_state[spec.name] = spec.objective(
+          component, views[:spec.views_for(args)], method_state[spec.name], own_context, **args)
+      total = total + weight * loss
+      metrics.update({f"{spec.name}/{key}": value for key, value in own_metrics.items()
+                      if key != spec.name})  # the unweighted loss is `<name>/loss`
+      metrics[f"{spec.name}/loss"] = loss
+    return total, metrics, new_state
+
+  return MethodSpec(
+      name=SEPARATOR.join(names),
+      num_views=num_views,
+      make_heads=make_heads,
+      objective=objective,
+      init_method_state=lambda: {spec.name: spec.init_method_state() for spec in specs},
+      default_method_args={spec.name: {"weight": 1.0, **spec.default_method_args}
+                           for spec in specs},
+  )

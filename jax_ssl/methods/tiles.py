@@ -1,0 +1,82 @@
+"""Image tiles for the spatial pretext tasks (jigsaw, relative patch position), on device.
+
+An image is cut into a `grid` x `grid` array of cells; each tile is a square crop inside its
+cell, `gap` pixels smaller than the cell plus a random shift of up to `jitter` pixels, so
+neighbouring tiles never touch (at least `gap` pixels apart) and never line up exactly:
+the network cannot solve the task from continuing edges or lines (Doersch et al. 2015, sec.
+3; Noroozi & Favaro 2016, sec. 3.2). Each tile is normalised on its own (zero mean, unit
+std per channel), which removes the low-level shortcut of matching tile brightness.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def tile_size(image_size: int, grid: int, gap: int, jitter: int) -> int:
+  """Side of each tile: the cell side minus the gap and the jitter range."""
+  return image_size // grid - gap - jitter
+
+
+def grid_tiles(rng: jax.Array, images: jax.Array, *, grid: int, gap: int,
+               jitter: int) -> jax.Array:
+  """[B, H, W, C] -> [B, grid * grid, s, s, C] tiles in row-major cell order.
+
+  Tile (r, c) of an example starts at (r * cell + gap // 2 + dy, c * cell + gap // 2 + dx)
+  with dy, dx uniform in [0, jitter], drawn per example and tile.
+  """
+  batch, height, width, channels = images.shape
+  cell = min(height, width) // grid
+  size = tile_size(min(height, width), grid, gap, jitter)
+  if size < 1:
+    raise ValueError(f"grid={grid}, gap={gap}, jitter={jitter} leave no pixels for a tile "
+                     f"of a {height}x{width} image")
+  shifts = jax.random.randint(rng, (batch, grid * grid, 2), 0, jitter + 1)
+  cells = jnp.arange(grid * grid)
+  top = (cells // grid) * cell + gap // 2 + shifts[..., 0]
+  left = (cells % grid) * cell + gap // 2 + shifts[..., 1]
+
+  def crop(image, y, x):
+    return jax.lax.dynamic_slice(image, (y, x, 0), (size, size, channels))
+
+  return jax.vmap(jax.vmap(crop, in_axes=(None, 0, 0)))(images, top, left)
+
+
+def normalize_tiles(tiles: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """Each tile (and channel) to zero mean and unit standard deviation; [..., s, s, C]."""
+  mean = jnp.mean(tiles, axis=(-3, -2), keepdims=True)
+  variance = jnp.var(tiles, axis=(-3, -2), keepdims=True)
+  return (tiles - mean) * jax.lax.rsqrt(variance + eps)
+
+
+@functools.lru_cache(maxsize=8)
+def permutation_set(count: int, num_tiles: int, seed: int) -> np.ndarray:
+  """`count` permutations of `num_tiles` tiles with a large minimal Hamming distance.
+
+  Noroozi & Favaro (2016), Algorithm 1 ("maximal" set): start from a random permutation
+  (drawn with `seed`), then repeatedly add the permutation whose minimal Hamming distance
+  to the chosen ones is largest (ties: the first in lexicographic order). Deterministic for
+  a given (count, num_tiles, seed), so a run and its evaluation agree on the classes.
+
+  Returns:
+    int32 [count, num_tiles]; row k maps shuffled position -> source tile.
+  """
+  if num_tiles > 9:
+    raise ValueError(f"num_tiles={num_tiles}: enumerating {num_tiles}! permutations is too "
+                     "slow; use a grid of at most 3x3")
+  candidates = np.array(list(itertools.permutations(range(num_tiles))), np.int8)
+  if not 1 <= count <= len(candidates):
+    raise ValueError(f"count={count}; {num_tiles} tiles have {len(candidates)} permutations")
+  first = np.random.default_rng(seed).integers(len(candidates))
+  chosen = [first]
+  min_distance = np.sum(candidates != candidates[first], axis=1)
+  for _ in range(count - 1):
+    pick = int(np.argmax(min_distance))
+    chosen.append(pick)
+    min_distance = np.minimum(min_distance, np.sum(candidates != candidates[pick], axis=1))
+  return candidates[chosen].astype(np.int32)

@@ -1,0 +1,93 @@
+"""Mixing objectives: one config trains a shared backbone with several objectives in one
+jitted step, each with its own heads, weight, state and metrics."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import tiny_config
+from jax_ssl import config as config_lib
+from jax_ssl import methods, train
+from jax_ssl.errors import ConfigError
+from jax_ssl.methods import mixing
+from jax_ssl.methods.spec import StepContext
+
+
+def mixed_config(*paths, **overrides):
+  config = tiny_config(*paths, **overrides)
+  config.method = "simclr+rotation"
+  config.method_args = ml_collections.ConfigDict({
+      "simclr": {"weight": 1.0, "temperature": 0.2}, "rotation": {"weight": 0.5}})
+  config.heads = ml_collections.ConfigDict({
+      "simclr": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2),
+      "rotation": dict(classifier_hidden_dim=8, classifier_num_layers=2)})
+  return config
+
+
+def test_mixed_objective_is_the_weighted_sum_of_its_parts():
+  config = mixed_config("unused", "unused")
+  config_lib.validate(config, device_count=1)
+  spec = methods.get_method(config.method)
+  assert spec.name == "simclr+rotation" and spec.views_for(config_lib.method_args(config)) == 2
+  model = config_lib.build_model(config, 1, 0)
+  assert set(model.heads) == {"simclr", "rotation"}
+  assert set(model.heads["simclr"]) == {"projector"} and set(model.heads["rotation"]) == {"classifier"}
+  model.eval()  # BatchNorm from running statistics: calls do not change each other
+  views = list(jax.random.uniform(jax.random.key(0), (2, 16, 28, 28, 1)))
+  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32))
+  loss, metrics, state = spec.objective(model, views, spec.init_method_state(), context,
+                                        **config_lib.method_args(config))
+  parts = {}
+  for name, args in (("simclr", {"temperature": 0.2}), ("rotation", {})):
+    part = mixing._ComponentModel(model.backbone, model.heads[name])
+    parts[name], _, _ = methods.METHODS[name].objective(part, views, {}, context, **args)
+  assert float(loss) == pytest.approx(float(parts["simclr"] + 0.5 * parts["rotation"]), rel=1e-6)
+  assert float(metrics["simclr/loss"]) == pytest.approx(float(parts["simclr"]), rel=1e-6)
+  assert float(metrics["rotation/loss"]) == pytest.approx(float(parts["rotation"]), rel=1e-6)
+  assert "rotation/rotation_accuracy" in metrics and state == {"simclr": {}, "rotation": {}}
+
+
+def test_mixed_run_end_to_end_logs_each_objective(fake_fmnist, tmp_path):
+  config = mixed_config(*fake_fmnist, total_steps=8, checkpoint_every_steps=100)
+  config.optimizer.base_learning_rate = 4e-3
+  initial = config_lib.build_model(config, 1, config.seed)
+  out = train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert len(records) == 8
+  for r in records:
+    assert {"simclr/loss", "simclr/nt_xent", "rotation/loss", "rotation/rotation_accuracy"} <= set(r)
+    assert r["loss"] == pytest.approx(r["simclr/loss"] + 0.5 * r["rotation/loss"], rel=1e-5)
+  # Both objectives' heads and the shared backbone are trained.
+  before = nnx.state(initial, nnx.Param)
+  for path, (a, b) in zip(
+      (jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(before)),
+      zip(jax.tree.leaves(before), jax.tree.leaves(out["state"].params))):
+    assert not np.allclose(a, b), path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: setattr(c, "method", "simclr+rotaton"),
+     r"method='simclr\+rotaton' is unknown \('rotaton' is not a method\)"),
+    (lambda c: c.method_args.rotation.__setattr__("wieght", 1.0),
+     r"config key 'method_args.rotation.wieght' is unknown; did you mean 'method_args.rotation.weight'\?"),
+    (lambda c: c.method_args.__setattr__("vicreg", {"weight": 1.0}),
+     r"config key 'method_args.vicreg' is unknown"),
+])
+def test_bad_mixed_config_is_one_line(mutate, message):
+  config = mixed_config("unused", "unused")
+  mutate(config)
+  with pytest.raises(ConfigError, match=message) as info:
+    config_lib.validate(config, device_count=1)
+  assert "\n" not in str(info.value)
+
+
+def test_missing_head_key_is_one_line():
+  config = mixed_config("unused", "unused")
+  del config.heads.rotation["classifier_hidden_dim"]
+  with pytest.raises(ConfigError, match=r"'heads.classifier_hidden_dim' is missing"):
+    config_lib.build_model(config, 1, 0)

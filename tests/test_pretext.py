@@ -1,0 +1,140 @@
+"""Classic pretext tasks: tiles, permutation sets, rotations and neighbours are exactly what
+they claim, and each task's accuracy rises during a short run of a tiny model."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from jax_ssl import train
+from jax_ssl.methods import jigsaw, relative_position, rotation, tiles
+
+
+def ramp_images(batch=3, size=28, channels=1):
+  """Images whose every pixel value is unique (so a tile is identified by its values)."""
+  values = np.arange(batch * size * size * channels, dtype=np.float32)
+  return jnp.asarray(values.reshape(batch, size, size, channels))
+
+
+def test_grid_tiles_without_gap_or_jitter_partition_the_image():
+  images = ramp_images(size=27)
+  cut = tiles.grid_tiles(jax.random.key(0), images, grid=3, gap=0, jitter=0)
+  assert cut.shape == (3, 9, 9, 9, 1)
+  for cell in range(9):
+    r, c = divmod(cell, 3)
+    np.testing.assert_array_equal(cut[:, cell], images[:, 9 * r:9 * r + 9, 9 * c:9 * c + 9])
+
+
+def test_grid_tiles_stay_in_their_cell_keep_the_gap_and_jitter():
+  images = ramp_images(batch=64)
+  gap, jitter = 2, 2
+  size = tiles.tile_size(28, 3, gap, jitter)
+  assert size == 5
+  cut = np.asarray(tiles.grid_tiles(jax.random.key(1), images, grid=3, gap=gap, jitter=jitter))
+  starts = set()
+  for b in range(64):
+    for cell in range(9):
+      r, c = divmod(cell, 3)
+      first = cut[b, cell, 0, 0, 0] - b * 28 * 28  # value = row * 28 + col in example b
+      y, x = divmod(int(first), 28)
+      dy, dx = y - 9 * r - gap // 2, x - 9 * c - gap // 2
+      assert 0 <= dy <= jitter and 0 <= dx <= jitter, (b, cell, dy, dx)
+      np.testing.assert_array_equal(cut[b, cell], images[b, y:y + size, x:x + size])
+      starts.add((dy, dx))
+  assert len(starts) == (jitter + 1) ** 2  # every shift occurs
+  # Horizontal neighbours: right tile's first column minus left tile's last column > gap.
+  lefts = cut[:, 0, 0, -1, 0] % 28
+  rights = cut[:, 1, 0, 0, 0] % 28
+  assert np.all(rights - lefts > gap)
+
+
+def test_normalize_tiles():
+  tile = np.random.default_rng(0).uniform(0, 5, size=(2, 4, 7, 7, 1)).astype(np.float32)
+  out = np.asarray(tiles.normalize_tiles(tile))
+  np.testing.assert_allclose(out.mean(axis=(2, 3)), 0.0, atol=1e-5)
+  np.testing.assert_allclose(out.std(axis=(2, 3)), 1.0, rtol=1e-3)
+
+
+def test_permutation_set_is_a_deterministic_maximal_hamming_set():
+  perms = tiles.permutation_set(30, 9, 0)
+  assert perms.shape == (30, 9) and perms.dtype == np.int32
+  assert all(sorted(p) == list(range(9)) for p in perms)
+  assert len({tuple(p) for p in perms}) == 30
+  distances = (perms[:, None] != perms[None]).sum(-1)[~np.eye(30, dtype=bool)]
+  # Greedy max-min selection keeps every pair far apart (random sets of 30 permutations of
+  # 9 typically have pairs at distance 3-5).
+  assert distances.min() >= 7
+  np.testing.assert_array_equal(perms, tiles.permutation_set(30, 9, 0))
+  assert not np.array_equal(perms[0], tiles.permutation_set(30, 9, 1)[0])
+  with pytest.raises(ValueError, match="24 permutations"):
+    tiles.permutation_set(25, 4, 0)
+
+
+def test_rotate_all_labels_match_rot90():
+  images = ramp_images(batch=2)
+  rotated, labels = rotation.rotate_all(images)
+  assert rotated.shape == (8, 28, 28, 1)
+  np.testing.assert_array_equal(labels, [0, 0, 1, 1, 2, 2, 3, 3])
+  for row in range(8):
+    k, b = divmod(row, 2)
+    np.testing.assert_array_equal(rotated[row, ..., 0], np.rot90(np.asarray(images[b, ..., 0]), k))
+
+
+def test_jigsaw_shuffle_is_undone_by_its_permutation():
+  images = ramp_images(batch=16)
+  perms = jnp.asarray(tiles.permutation_set(10, 9, 0))
+  shuffled, labels = jigsaw.shuffle_tiles(jax.random.key(2), images, perms, grid=3, gap=1,
+                                          jitter=1)
+  assert shuffled.shape == (16, 9, 7, 7, 1) and len(set(np.asarray(labels).tolist())) > 3
+  # The same key gives the same unshuffled tiles: put each shuffled tile back where it
+  # came from and compare with the grid (normalised the same way).
+  tile_rng, _ = jax.random.split(jax.random.key(2))
+  grid = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=3, gap=1, jitter=1))
+  for b in range(16):
+    order = np.asarray(perms[labels[b]])
+    for position in range(9):
+      np.testing.assert_array_equal(shuffled[b, position], grid[b, order[position]])
+
+
+def test_relative_position_neighbour_is_at_its_label():
+  images = ramp_images(batch=32)
+  centre, neighbour, labels = relative_position.centre_and_neighbour(
+      jax.random.key(3), images, gap=1, jitter=1)
+  assert set(np.asarray(labels).tolist()) == set(range(8))
+  tile_rng, _ = jax.random.split(jax.random.key(3))
+  grid = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=3, gap=1, jitter=1))
+  for b in range(32):
+    np.testing.assert_array_equal(centre[b], grid[b, 4])
+    np.testing.assert_array_equal(neighbour[b], grid[b, relative_position.NEIGHBOURS[labels[b]]])
+
+
+PRETEXT = {  # method: (method_args, steps); relative_position steps are ~10x cheaper
+    "rotation": ({}, 60),
+    "jigsaw": ({"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 8, "permutation_seed": 0},
+               60),
+    "relative_position": ({"gap": 1, "jitter": 1}, 200),
+}
+
+
+@pytest.mark.parametrize("method", sorted(PRETEXT))
+def test_pretext_accuracy_rises_during_training(method, fake_fmnist, tmp_path):
+  method_args, steps = PRETEXT[method]
+  config = tiny_config(*fake_fmnist, total_steps=steps, checkpoint_every_steps=1000)
+  config.method = method
+  config.method_args = ml_collections.ConfigDict(method_args)
+  config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=32,
+                                                classifier_num_layers=2))
+  config.model.width = 8
+  config.optimizer.base_learning_rate = 3e-2  # peak 3.75e-3 at batch 32
+  config.augment.crop_scale = (0.8, 1.0)
+  train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  accuracy = np.array([r[f"{method}_accuracy"] for r in records])
+  chance = 1 / {"rotation": 4, "jigsaw": 8, "relative_position": 8}[method]
+  assert len(accuracy) == steps and all(r[method] == r["loss"] for r in records)
+  assert accuracy[:5].mean() < chance + 0.15
+  assert accuracy[-20:].mean() > chance + 0.2, accuracy
