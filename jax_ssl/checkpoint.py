@@ -4,11 +4,20 @@ One `CheckpointManager` (async, keep-N) saves two items per step: `state` (the T
 pytree, via Orbax's standard handler) and `data` (grain's own handler for the iterator
 position, one file per process). Restoring both gives an exact resume: the same parameters
 and the same next batch.
+
+A save that fails because the disk is full or the directory is not writable (raised in the
+calling thread, or in Orbax's background thread and surfaced at the next save or `wait`)
+becomes one `StorageError` line naming the step, the path and the fix; the checkpoints
+already on disk are untouched, so rerunning resumes from the last complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging as python_logging
 import os
+import re
 import shutil
 import time
 
@@ -16,6 +25,17 @@ from absl import logging
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from jax_ssl.errors import StorageError
+
+# Write failures the user fixes (a full disk, a quota, a read-only or unwritable path), by errno.
+_WRITE_FIXES = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EROFS: "make that file system writable",
+    errno.EACCES: "make that directory writable",
+    errno.EPERM: "make that directory writable",
+}
 
 
 class Checkpointer:
@@ -25,6 +45,10 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self._options = dict(keep=keep, save_every_steps=save_every_steps)
     self.manager = self._make_manager()
+    self._pending_step = None  # the step of the last save started and not yet waited for
+    absl_logger = python_logging.getLogger("absl")  # Orbax logs through absl
+    if not any(isinstance(f, _DropReportedWriteErrors) for f in absl_logger.filters):
+      absl_logger.addFilter(_DropReportedWriteErrors())
 
   def _make_manager(self) -> ocp.CheckpointManager:
     # A save interrupted by a kill leaves only a `*.orbax-checkpoint-tmp*` folder: Orbax
@@ -68,12 +92,23 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, data_iterator, *, force: bool = False) -> bool:
-    """Starts an (async) save if `step` is due (or `force`); returns whether it saved."""
-    return self.manager.save(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                data=grain.checkpoint.CheckpointSave(data_iterator)),
-        force=force)
+    """Starts an (async) save if `step` is due (or `force`); returns whether it saved.
+
+    Raises StorageError if this save, or the previous one still finishing in the background,
+    cannot be written (full disk, unwritable directory).
+    """
+    if not (force or self.manager.should_save(step)):
+      return False
+    self.wait()  # a failed background save is reported with its own step
+    with self._write_errors(step):
+      saved = self.manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                  data=grain.checkpoint.CheckpointSave(data_iterator)),
+          force=force)
+    if saved:
+      self._pending_step = step
+    return saved
 
   def restore(self, step: int, abstract_state, data_iterator):
     """Restores the state into `abstract_state`'s shapes/shardings and `data_iterator` in place."""
@@ -90,12 +125,84 @@ class Checkpointer:
     return restored["state"]
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Blocks until the last save is complete; raises StorageError if it could not be written."""
+    with self._write_errors(self._pending_step):
+      self.manager.wait_until_finished()
+    self._pending_step = None
 
   def close(self) -> None:
-    self.manager.close()
+    """Releases Orbax's threads. Call `wait` first: an error still pending here is only logged
+    (close runs in `finally` blocks, where another error may already be on its way)."""
+    try:
+      self.manager.close()
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning("closing the checkpoint manager: %s: %s", type(e).__name__, e)
+
+  @contextlib.contextmanager
+  def _write_errors(self, step: int | None):
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except  # anything else is re-raised as is
+      message = write_failure_message(
+          e, checkpoint_dir=self.directory, what=f"the checkpoint of step {step} in {self.directory}")
+      if message is None:
+        raise
+      raise StorageError(message) from e
+
+
+class _DropReportedWriteErrors(python_logging.Filter):
+  """Drops Orbax's logged tracebacks of write failures: StorageError reports them in one line."""
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return error is None or storage_error(error) is None
 
 
 def abstract_like(tree, sharding: jax.sharding.Sharding):
   """ShapeDtypeStructs of `tree` carrying `sharding` (the restore target)."""
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
+def last_complete_step(checkpoint_dir: str) -> int | None:
+  """The newest finalized checkpoint step in `checkpoint_dir` (temporary folders excluded)."""
+  if not os.path.isdir(checkpoint_dir):
+    return None
+  return max(ocp.path.step.checkpoint_steps(checkpoint_dir), default=None)
+
+
+def storage_error(error: BaseException) -> tuple[int, str | None] | None:
+  """(errno, path or None) if `error`, or an exception it chains, is a full disk or an
+  unwritable path; None for anything else.
+
+  Python raises these as OSError; TensorStore (Orbax's array writer) as a ValueError such as
+  `RESOURCE_EXHAUSTED: Error writing local file "P": ... No space left on device
+  [os_error_code='28']`.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in _WRITE_FIXES:
+      return error.errno, error.filename
+    code = re.search(r"\[os_error_code='(\d+)'\]", str(error))
+    if code and int(code.group(1)) in _WRITE_FIXES:
+      path = re.search(r'file "([^"]+)"', str(error))
+      return int(code.group(1)), path.group(1) if path else None
+    error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+  return None
+
+
+def write_failure_message(error: BaseException, *, checkpoint_dir: str, what: str) -> str | None:
+  """One line naming what failed, the path, the fix and the step a rerun resumes from, if
+  `error` is a full disk or an unwritable path (see `storage_error`); None otherwise."""
+  found = storage_error(error)
+  if found is None:
+    return None
+  code, path = found
+  step = last_complete_step(checkpoint_dir)
+  resume = (f"step {step}, the last complete checkpoint" if step is not None
+            else "step 0 (no checkpoint was completed)")
+  workdir = os.path.dirname(os.path.abspath(checkpoint_dir))
+  where = f" ({path})" if path and path not in what else ""
+  return (f"cannot write {what}: {os.strerror(code)}{where}; {_WRITE_FIXES[code]} (or copy "
+          f"{workdir} to a disk that has room and is writable, and pass the copy as --workdir), "
+          f"then rerun the same command: it resumes from {resume}")

@@ -17,5 +17,9 @@ class DataError(UserInputError, FileNotFoundError):
   """A dataset or file is missing or unreadable."""
 
 
+class StorageError(UserInputError, OSError):
+  """The workdir's disk is full or a path in it is not writable."""
+
+
 class NonFiniteError(FloatingPointError):
   """Training produced a NaN/Inf loss or gradient (the run stops before saving it)."""

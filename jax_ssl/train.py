@@ -25,7 +25,7 @@ from jax_ssl import checkpoint, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.data import pipeline
-from jax_ssl.errors import DataError, NonFiniteError, UserInputError
+from jax_ssl.errors import DataError, NonFiniteError, StorageError, UserInputError
 from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
@@ -69,7 +69,10 @@ class MetricWriter:
 
   def close(self) -> None:
     if self.tensorboard is not None:
-      self.tensorboard.close()
+      try:
+        self.tensorboard.close()
+      except OSError as e:  # full disk: the error that stopped the run is the one to report
+        logging.warning("TensorBoard events not flushed: %s", e)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -177,10 +180,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if step not in checkpointer.manager.all_steps():
       # The final state (or the state at SIGTERM) is always saved.
       checkpointer.save(step, state, data_iterator, force=True)
+    checkpointer.wait()  # a save that failed in the background raises StorageError here
     if preempted:
       logging.warning("SIGTERM: saved a checkpoint at step %d and stopped.", step)
+  except OSError as e:  # metrics/TensorBoard on a full or unwritable disk: one line
+    if isinstance(e, UserInputError) or checkpoint.storage_error(e) is None:
+      raise  # DataError is an OSError too
+    checkpointer.wait()  # the message names the checkpoint a rerun resumes from: let it finish
+    raise StorageError(checkpoint.write_failure_message(
+        e, checkpoint_dir=checkpointer.directory, what=e.filename or workdir)) from e
   finally:
-    checkpointer.wait()
     checkpointer.close()
     progress.close()
     writer.close()
@@ -188,7 +197,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   # ---------------------------------------------------------------- evaluation
   results = None
-  if config.evaluate and not preempted:
+  if config.evaluate and not preempted and "label" not in info.features:
+    print(f"evaluation skipped: dataset {data.name!r} has no labels (an image folder without "
+          f"class subfolders); the pretrained encoder is in {workdir}/checkpoints", flush=True)
+  elif config.evaluate and not preempted:
     from jax_ssl.evaluate import run as evaluate_run  # pylint: disable=g-import-not-at-top
     results = evaluate_run.evaluate(config, workdir, graphdef, state, mesh,
                                     train_seconds=train_seconds)

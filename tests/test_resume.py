@@ -1,6 +1,7 @@
-"""Exact resume: SIGKILL after a checkpoint, or SIGTERM, then the same command again."""
+"""Exact resume: SIGKILL after a checkpoint, SIGTERM, or a full disk, then the same command again."""
 
 import os
+import re
 import signal
 
 import numpy as np
@@ -81,3 +82,44 @@ def test_corrupt_latest_checkpoint_is_set_aside_and_an_older_one_used(fake_fmnis
   aside = os.listdir(str(tmp_path / "checkpoints") + "_corrupt")
   assert len(aside) == 1 and aside[0].startswith(f"{TOTAL_STEPS}-")  # kept, not deleted
   _assert_same_run(tmp_path, uninterrupted)  # retrained from step 10 to the same result
+
+
+def _disk_full_message(workdir, file_pattern):
+  checkpoints = re.escape(str(workdir / "checkpoints"))
+  return (rf"error: cannot write the checkpoint of step 10 in {checkpoints}: No space left on device "
+          rf"\({checkpoints}/10\.orbax-checkpoint-tmp\S*/{file_pattern}\); free space on that disk "
+          rf"\(or copy {re.escape(str(workdir))} to a disk that has room and is writable, and pass the "
+          rf"copy as --workdir\), then rerun the same command: it resumes from step 5, the last "
+          rf"complete checkpoint")
+
+
+def _assert_failed_at_step_10_and_kept_step_5(proc, workdir, file_pattern):
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  assert re.fullmatch(_disk_full_message(workdir, file_pattern), proc.stderr.strip().splitlines()[-1])
+  finalized = sorted(int(d) for d in os.listdir(workdir / "checkpoints") if d.isdigit())
+  assert finalized[-1] == 5  # step 10 never became a checkpoint; step 5 was not deleted
+  step, params = ts.final_params(workdir)  # it loads
+  assert step == 5 and params and all(np.all(np.isfinite(v)) for v in params.values())
+
+
+def test_disk_full_in_the_background_save_is_one_line_and_the_rerun_resumes_exactly(
+    fake_fmnist, tmp_path, uninterrupted):
+  # Orbax writes the arrays in a background thread: TensorStore's ENOSPC surfaces at the next
+  # save (the final one, step 14), and is reported for step 10.
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  failed = ts.run(args, check=False, harness_flags=["--disk_full_at_save_of_step=10",
+                                                    "--disk_full_in=background"])
+  _assert_failed_at_step_10_and_kept_step_5(failed, tmp_path, r"state/d/0a1b2c")
+  assert max(ts.losses(tmp_path)) == TOTAL_STEPS  # it trained on; only the checkpoint failed
+  ts.run(args)  # disk freed: the same command
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_disk_full_in_the_blocking_part_of_a_save_is_one_line_and_keeps_the_last_checkpoint(
+    fake_fmnist, tmp_path):
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  failed = ts.run(args, check=False, harness_flags=["--disk_full_at_save_of_step=10",
+                                                    "--disk_full_in=blocking"])
+  _assert_failed_at_step_10_and_kept_step_5(failed, tmp_path, r"process_0-of-1\.json")
+  assert max(ts.losses(tmp_path)) == 9  # stopped at step 10's save

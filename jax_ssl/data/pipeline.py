@@ -43,15 +43,21 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
       raise DataError(str(e)) from None
 
 
-def load_source(name: str, split: str, *, data_dir: str | None):
-  """Random-access source for `split` of dataset `name` (a TFDS name or a local builder).
+def load_source(name: str, split: str, *, data_dir: str | None) -> CheckedSource:
+  """Random-access source for `split` of dataset `name` (a TFDS name, a local builder, or an
+  image folder built by `python -m jax_ssl.prepare_data`).
 
-  Raises FileNotFoundError with one line naming the fix when the dataset is not prepared:
-  nothing is downloaded at run time.
+  Raises DataError with one line naming the fix when the dataset is not prepared: nothing is
+  downloaded at run time. Records that cannot be read later raise DataError too (see
+  CheckedSource).
   """
   builder = _builder(name, data_dir=data_dir)
+  splits = builder.info.splits
+  if splits and split.split("[")[0] not in splits:
+    raise ConfigError(f"dataset {name!r} has no split {split!r} (it has {sorted(splits)}); set "
+                      f"--config.dataset.train_split / test_split to one of them")
   try:
-    return builder.as_data_source(split=split)
+    source = builder.as_data_source(split=split)
   except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
     # Not prepared, or prepared as TFRecord (no random access): never download here.
     raise DataError(
@@ -59,6 +65,53 @@ def load_source(name: str, split: str, *, data_dir: str | None):
         f"({type(e).__name__}); nothing is downloaded at run time: build it where it can be fetched "
         f"(`tfds build {name} --file_format array_record`) and copy it into "
         f"--config.dataset.data_dir (now {os.path.dirname(os.path.dirname(builder.data_dir))}).") from None
+  return CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
+
+
+class CheckedSource:
+  """A TFDS data source whose unreadable records (truncated or garbled array_record files,
+  records that fail to decode) raise one DataError line naming the dataset, the split, the
+  record index, the file and the command that rebuilds the dataset."""
+
+  def __init__(self, source, *, name: str, split: str, rebuild: str):
+    self.source, self.name, self.split, self.rebuild = source, name, split, rebuild
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, index):
+    try:
+      return self.source[index]
+    except IndexError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  # array_record / protobuf errors
+      reason = (str(e).strip().splitlines() or [""])[0][:200]
+      raise DataError(
+          f"dataset {self.name!r} split {self.split!r}: record {int(index)}{self._where(int(index))} "
+          f"is unreadable ({type(e).__name__}: {reason}); the dataset files are damaged: "
+          f"{self.rebuild}") from None
+
+  def _where(self, index: int) -> str:
+    """' (record R of FILE)' from the split's TFDS file instructions, '' if unknown."""
+    info = getattr(self.source, "dataset_info", None)
+    if info is None:
+      return ""
+    for instruction in info.splits[self.split].file_instructions:
+      if index < instruction.take:
+        return f" (record {instruction.skip + index} of {os.fspath(instruction.filename)})"
+      index -= instruction.take
+    return ""
+
+
+def _rebuild_hint(name: str, builder: tfds.core.DatasetBuilder) -> str:
+  if name in LOCAL_BUILDERS:
+    return (f"delete them (`rm -r {builder.data_dir}`) and rerun: they are rebuilt from "
+            f"--config.dataset.source_dir")
+  command = (builder.info.metadata or {}).get("rebuild_command")
+  if command:  # an image folder built by jax_ssl.prepare_data
+    return f"rebuild them with `{command}`"
+  return (f"rebuild them with `tfds build {name} --file_format array_record --overwrite` where it "
+          f"can be downloaded, and copy {builder.data_dir} here")
 
 
 def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
@@ -66,10 +119,13 @@ def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
   if name in LOCAL_BUILDERS:
     return LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
   try:
+    # A name TFDS does not know is looked up as a prepared dataset in data_dir (our image folders).
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ConfigError(f"dataset.name={name!r} is not a TFDS dataset nor one of ours "
-                     f"({sorted(LOCAL_BUILDERS)}); check the spelling.") from None
+    raise ConfigError(
+        f"dataset.name={name!r} is not a TFDS dataset, one of ours ({sorted(LOCAL_BUILDERS)}), "
+        f"nor a dataset built by `python -m jax_ssl.prepare_data` in {data_dir}; check the name "
+        f"and dataset.data_dir.") from None
 
 
 def dataset_info(name: str, *, data_dir: str | None) -> tfds.core.DatasetInfo:

@@ -24,6 +24,7 @@ from jax.experimental import multihost_utils
 from jax_ssl import config as config_lib
 from jax_ssl import sharding
 from jax_ssl.data import augment, pipeline
+from jax_ssl.errors import DataError
 from jax_ssl.evaluate import knn, linear_probe
 from jax_ssl.state import split_model
 from jax_ssl.step import make_feature_fn
@@ -90,6 +91,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
   start = time.perf_counter()
   data, ev = config.dataset, config.eval
   info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
+  if "label" not in info.features:
+    raise DataError(f"dataset {data.name!r} has no labels (an image folder without class "
+                    f"subfolders): the evaluation protocols need them")
   num_classes = info.features["label"].num_classes
   in_channels = info.features["image"].shape[-1]
   train_source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)

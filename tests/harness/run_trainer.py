@@ -4,8 +4,15 @@
 
 When the trainer has finished step N's checkpoint save call, the process sends itself the
 signal: SIGKILL models a preemption without warning, SIGTERM a polite one.
+
+  python tests/harness/run_trainer.py --disk_full_at_save_of_step N --disk_full_in blocking|background
+
+makes step N's checkpoint write fail as on a full disk: in the calling thread (an OSError
+ENOSPC from the data iterator's file) or in Orbax's background thread (the error TensorStore
+reports for its array files).
 """
 
+import errno
 import os
 import signal
 import sys
@@ -18,6 +25,11 @@ _KILL_AT = flags.DEFINE_integer("kill_at_step", 0, "Signal self after this step'
 _SIGNAL = flags.DEFINE_enum("kill_signal", "KILL", ["KILL", "TERM"], "Signal to send.")
 _KILL_DURING_SAVE = flags.DEFINE_integer(
     "kill_during_save_of_step", 0, "SIGKILL while Orbax writes this step's checkpoint (0: never).")
+
+_DISK_FULL_AT = flags.DEFINE_integer(
+    "disk_full_at_save_of_step", 0, "Fail this step's checkpoint write with ENOSPC (0: never).")
+_DISK_FULL_IN = flags.DEFINE_enum("disk_full_in", "blocking", ["blocking", "background"],
+                                  "Where the ENOSPC is raised.")
 
 _original_save = checkpoint.Checkpointer.save
 
@@ -42,12 +54,34 @@ def _patch_grain_handler():
     step_folder = os.path.basename(os.path.dirname(str(directory)))
     if _KILL_DURING_SAVE.value and step_folder.split(".")[0] == str(_KILL_DURING_SAVE.value):
       os.kill(os.getpid(), signal.SIGKILL)
+    if (_DISK_FULL_IN.value == "blocking"
+        and step_folder.split(".")[0] == str(_DISK_FULL_AT.value)):
+      raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
+                    os.path.join(str(directory), "process_0-of-1.json"))
     return original(self, directory, *args, **kwargs)
 
   handler.save = save
 
 
+def _patch_background_commit():
+  """ENOSPC in Orbax's background thread, worded as TensorStore words it on a full disk."""
+  from orbax.checkpoint._src.checkpointers import async_checkpointer  # pylint: disable=g-import-not-at-top
+  original = async_checkpointer._on_commit_callback  # pylint: disable=protected-access
+
+  def on_commit(tmpdir, *args, **kwargs):
+    if (_DISK_FULL_IN.value == "background"
+        and os.path.basename(str(tmpdir.get_final())) == str(_DISK_FULL_AT.value)):
+      data_file = os.path.join(str(tmpdir.get()), "state", "d", "0a1b2c")
+      raise ValueError(f'RESOURCE_EXHAUSTED: Error writing local file "{data_file}": Failed writing: '
+                       f'"{data_file}.__lock": Failed to write 4096 bytes to file 14: '
+                       f"No space left on device [os_error_code='28']")
+    return original(tmpdir, *args, **kwargs)
+
+  async_checkpointer._on_commit_callback = on_commit  # pylint: disable=protected-access
+
+
 if __name__ == "__main__":
   checkpoint.Checkpointer.save = _save_then_signal
-  _patch_grain_handler()  # reads its flag at save time, after app.run parsed the flags
+  _patch_grain_handler()  # reads its flags at save time, after app.run parsed the flags
+  _patch_background_commit()
   app.run(train.main)

@@ -1,0 +1,75 @@
+r"""Builds a dataset the trainer can name: `python -m jax_ssl.prepare_data image_folder ...`.
+
+  python -m jax_ssl.prepare_data image_folder --source DIR --name NAME [--data_dir D]
+      [--image_size 64] [--resize shorter_side_center_crop|stretch|pad|none] [--channels 3]
+      [--test_fraction 0.1] [--overwrite]
+
+turns a folder of images (class subfolders = labels; a flat folder = unlabelled; train/ and
+test/ subfolders = given splits; see jax_ssl/data/image_folder.py) into an array_record TFDS
+dataset in D/NAME/1.0.0. Any experiment then trains on it with
+`--config.dataset.name=NAME --config.dataset.data_dir=D`. Unreadable files are listed and
+skipped; the command fails with one line if no image is readable.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+from jax_ssl.data import image_folder, pipeline
+from jax_ssl.errors import UserInputError
+
+_SOURCE = flags.DEFINE_string("source", None, "Folder of images (class subfolders = labels).")
+_NAME = flags.DEFINE_string("name", None, "Dataset name (lower_snake_case) for dataset.name.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR or "
+                                "~/tensorflow_datasets); pass the same as dataset.data_dir.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Stored images are image_size x image_size.")
+_RESIZE = flags.DEFINE_enum("resize", "shorter_side_center_crop", list(image_folder.RESIZE_MODES),
+                            "shorter_side_center_crop: shorter side to image_size, center crop; "
+                            "stretch: ignore the aspect ratio; pad: longer side to image_size, "
+                            "black borders; none: keep the size (all images must share it).")
+_CHANNELS = flags.DEFINE_integer("channels", 3, "3 (RGB) or 1 (grayscale).")
+_TEST_FRACTION = flags.DEFINE_float(
+    "test_fraction", 0.1, "Share of each class held out as `test` when there is no test/ folder.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild NAME if it already exists.")
+
+_USAGE = "usage: python -m jax_ssl.prepare_data image_folder --source DIR --name NAME [--data_dir D]"
+
+
+def main(argv):
+  if argv[1:] != ["image_folder"] or _SOURCE.value is None or _NAME.value is None:
+    raise app.UsageError(_USAGE)
+  if not flags.FLAGS["verbosity"].present:  # TFDS logs every file it writes at INFO
+    logging.set_verbosity(logging.WARNING)
+  data_dir = _DATA_DIR.value or pipeline.default_data_dir()
+  skipped = []
+
+  def report(path: str, reason: str) -> None:
+    skipped.append(path)
+    print(f"skipped {path}: {reason}", flush=True)
+
+  try:
+    builder = image_folder.build(
+        _SOURCE.value, name=_NAME.value, data_dir=data_dir, image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value, channels=_CHANNELS.value, test_fraction=_TEST_FRACTION.value,
+        overwrite=_OVERWRITE.value, on_skip=report)
+  except UserInputError as e:
+    if skipped:
+      print(f"{len(skipped)} files skipped (listed above)", flush=True)
+    sys.exit(f"error: {e}")
+  info = builder.info
+  splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in sorted(info.splits,
+                                                                                      reverse=True))
+  height, width, channels = info.features["image"].shape
+  labels = (f"{info.features['label'].num_classes} classes ({', '.join(info.features['label'].names)})"
+            if "label" in info.features else "unlabelled (pretraining only)")
+  if skipped:
+    print(f"{len(skipped)} files skipped (listed above)")
+  print(f"built {builder.name!r} in {builder.data_dir}: {splits} images of "
+        f"{height}x{width}x{channels}, {labels}")
+  print(f"train on it with --config.dataset.name={builder.name} --config.dataset.data_dir={data_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

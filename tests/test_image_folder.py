@@ -1,0 +1,221 @@
+"""Your own images: `python -m jax_ssl.prepare_data image_folder`, then any experiment names them."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import trainer_subprocess as ts
+from conftest import tiny_config
+from jax_ssl import train
+from jax_ssl.data import image_folder, pipeline
+from jax_ssl.errors import ConfigError, DataError
+
+# Class -> colour of a square in the middle of every image of that class.
+COLORS = {"circles": (220, 40, 40), "squares": (40, 220, 40), "stripes": (40, 40, 220)}
+
+
+def make_images(root, per_class=20, labelled=True, seed=0):
+  """PNGs of random sizes (24..79 px a side): noise around a centred square of the class colour."""
+  rng = np.random.default_rng(seed)
+  for name, color in COLORS.items():
+    folder = os.path.join(root, name) if labelled else root
+    os.makedirs(folder, exist_ok=True)
+    for i in range(per_class):
+      height, width = rng.integers(24, 80, size=2)
+      image = rng.integers(0, 60, size=(height, width, 3)).astype(np.uint8)
+      image[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = color
+      # Mostly PNG; every 4th stripes image a JPEG (lossy: pixels within a few levels).
+      suffix = "jpg" if name == "stripes" and i % 4 == 0 else "png"
+      Image.fromarray(image).save(os.path.join(folder, f"{name}_{i:02d}.{suffix}"), quality=95)
+  return root
+
+
+def prepare_cli(*args):
+  return subprocess.run([sys.executable, "-m", "jax_ssl.prepare_data", "image_folder", *args],
+                        env={**os.environ, "PYTHONPATH": ts.ROOT}, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_image_folder_builds_trains_and_evaluates(tmp_path):
+  source = make_images(str(tmp_path / "images"))
+  with open(tmp_path / "images" / "squares" / "broken.png", "wb") as f:
+    f.write(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)  # a PNG signature, then nothing readable
+  (tmp_path / "images" / "notes.txt").write_text("not an image")
+  data_dir = str(tmp_path / "tfds")
+  proc = prepare_cli("--source", source, "--name", "my_shapes", "--data_dir", data_dir,
+                     "--image_size", "32")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  assert "skipped notes.txt: not in a class folder" in lines
+  assert any(line.startswith("skipped squares/broken.png: OSError: ") for line in lines), proc.stdout
+  assert "2 files skipped (listed above)" in lines
+  # 20 readable images per class; round(10%) of each class's files (21 for squares) held out.
+  assert (f"built 'my_shapes' in {data_dir}/my_shapes/1.0.0: train 54, test 6 images of 32x32x3, "
+          f"3 classes (circles, squares, stripes)") in lines
+
+  held_out = image_folder.scan(source, test_fraction=0.1).files["test"]
+  assert held_out == image_folder.scan(source, test_fraction=0.1).files["test"]  # a fixed choice
+  assert [sum(label == c for _, label in held_out) for c in range(3)] == [2, 2, 2]
+
+  info = pipeline.dataset_info("my_shapes", data_dir=data_dir)
+  names = info.features["label"].names
+  assert names == ["circles", "squares", "stripes"]
+  for split, count in (("train", 54), ("test", 6)):
+    source_split = pipeline.load_source("my_shapes", split, data_dir=data_dir)
+    assert len(source_split) == count
+    for index in range(count):  # every image carries its own class's label
+      record = source_split[index]
+      assert record["image"].shape == (32, 32, 3)
+      center = record["image"][16, 16].astype(int)
+      assert np.abs(center - COLORS[names[record["label"]]]).max() <= 8
+
+  # Any experiment trains on it by naming it: here the Fashion-MNIST one, shrunk.
+  config = tiny_config("", data_dir, total_steps=2, evaluate=True, global_batch_size=16)
+  config.dataset.name = "my_shapes"
+  config.eval.update(baselines=False, batch_size=32)
+  out = train.train_and_evaluate(config, str(tmp_path / "run"))
+  results = json.load(open(tmp_path / "run" / "results.json"))
+  assert results == out["results"]
+  assert {"method", "dataset", "steps", "train_seconds", "eval_seconds", "knn_top1", "linear_top1",
+          "linear_1pct_top1"} == set(results)
+  assert results["dataset"] == "my_shapes" and results["steps"] == 2
+  for key in ("knn_top1", "linear_top1", "linear_1pct_top1"):  # 6 test images: multiples of 1/6
+    assert round(results[key] * 6, 6) == round(results[key] * 6) and 0 <= results[key] <= 1
+
+
+def test_flat_folder_is_unlabelled_and_pretrains_without_evaluation(tmp_path, capsys):
+  source = make_images(str(tmp_path / "images"), per_class=4, labelled=False)
+  data_dir = str(tmp_path / "tfds")
+  builder = image_folder.build(source, name="flat_shapes", data_dir=data_dir, image_size=28,
+                               channels=1)
+  assert builder.skipped == []
+  info = pipeline.dataset_info("flat_shapes", data_dir=data_dir)
+  assert set(info.features) == {"image"} and list(info.splits) == ["train"]
+  assert info.splits["train"].num_examples == 12  # nothing held out: no labels to test with
+  source_split = pipeline.load_source("flat_shapes", "train", data_dir=data_dir)
+  assert source_split[0]["image"].shape == (28, 28, 1)
+
+  config = tiny_config("", data_dir, total_steps=2, evaluate=True, global_batch_size=8)
+  config.dataset.name = "flat_shapes"
+  out = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert out["step"] == 2 and out["results"] is None
+  assert not os.path.exists(tmp_path / "run" / "results.json")
+  assert ("evaluation skipped: dataset 'flat_shapes' has no labels (an image folder without class "
+          f"subfolders); the pretrained encoder is in {tmp_path / 'run'}/checkpoints"
+          ) in capsys.readouterr().out
+
+
+def test_train_and_test_folders_are_the_splits(tmp_path):
+  make_images(str(tmp_path / "images" / "train"), per_class=3)
+  make_images(str(tmp_path / "images" / "test"), per_class=2, seed=1)
+  os.remove(tmp_path / "images" / "test" / "stripes" / "stripes_01.png")
+  builder = image_folder.build(str(tmp_path / "images"), name="given_splits",
+                               data_dir=str(tmp_path / "tfds"), image_size=16)
+  splits = builder.info.splits
+  assert (splits["train"].num_examples, splits["test"].num_examples) == (9, 5)
+  test = pipeline.load_source("given_splits", "test", data_dir=str(tmp_path / "tfds"))
+  labels = sorted(int(test[i]["label"]) for i in range(len(test)))
+  assert labels == [0, 0, 1, 1, 2]
+
+
+def test_resize_modes_give_one_shape(tmp_path):
+  # 40 x 80: green | red (the middle 40 columns) | blue.
+  image = np.zeros((40, 80, 3), np.uint8)
+  image[:, :20] = (0, 255, 0)
+  image[:, 20:60] = (255, 0, 0)
+  image[:, 60:] = (0, 0, 255)
+  path = str(tmp_path / "wide.png")
+  Image.fromarray(image).save(path)
+  crop = image_folder.load_image(path, image_size=32, resize="shorter_side_center_crop", channels=3)
+  assert crop.shape == (32, 32, 3) and np.all(crop[:, 2:-2] == (255, 0, 0))  # the middle only
+  assert crop[:, :, 1].max() < 64 and crop[:, :, 2].max() < 64  # (bicubic edges: a faint tint)
+  stretch = image_folder.load_image(path, image_size=32, resize="stretch", channels=3)
+  assert stretch.shape == (32, 32, 3)
+  assert tuple(stretch[16, 2]) == (0, 255, 0) and tuple(stretch[16, 29]) == (0, 0, 255)
+  pad = image_folder.load_image(path, image_size=32, resize="pad", channels=3)
+  assert pad.shape == (32, 32, 3) and np.all(pad[:7] == 0) and np.all(pad[-7:] == 0)
+  assert tuple(pad[16, 16]) == (255, 0, 0)
+  gray = image_folder.load_image(path, image_size=8, resize="stretch", channels=1)
+  assert gray.shape == (8, 8, 1)
+  kept = image_folder.load_image(path, image_size=0, resize="none", channels=3)
+  np.testing.assert_array_equal(kept, image)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # EXIF orientation: "rotate 90 degrees clockwise to display"
+  Image.fromarray(image).save(tmp_path / "rotated.png", exif=exif)
+  upright = image_folder.load_image(str(tmp_path / "rotated.png"), image_size=0, resize="none",
+                                    channels=3)
+  np.testing.assert_array_equal(upright, np.rot90(image, k=-1))  # 80 x 40, green on top
+
+
+def test_bad_folders_and_options_are_one_line_each(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  make_images(str(tmp_path / "mixed"), per_class=2, labelled=False)
+  with pytest.raises(DataError, match=r"--resize none needs images of one size, but \d+ sizes occur "
+                                      r"\(.*\); choose --resize"):
+    image_folder.build(str(tmp_path / "mixed"), name="mixed", data_dir=data_dir, resize="none")
+  with pytest.raises(ConfigError, match="--name 'cifar10' is a TFDS dataset's name"):
+    image_folder.build(str(tmp_path / "mixed"), name="cifar10", data_dir=data_dir)
+  with pytest.raises(ConfigError, match="--name 'My Photos': use lower_snake_case"):
+    image_folder.build(str(tmp_path / "mixed"), name="My Photos", data_dir=data_dir)
+  image_folder.build(str(tmp_path / "mixed"), name="mixed", data_dir=data_dir, image_size=8)
+  with pytest.raises(DataError, match=rf"dataset 'mixed' already exists in {data_dir}/mixed/1.0.0; "
+                                      r"pass --overwrite"):
+    image_folder.build(str(tmp_path / "mixed"), name="mixed", data_dir=data_dir, image_size=8)
+  rebuilt = image_folder.build(str(tmp_path / "mixed"), name="mixed", data_dir=data_dir,
+                               image_size=12, overwrite=True)
+  assert rebuilt.info.features["image"].shape == (12, 12, 3)
+  assert pipeline.dataset_info("mixed", data_dir=data_dir).features["image"].shape == (12, 12, 3)
+  with pytest.raises(ConfigError, match=r"dataset 'mixed' has no split 'test' \(it has \['train'\]\)"):
+    pipeline.load_source("mixed", "test", data_dir=data_dir)
+  with pytest.raises(ConfigError, match=rf"nor a dataset built by `python -m jax_ssl.prepare_data` "
+                                        rf"in {data_dir}"):
+    pipeline.load_source("no_such_images", "train", data_dir=data_dir)
+
+
+def test_folder_without_a_readable_image_is_one_error_and_leaves_nothing(tmp_path):
+  source = tmp_path / "junk"
+  (source / "cats").mkdir(parents=True)
+  (source / "cats" / "a.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 100)  # JPEG start, then nothing
+  (source / "cats" / "b.png").write_text("hello")
+  proc = prepare_cli("--source", str(source), "--name", "junk", "--data_dir", str(tmp_path / "tfds"))
+  assert proc.returncode == 1
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: no readable image for split 'train' in {source} (2 files, none readable: listed above)")
+  lines = proc.stdout.splitlines()
+  assert [line.split(":")[0] for line in lines if line.startswith("skipped ")] == [
+      "skipped cats/a.jpg", "skipped cats/b.png"]
+  assert "2 files skipped (listed above)" in lines
+  assert not os.path.exists(tmp_path / "tfds" / "junk")
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  proc = prepare_cli("--source", str(empty), "--name", "empty", "--data_dir", str(tmp_path / "tfds"))
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: no image files in {empty}: put images in it (or in one subfolder per class)")
+
+
+def test_damaged_image_dataset_names_the_command_that_rebuilds_it(tmp_path):
+  source = make_images(str(tmp_path / "images"), per_class=4)
+  data_dir = str(tmp_path / "tfds")
+  image_folder.build(source, name="shapes", data_dir=data_dir, image_size=16, test_fraction=0.25)
+  (train_file,) = glob.glob(f"{data_dir}/shapes/1.0.0/shapes-train.array_record-*")
+  with open(train_file, "r+b") as f:
+    f.truncate(100)
+  with pytest.raises(DataError) as info:
+    pipeline.load_source("shapes", "train", data_dir=data_dir)[0]
+  command = (f"python -m jax_ssl.prepare_data image_folder --source {source} --name shapes "
+             f"--data_dir {data_dir} --image_size 16 --resize shorter_side_center_crop --channels 3 "
+             f"--test_fraction 0.25 --overwrite")
+  assert str(info.value).startswith(
+      f"dataset 'shapes' split 'train': record 0 (record 0 of {train_file}) is unreadable")
+  assert str(info.value).endswith(f"the dataset files are damaged: rebuild them with `{command}`")
+  proc = prepare_cli(*command.split()[4:])  # the command from the message, as given
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  train_split = pipeline.load_source("shapes", "train", data_dir=data_dir)
+  assert len(train_split) == 9 and train_split[8]["image"].shape == (16, 16, 3)
