@@ -43,7 +43,8 @@ SCHEMA: dict[str, Any] = {
     "optimizer": {"name": str, "base_learning_rate": _NUMBER, "lr_scaling": str,
                   "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int,
                   "trust_coefficient": _NUMBER},
-    "seed": int, "global_batch_size": int, "total_steps": int, "log_every_steps": int,
+    "seed": int, "global_batch_size": int, "grad_accum_steps": int, "total_steps": int,
+    "log_every_steps": int,
     "checkpoint_every_steps": int, "keep_checkpoints": int, "evaluate": bool,
     "skip_nonfinite_updates": bool,
     "eval": {"batch_size": int, "knn_k": int, "knn_temperature": _NUMBER,
@@ -109,6 +110,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   check(config.global_batch_size % device_count == 0,
         f"global_batch_size={config.global_batch_size} is not divisible by the {device_count} devices; "
         f"use a multiple of {device_count}")
+  check(config.grad_accum_steps >= 1 and config.global_batch_size % (
+      config.grad_accum_steps * device_count) == 0,
+        f"grad_accum_steps={config.grad_accum_steps} with global_batch_size="
+        f"{config.global_batch_size} on {device_count} devices: the batch must split into "
+        f"grad_accum_steps equal micro-batches, each divisible by the device count")
   check(config.optimizer.base_learning_rate > 0,
         f"optimizer.base_learning_rate={config.optimizer.base_learning_rate}; must be > 0")
   check(config.optimizer.weight_decay >= 0,

@@ -232,3 +232,240 @@ def lejepa(embeddings: ArrayLike, projections: ArrayLike, sigreg_weight: float =
   centres = jnp.mean(embeddings[:num_global_views], axis=0)
   prediction = jnp.mean(jnp.square(embeddings - centres))
   return (1.0 - sigreg_weight) * prediction + sigreg_weight * sigreg(embeddings, projections)
+
+
+def _diagonal_cross_entropy(logits: jax.Array) -> jax.Array:
+  """mean_i (logsumexp_j logits_ij - logits_ii): cross-entropy with label i for row i."""
+  return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.diagonal(logits))
+
+
+def byol(p: ArrayLike, z: ArrayLike) -> jax.Array:
+  """BYOL's normalised mean-squared error between online predictions and targets.
+
+  Args:
+    p: [N, D] online predictions of one view.
+    z: [N, D] target projections of the other view. No stop-gradient inside: the caller
+      passes the (momentum) target through `jax.lax.stop_gradient`.
+
+  Returns:
+    Scalar: mean_i ||p_i/||p_i|| - z_i/||z_i||||^2 = mean_i (2 - 2 cos(p_i, z_i)), in [0, 4].
+    The method's loss is the symmetrised byol(p1, z2) + byol(p2, z1).
+
+  References:
+    Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020, eq. (2).
+  """
+  p = l2_normalize(jnp.asarray(p, jnp.float32))
+  z = l2_normalize(jnp.asarray(z, jnp.float32))
+  return jnp.mean(2.0 - 2.0 * jnp.sum(p * z, axis=1))
+
+
+def info_nce(query: ArrayLike, key: ArrayLike, temperature: float,
+             scale_by_temperature: bool = True) -> jax.Array:
+  """MoCo v3's InfoNCE: every other key of the (global) batch is a negative.
+
+  Args:
+    query: [N, D] queries (predictor outputs of one view); rows are L2-normalised inside.
+    key: [N, D] keys (momentum-encoder outputs of the other view), row i the positive of
+      query i; rows are L2-normalised inside. No stop-gradient inside: the caller stops it.
+    temperature: tau > 0.
+    scale_by_temperature: multiply by 2 * tau, as MoCo v3's code does (keeps the gradient
+      scale independent of tau); False gives the plain cross-entropy.
+
+  Returns:
+    Scalar: (2 tau) * mean_i -log softmax_j(q_i . k_j / tau)[i]. The method's loss is the
+    symmetrised info_nce(q1, k2) + info_nce(q2, k1).
+
+  References:
+    Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers",
+    ICCV 2021, Algorithm 1 (`ctr`) and facebookresearch/moco-v3 `contrastive_loss`.
+  """
+  query = l2_normalize(jnp.asarray(query, jnp.float32))
+  key = l2_normalize(jnp.asarray(key, jnp.float32))
+  loss = _diagonal_cross_entropy((query @ key.T) / temperature)
+  return loss * (2.0 * temperature) if scale_by_temperature else loss
+
+
+def moco_v2(query: ArrayLike, key: ArrayLike, queue: ArrayLike,
+            temperature: float) -> jax.Array:
+  """MoCo (v1/v2) InfoNCE: one positive key per query, negatives only from a queue.
+
+  Args:
+    query: [N, D] queries; rows are L2-normalised inside.
+    key: [N, D] keys, row i the positive of query i; L2-normalised inside. No stop-gradient
+      inside: the caller stops the key (and the queue, if it is a traced array).
+    queue: [K, D] keys of earlier batches (the negatives); L2-normalised inside (a no-op on
+      MoCo's queue, which stores normalised keys). In-batch keys are not negatives.
+    temperature: tau > 0 (MoCo v2: 0.2).
+
+  Returns:
+    Scalar: mean_i -log softmax([q_i . k_i, q_i . n_1, ..., q_i . n_K] / tau)[0], i.e. the
+    cross-entropy of [N, 1 + K] logits with label 0.
+
+  References:
+    He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020,
+    eq. (1) and Algorithm 1; Chen et al., "Improved Baselines with Momentum Contrastive
+    Learning", 2020 (MoCo v2: the same loss).
+  """
+  query = l2_normalize(jnp.asarray(query, jnp.float32))
+  key = l2_normalize(jnp.asarray(key, jnp.float32))
+  queue = l2_normalize(jnp.asarray(queue, jnp.float32))
+  positive = jnp.sum(query * key, axis=1, keepdims=True)
+  logits = jnp.concatenate([positive, query @ queue.T], axis=1) / temperature
+  return jnp.mean(jax.nn.logsumexp(logits, axis=1) - logits[:, 0])
+
+
+def dino(student_logits: ArrayLike, teacher_logits: ArrayLike, center: ArrayLike,
+         student_temp: float, teacher_temp: float) -> jax.Array:
+  """DINO's cross-view cross-entropy from the centred, sharpened teacher to the student.
+
+  Args:
+    student_logits: [S, B, K] student head outputs of S views (global views first).
+    teacher_logits: [T, B, K] teacher head outputs of the first T views (T <= S).
+    center: [K] running mean of the teacher logits (see `dino_center_update`).
+    student_temp: student softmax temperature.
+    teacher_temp: teacher softmax temperature (sharpening).
+
+  Returns:
+    Scalar: mean over the T * S - T pairs (t, s != t) of
+    mean_b -sum_k P_t[b, k] log softmax(student_s[b] / student_temp)[k], with
+    P_t = stop_gradient(softmax((teacher_t - center) / teacher_temp)): no gradient reaches
+    the teacher logits or the center. Same-view pairs are skipped.
+
+  References:
+    Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021,
+    Algorithm 1 and facebookresearch/dino `DINOLoss`.
+  """
+  student_logits = jnp.asarray(student_logits, jnp.float32)
+  teacher_logits = jnp.asarray(teacher_logits, jnp.float32)
+  num_teacher, batch_size = teacher_logits.shape[:2]
+  num_student = student_logits.shape[0]
+  teacher_probs = jax.lax.stop_gradient(jax.nn.softmax(
+      (teacher_logits - jnp.asarray(center, jnp.float32)) / teacher_temp, axis=-1))
+  student_log_probs = jax.nn.log_softmax(student_logits / student_temp, axis=-1)
+  # cross_entropy[t, s] = mean_b -sum_k P_t[b, k] log p_s[b, k]
+  cross_entropy = -jnp.einsum("tbk,sbk->ts", teacher_probs, student_log_probs) / batch_size
+  other_view = jnp.arange(num_teacher)[:, None] != jnp.arange(num_student)[None, :]
+  return jnp.sum(jnp.where(other_view, cross_entropy, 0.0)) / jnp.sum(other_view)
+
+
+def dino_center_update(center: ArrayLike, teacher_logits: ArrayLike,
+                       momentum: float) -> jax.Array:
+  """DINO's center EMA: m * center + (1 - m) * mean of the teacher logits.
+
+  Args:
+    center: [K] current center.
+    teacher_logits: [T, B, K] teacher outputs; the mean runs over views and the (global,
+      under jit) batch, as DINO's all-reduce does. No gradient flows (a buffer update).
+    momentum: m in [0, 1].
+
+  Returns:
+    [K] new center.
+
+  References:
+    Caron et al. 2021, eq. (4) and `DINOLoss.update_center`.
+  """
+  batch_center = jnp.mean(
+      jax.lax.stop_gradient(jnp.asarray(teacher_logits, jnp.float32)), axis=(0, 1))
+  return momentum * jnp.asarray(center, jnp.float32) + (1.0 - momentum) * batch_center
+
+
+def sinkhorn_knopp(scores: ArrayLike, epsilon: float, num_iterations: int) -> jax.Array:
+  """SwAV's equal-partition soft assignment of samples to prototypes (Sinkhorn-Knopp).
+
+  SwAV's `distributed_sinkhorn` on Q = exp(scores / eps).T [K, B]: divide by the total, then
+  `num_iterations` times make every prototype's mass 1/K (sum over the batch) and every
+  sample's mass 1/B; return (B * Q).T. Computed here in the log domain on [B, K]
+  (each normalisation subtracts a logsumexp), which is the same map without overflow or
+  underflow for small eps. Under jit on a batch-sharded array the batch sums are global.
+
+  Args:
+    scores: [B, K] prototype scores of one view (the global batch). Stop-gradient inside.
+    epsilon: entropy-regularisation temperature (SwAV: 0.05).
+    num_iterations: Sinkhorn iterations (SwAV: 3).
+
+  Returns:
+    [B, K] codes with no gradient: rows sum to 1 (when num_iterations >= 1), and the
+    columns sum towards B / K as the iterations converge.
+
+  References:
+    Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+    Assignments", NeurIPS 2020, sec. 3.1 and Appendix A.1 (`distributed_sinkhorn`).
+  """
+  log_q = jax.lax.stop_gradient(jnp.asarray(scores, jnp.float32)) / epsilon
+  batch_size, num_prototypes = log_q.shape
+  log_q = log_q - jax.nn.logsumexp(log_q)
+
+  def iteration(_, log_q):
+    log_q = log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - jnp.log(num_prototypes)
+    return log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - jnp.log(batch_size)
+
+  log_q = jax.lax.fori_loop(0, num_iterations, iteration, log_q)
+  return jnp.exp(log_q + jnp.log(batch_size))
+
+
+def swav(scores: ArrayLike, codes: ArrayLike, temperature: float) -> jax.Array:
+  """SwAV's swapped prediction: each code view's assignment is predicted from every other view.
+
+  Args:
+    scores: [V, B, K] prototype scores (normalised embedding . normalised prototype) of all
+      V views (the code views first).
+    codes: [C, B, K] assignments of the first C views (C <= V), e.g. from
+      `sinkhorn_knopp(scores[c], ...)`. Stop-gradient inside.
+    temperature: softmax temperature of the predictions (SwAV: 0.1).
+
+  Returns:
+    Scalar: mean over the C * (V - 1) pairs (c, w != c) of
+    mean_b -sum_k codes[c, b, k] log softmax(scores[w, b] / temperature)[k].
+
+  References:
+    Caron et al. 2020, eq. (2)-(3) and the training loop of facebookresearch/swav.
+  """
+  scores = jnp.asarray(scores, jnp.float32)
+  codes = jax.lax.stop_gradient(jnp.asarray(codes, jnp.float32))
+  num_codes, batch_size = codes.shape[:2]
+  log_probs = jax.nn.log_softmax(scores / temperature, axis=-1)
+  cross_entropy = -jnp.einsum("cbk,vbk->cv", codes, log_probs) / batch_size
+  other_view = jnp.arange(num_codes)[:, None] != jnp.arange(scores.shape[0])[None, :]
+  return jnp.sum(jnp.where(other_view, cross_entropy, 0.0)) / jnp.sum(other_view)
+
+
+def nearest_neighbour(z: ArrayLike, support: ArrayLike) -> jax.Array:
+  """NNCLR's nearest neighbour: for each row of z, the most cosine-similar support row.
+
+  Args:
+    z: [N, D] projections (rows L2-normalised inside for the search).
+    support: [Q, D] support set (NNCLR's queue of earlier projections).
+
+  Returns:
+    [N, D] the selected support rows, as stored (not re-normalised), with no gradient.
+    Ties go to the lowest support index.
+
+  References:
+    Dwibedi et al., "With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning
+    of Visual Representations", ICCV 2021, eq. (2); solo-learn `NNCLR.find_nn`.
+  """
+  z = jax.lax.stop_gradient(jnp.asarray(z, jnp.float32))
+  support = jax.lax.stop_gradient(jnp.asarray(support, jnp.float32))
+  index = jnp.argmax(l2_normalize(z) @ l2_normalize(support).T, axis=1)
+  return support[index]
+
+
+def nnclr(nn: ArrayLike, p: ArrayLike, temperature: float) -> jax.Array:
+  """NNCLR's InfoNCE between nearest neighbours of one view and predictions of the other.
+
+  Args:
+    nn: [N, D] nearest neighbours NN(z1_i) (see `nearest_neighbour`); stop-gradient inside.
+    p: [N, D] predictions of the second views, row i the positive of nn row i.
+    temperature: tau > 0.
+
+  Returns:
+    Scalar: mean_i -log softmax_j(nn_i . p_j / tau)[i] with rows L2-normalised: the other
+    predictions of the (global) batch are the negatives. The method's loss is
+    0.5 * nnclr(NN(z1), p2) + 0.5 * nnclr(NN(z2), p1).
+
+  References:
+    Dwibedi et al. 2021, eq. (2)-(3); solo-learn `nnclr_loss_func`.
+  """
+  nn = l2_normalize(jax.lax.stop_gradient(jnp.asarray(nn, jnp.float32)))
+  p = l2_normalize(jnp.asarray(p, jnp.float32))
+  return _diagonal_cross_entropy((nn @ p.T) / temperature)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -50,3 +51,10 @@ def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
     return optax.adamw(schedule, b1=momentum, b2=beta2, weight_decay=weight_decay,
                        mask=decay_mask)
   raise ValueError(f"optimizer.name={name!r}; use 'lars', 'adamw' or 'sgd'")
+
+
+def cosine_momentum(base_momentum: float, step: jax.Array, total_steps: int) -> jax.Array:
+  """EMA momentum from `base_momentum` at step 0 up to 1.0 at `total_steps` on a cosine:
+  1 - (1 - base) * (cos(pi * step / total_steps) + 1) / 2 (BYOL, Grill et al. 2020, sec. 3.2)."""
+  progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+  return 1.0 - (1.0 - base_momentum) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0

@@ -1,8 +1,8 @@
 """The generic train step: a pure function `(state, batch, rng) -> (state, metrics)`.
 
 It is the same for every method: make views on device, run the method's objective on the
-merged model, differentiate w.r.t. the online parameters only, apply the optax update and
-return the new state. The trainer wraps it in `jax.jit` with donated state and explicit
+merged model, differentiate w.r.t. the online parameters only, apply the optax update, move
+the EMA targets and the method state, and return the new state. The trainer wraps it in `jax.jit` with donated state and explicit
 shardings.
 """
 
@@ -17,41 +17,105 @@ import optax
 from flax import nnx
 
 from jax_ssl.data import augment
-from jax_ssl.methods.spec import MethodSpec, StepContext
+from jax_ssl import optim
+from jax_ssl.methods.spec import MethodSpec, StepContext, select_modules, with_modules
 from jax_ssl.state import TrainState
 
 
 _OBJECTIVE_STREAM = 1  # fold_in tag of the objective's key within a step
 
 
+def _micro_batches(x: jax.Array, count: int) -> jax.Array:
+  """[B, ...] -> [count, B / count, ...], micro-batch a = rows a, a + count, a + 2 count, ...
+
+  Interleaved rather than contiguous so that every device keeps an equal share of every
+  micro-batch (the batch axis is sharded in contiguous blocks).
+  """
+  return jnp.swapaxes(x.reshape(x.shape[0] // count, count, *x.shape[1:]), 0, 1)
+
+
+def _concat_micro_batches(x: jax.Array) -> jax.Array:
+  """Inverse of `_micro_batches`: [count, B / count, ...] -> [B, ...] in the original order."""
+  return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
 def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Mapping[str, Any],
                     optimizer: optax.GradientTransformation, schedule: optax.Schedule,
-                    view_configs: Sequence[augment.AugmentConfig]):
+                    view_configs: Sequence[augment.AugmentConfig], *, total_steps: int = 1,
+                    grad_accum_steps: int = 1):
   """Returns the pure train step for `method` with its hyper-parameters bound.
 
   rng is the run's base key (raw uint32 key data, so it can be a global array); the step's
-  key is `fold_in(rng, state.step)`, so the
-  randomness of step k is the same whether or not the run was resumed before it.
+  key is `fold_in(rng, state.step)`, so the randomness of step k is the same whether or not
+  the run was resumed before it.
+
+  With `grad_accum_steps` = A > 1 the views of the global batch are made as without
+  accumulation, split into A interleaved micro-batches, and the gradients of the A
+  objectives averaged (a `lax.scan`, so memory holds one micro-batch's activations);
+  BatchNorm statistics thread through the micro-batches. Everything that happens once per
+  optimizer step happens once: the optax update, the EMA target update, and the method
+  state update (`update_method_state` sees the state inputs of all micro-batches
+  concatenated, so a queue or a center moves by the whole global batch).
   """
   objective = functools.partial(method.objective, **method_args)
+  base_momentum = method.base_momentum(method_args) if method.target_modules else None
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
     views = augment.make_views(step_rng, batch["image"], view_configs)
     # The objective's own randomness (pretext tasks, SIGReg directions) is independent of
     # the views' (which use step_rng itself).
-    context = StepContext(rng=jax.random.fold_in(step_rng, _OBJECTIVE_STREAM), step=state.step)
-
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, state.batch_stats, copy=True)
+    objective_rng = jax.random.fold_in(step_rng, _OBJECTIVE_STREAM)
+    def loss_fn(params, views, batch_stats, micro_index):
+      model = nnx.merge(graphdef, params, batch_stats, copy=True)
       model.train()
-      loss, metrics, method_state = objective(model, views, state.method_state, context)
-      return loss, (metrics, nnx.state(model, nnx.BatchStat), method_state)
+      target = None
+      if method.target_modules:
+        # The EMA target: the model with the target modules' parameters swapped in, behind
+        # a stop-gradient. Its BatchNorm uses batch statistics (train mode); its running
+        # averages are discarded (only the online model's are kept and evaluated).
+        target = nnx.merge(graphdef, with_modules(
+            jax.lax.stop_gradient(params), jax.lax.stop_gradient(state.target_params)),
+                           batch_stats, copy=True)
+        target.train()
+      context = StepContext(rng=jax.random.fold_in(objective_rng, micro_index),
+                            step=state.step, target=target)
+      loss, metrics, state_inputs = objective(model, views, state.method_state, context)
+      return loss, (metrics, nnx.state(model, nnx.BatchStat), state_inputs)
 
-    (loss, (metrics, batch_stats, method_state)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if grad_accum_steps == 1:
+      (loss, (metrics, batch_stats, state_inputs)), grads = grad_fn(
+          state.params, views, state.batch_stats, 0)
+    else:
+      def accumulate(carry, micro):
+        grad_sum, batch_stats = carry
+        micro_views, micro_index = micro
+        (loss, (metrics, batch_stats, inputs)), grads = grad_fn(
+            state.params, list(micro_views), batch_stats, micro_index)
+        return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, metrics, inputs)
+
+      micro_views = tuple(_micro_batches(v, grad_accum_steps) for v in views)
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grad_sum, batch_stats), (losses, metrics, state_inputs) = jax.lax.scan(
+          accumulate, (zeros, state.batch_stats),
+          (micro_views, jnp.arange(grad_accum_steps)))
+      grads = jax.tree.map(lambda g: g / grad_accum_steps, grad_sum)
+      loss = jnp.mean(losses)
+      metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+      state_inputs = jax.tree.map(_concat_micro_batches, state_inputs)
+
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    context = StepContext(rng=objective_rng, step=state.step, target=None)
+    method_state = method.update_method_state(state.method_state, state_inputs, context,
+                                              method_args)
+    target_params = state.target_params
+    if method.target_modules:
+      momentum = optim.cosine_momentum(base_momentum, state.step, total_steps)
+      target_params = optax.incremental_update(
+          select_modules(params, method.target_modules), state.target_params, 1.0 - momentum)
+      metrics = {**metrics, "target_momentum": momentum}
     grad_norm = optax.tree.norm(grads)
     # A non-finite loss or gradient leaves the state as it was (the step counter still
     # advances); the trainer then stops, or skips the update if configured to.
@@ -63,7 +127,8 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
         step=state.step + 1, params=keep(params, state.params),
         batch_stats=keep(batch_stats, state.batch_stats),
         opt_state=keep(opt_state, state.opt_state),
-        method_state=keep(method_state, state.method_state))
+        method_state=keep(method_state, state.method_state),
+        target_params=keep(target_params, state.target_params))
     return new_state, metrics
 
   return train_step

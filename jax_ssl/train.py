@@ -116,7 +116,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- state
   model = config_lib.build_model(config, in_channels, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+                                       spec.target_modules)
   state = sharding.replicate(state, mesh)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,
@@ -130,7 +131,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- step
   train_step = jax.jit(
       make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
-                      config_lib.view_configs(config)),
+                      config_lib.view_configs(config), total_steps=config.total_steps,
+                      grad_accum_steps=config.grad_accum_steps),
       in_shardings=(replicated, batch_sharding, replicated),
       out_shardings=(replicated, replicated),
       donate_argnums=(0,))

@@ -48,6 +48,7 @@ def _main_config():
     (lambda c: c.augment.__setattr__("crop_scale", (0.5, 0.2)), r"augment.crop_scale=\(0.5, 0.2\); need 0 < low <= high <= 1"),
     (lambda c: c.augment.__setattr__("flip_prob", 1.5), r"augment.flip_prob=1.5; must be in \[0, 1\]"),
     (lambda c: c.optimizer.__setattr__("warmup_steps", -5), "optimizer.warmup_steps=-5; must be >= 0"),
+    (lambda c: c.__setattr__("grad_accum_steps", 3), "grad_accum_steps=3 with global_batch_size=256 on 1 devices: the batch must split"),
     (lambda c: c.method_args.__setattr__("temprature", 0.1), "config key 'method_args.temprature' is unknown; did you mean 'method_args.temperature'?"),
 ])
 def test_bad_config_is_one_line_naming_the_key(mutate, message):

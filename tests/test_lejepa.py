@@ -102,10 +102,13 @@ def _step_losses(config, num_devices, steps=3):
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, 1, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+                                       spec.target_modules)
   state = sharding.replicate(state, mesh)
   step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
-                                 schedule, config_lib.view_configs(config)),
+                                 schedule, config_lib.view_configs(config),
+                                 total_steps=config.total_steps,
+                                 grad_accum_steps=config.grad_accum_steps),
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated))
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)

@@ -17,9 +17,9 @@ TINY_OVERRIDES = {
 }
 
 
-def trainer_args(workdir, source_dir, data_dir, **overrides):
+def trainer_args(workdir, source_dir, data_dir, experiment="fashion_mnist/simclr.py", **overrides):
   flags = {**TINY_OVERRIDES, "dataset.source_dir": source_dir, "dataset.data_dir": data_dir, **overrides}
-  return ["--config", os.path.join(ROOT, "experiments/fashion_mnist/simclr.py:runlocal"),
+  return ["--config", os.path.join(ROOT, f"experiments/{experiment}:runlocal"),
           "--workdir", str(workdir)] + [f"--config.{k}={v}" for k, v in flags.items()]
 
 
@@ -43,8 +43,9 @@ def losses(workdir):
   return {r["step"]: r["loss"] for r in records}
 
 
-def final_params(workdir):
-  """Parameters of the latest checkpoint as a flat {path: numpy array}."""
+def final_params(workdir, field="params"):
+  """`field` of the latest checkpoint's TrainState (default: the parameters) as a flat
+  {path: numpy array}."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   directory = os.path.join(workdir, "checkpoints")
   step = max(int(d) for d in os.listdir(directory) if d.isdigit())
@@ -60,5 +61,5 @@ def final_params(workdir):
         visit(f"{prefix}/{k}", v)
     else:
       flat[prefix] = np.asarray(node)
-  visit("", tree["params"])
+  visit("", tree[field])
   return step, flat

@@ -58,7 +58,8 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, in_channels, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state())
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+                                       spec.target_modules)
   state = sharding.replicate(state, mesh)
   batch_size = config.global_batch_size
   images = jax.device_put(
@@ -69,7 +70,9 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
 
   # Trainer step.
   step_fn = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
-                                    schedule, config_lib.view_configs(config)),
+                                    schedule, config_lib.view_configs(config),
+                                    total_steps=config.total_steps,
+                                    grad_accum_steps=config.grad_accum_steps),
                     in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated), donate_argnums=(0,))
   start = time.perf_counter()

@@ -16,18 +16,34 @@ KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
 
 
 def table(run_dirs: list[str]) -> str:
+  """One row per run's encoder, then each distinct baseline once (runs of the same dataset,
+  backbone and seed share them), and whether every encoder beats every baseline."""
   lines = ["| run | method | dataset | steps | train min | eval min | features | "
            + " | ".join(KEYS) + " |", "|---" * (7 + len(KEYS)) + "|"]
+  baselines: dict[tuple, str] = {}
+  encoders = []
   for run_dir in run_dirs:
     with open(os.path.join(run_dir, "results.json")) as f:
       results = json.load(f)
-    rows = [("encoder", results)] + list(results.get("baselines", {}).items())
-    for name, scores in rows:
-      lines.append(
-          f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "
-          f"{results['train_seconds'] / 60:.1f} | {results.get('eval_seconds', 0) / 60:.1f} | {name} | "
-          + " | ".join(f"{scores[k]:.4f}" for k in KEYS) + " |")
+    encoders.append(results)
+    lines.append(_row(run_dir, results, "encoder", results))
+    for name, scores in results.get("baselines", {}).items():
+      key = (results["dataset"], name, tuple(scores[k] for k in KEYS))
+      baselines.setdefault(key, _row(run_dir, results, name, scores))
+  lines += list(baselines.values())
+  if baselines:
+    best = {k: max(values[i] for _, _, values in baselines) for i, k in enumerate(KEYS)}
+    beaten = [r["method"] for r in encoders if all(r[k] > best[k] for k in KEYS)]
+    lines.append("")
+    lines.append(f"Encoders above the best baseline on all three protocols: "
+                 f"{', '.join(beaten) or 'none'} ({len(beaten)} of {len(encoders)}).")
   return "\n".join(lines)
+
+
+def _row(run_dir: str, results: dict, features: str, scores: dict) -> str:
+  return (f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "
+          f"{results['train_seconds'] / 60:.1f} | {results.get('eval_seconds', 0) / 60:.1f} | "
+          f"{features} | " + " | ".join(f"{scores[k]:.4f}" for k in KEYS) + " |")
 
 
 def main():

@@ -32,6 +32,7 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
 
   config.seed = 0
   config.global_batch_size = 256
+  config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
   config.total_steps = 800
   config.log_every_steps = 50
   config.checkpoint_every_steps = 500

@@ -63,6 +63,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.model = ml_collections.ConfigDict(dict(backbone="resnet50", width=64, stem="imagenet"))
   config.heads = ml_collections.ConfigDict(dict(heads))
   config.global_batch_size = global_batch_size
+  config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
   steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
   opt = dict(optimizer)
   config.optimizer = ml_collections.ConfigDict(dict(

@@ -47,8 +47,9 @@ def evaluate_workdir(workdir: str) -> None:
   info = pipeline.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir)
   model = config_lib.build_model(config, info.features["image"].shape[-1], config.seed)
   optimizer, _ = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer,
-                                       methods.get_method(config.method).init_method_state())
+  spec = methods.get_method(config.method)
+  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+                                       spec.target_modules)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)

@@ -22,7 +22,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               off_diagonal_weight: float):
   z1, z2 = embed_views(model, views)
   loss = losses.barlow_twins(z1, z2, off_diagonal_weight)
-  return loss, {"barlow_twins": loss}, method_state
+  return loss, {"barlow_twins": loss}, {}
 
 
 SPEC = MethodSpec(

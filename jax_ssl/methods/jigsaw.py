@@ -54,7 +54,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   features = model.backbone(shuffled.reshape(batch * num_tiles, *shuffled.shape[2:]))
   logits = model.heads["classifier"](features.reshape(batch, -1))
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
-  return loss, {"jigsaw": loss, "jigsaw_accuracy": accuracy}, method_state
+  return loss, {"jigsaw": loss, "jigsaw_accuracy": accuracy}, {}
 
 
 SPEC = MethodSpec(

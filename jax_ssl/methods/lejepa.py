@@ -28,7 +28,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   loss = losses.lejepa(embeddings, projections, sigreg_weight)
   metrics = {"lejepa": loss, "sigreg": losses.sigreg(embeddings, projections),
              "prediction": jnp.mean(jnp.square(embeddings - jnp.mean(embeddings, axis=0)))}
-  return loss, metrics, method_state
+  return loss, metrics, {}
 
 
 SPEC = MethodSpec(

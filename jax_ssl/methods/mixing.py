@@ -2,7 +2,9 @@
 
 `mix([simclr.SPEC, rotation.SPEC])` is itself a `MethodSpec` (named "simclr+rotation"): the
 views are shared (each objective takes the first views it needs), each objective keeps its
-own heads, method state, arguments and rng stream, and the loss is the weighted sum. Config:
+own heads, method state, arguments and rng stream, and the loss is the weighted sum. At
+most one of them may have EMA targets (the target is then the shared backbone plus that
+method's own heads). Config:
 `method = "simclr+rotation"`, `method_args.<name>.weight` and the objective's own arguments
 under `method_args.<name>`, its head keys under `heads.<name>`. Metrics are logged per
 objective as `<name>/<metric>` plus `<name>/loss` (unweighted).
@@ -51,20 +53,41 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
         feature_dim, head_args[spec.name], _split_weight(method_args[spec.name])[1], rngs)))
             for spec in specs}
 
+  def component_context(context: StepContext, index: int, spec: MethodSpec) -> StepContext:
+    target = None
+    if context.target is not None and spec.target_modules:
+      target = _ComponentModel(context.target.backbone, context.target.heads[spec.name])
+    return context._replace(rng=jax.random.fold_in(context.rng, index), target=target)
+
   def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
                 context: StepContext, **method_args):
-    total, metrics, new_state = 0.0, {}, {}
+    total, metrics, state_inputs = 0.0, {}, {}
     for index, spec in enumerate(specs):
       weight, args = _split_weight({**spec.default_method_args, **method_args[spec.name]})
       component = _ComponentModel(model.backbone, model.heads[spec.name])
-      own_context = context._replace(rng=jax.random.fold_in(context.rng, index))
-      loss, own_metrics, new_state[spec.name] = spec.objective(
-          component, views[:spec.views_for(args)], method_state[spec.name], own_context, **args)
+      loss, own_metrics, state_inputs[spec.name] = spec.objective(
+          component, views[:spec.views_for(args)], method_state[spec.name],
+          component_context(context, index, spec), **args)
       total = total + weight * loss
       metrics.update({f"{spec.name}/{key}": value for key, value in own_metrics.items()
                       if key != spec.name})  # the unweighted loss is `<name>/loss`
       metrics[f"{spec.name}/loss"] = loss
-    return total, metrics, new_state
+    return total, metrics, state_inputs
+
+  def update_method_state(method_state, state_inputs, context, method_args):
+    return {spec.name: spec.update_method_state(
+        method_state[spec.name], state_inputs[spec.name], component_context(context, index, spec),
+        _split_weight({**spec.default_method_args, **method_args[spec.name]})[1])
+            for index, spec in enumerate(specs)}
+
+  with_targets = [spec for spec in specs if spec.target_modules]
+  if len(with_targets) > 1:
+    raise ValueError(f"mix: at most one method with EMA targets, got "
+                     f"{[spec.name for spec in with_targets]}")
+  # The target copies the shared backbone and the method's own heads (under heads/<name>/).
+  target_modules = tuple(
+      path if not path.startswith("heads/") else f"heads/{spec.name}/{path[len('heads/'):]}"
+      for spec in with_targets for path in spec.target_modules)
 
   return MethodSpec(
       name=SEPARATOR.join(names),
@@ -74,4 +97,8 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
       init_method_state=lambda: {spec.name: spec.init_method_state() for spec in specs},
       default_method_args={spec.name: {"weight": 1.0, **spec.default_method_args}
                            for spec in specs},
+      target_modules=target_modules,
+      update_method_state=update_method_state,
+      base_momentum=lambda args: (with_targets[0].base_momentum(args[with_targets[0].name])
+                                  if with_targets else None),
   )

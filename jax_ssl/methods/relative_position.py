@@ -47,7 +47,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   pair = jnp.concatenate(jnp.split(features, 2), axis=-1)
   logits = model.heads["classifier"](pair)
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
-  return loss, {"relative_position": loss, "relative_position_accuracy": accuracy}, method_state
+  return loss, {"relative_position": loss, "relative_position_accuracy": accuracy}, {}
 
 
 SPEC = MethodSpec(

@@ -40,7 +40,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   images, labels = rotate_all(views[0])
   logits = model.heads["classifier"](model.backbone(images))
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
-  return loss, {"rotation": loss, "rotation_accuracy": accuracy}, method_state
+  return loss, {"rotation": loss, "rotation_accuracy": accuracy}, {}
 
 
 SPEC = MethodSpec(

@@ -21,7 +21,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               temperature: float):
   z1, z2 = embed_views(model, views)
   loss = losses.nt_xent(z1, z2, temperature)
-  return loss, {"nt_xent": loss}, method_state
+  return loss, {"nt_xent": loss}, {}
 
 
 SPEC = MethodSpec(

@@ -8,26 +8,13 @@ projector is 3 layers of 2048 (its last layer followed by BatchNorm) and its pre
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
-from jax_ssl.models.heads import MLPHead
-
-
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
-               rngs: nnx.Rngs):
-  projection_dim = head_args["projector_output_dim"]
-  return {
-      "projector": MLPHead(feature_dim, head_args["projector_hidden_dim"], projection_dim,
-                           head_args["projector_num_layers"], rngs=rngs),
-      "predictor": MLPHead(projection_dim, head_args["predictor_hidden_dim"], projection_dim,
-                           num_layers=2, rngs=rngs),
-  }
+from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext, projector_predictor_heads
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
@@ -39,13 +26,13 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   p1, p2 = jnp.split(predictions, 2, axis=0)
   # Symmetrised loss, eq. (2); `losses.simsiam` stops the gradient through the targets z.
   loss = 0.5 * losses.simsiam(p1, z2) + 0.5 * losses.simsiam(p2, z1)
-  return loss, {"simsiam": loss}, method_state
+  return loss, {"simsiam": loss}, {}
 
 
 SPEC = MethodSpec(
     name="simsiam",
     num_views=2,
-    make_heads=make_heads,
+    make_heads=projector_predictor_heads,
     objective=objective,
     default_method_args={},
 )

@@ -3,8 +3,10 @@
 A method is data plus a pure loss. The trainer builds `SSLModel(backbone, heads)`, makes
 `num_views` augmented views on device, and calls `objective(model, views, method_state,
 context, **method_args)` inside the jitted, differentiated step. Everything a method keeps
-between steps lives in `method_state`, a pytree inside the train state (so Orbax saves it);
-`context` carries what the step knows and a loss may need (its rng, the step number).
+between steps lives in `method_state`, a pytree inside the train state (so Orbax saves it),
+moved once per optimizer step by `update_method_state` from what the objective returned;
+`context` carries what the step knows and a loss may need (its rng, the step number, the
+EMA target model of methods that declare `target_modules`).
 Several specs combine into one with `jax_ssl.methods.mix` (mixing.py) (one step, one shared backbone).
 """
 
@@ -19,11 +21,20 @@ from flax import nnx
 
 from jax_ssl.models.heads import MLPHead
 
-# (model, views, method_state, context, **method_args) -> (loss, metrics, new_method_state)
+# (model, views, method_state, context, **method_args) -> (loss, metrics, state_inputs)
 Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
+# (method_state, state_inputs, context, method_args) -> new method_state
+StateUpdate = Callable[[Any, Any, "StepContext", Mapping[str, Any]], Any]
 # (feature_dim, head_args, method_args, rngs) -> {head name: module}
 HeadsFactory = Callable[[int, Mapping[str, Any], Mapping[str, Any], nnx.Rngs],
                         Mapping[str, nnx.Module]]
+
+
+def keep_method_state(method_state: Any, state_inputs: Any, context: Any,
+                      method_args: Mapping[str, Any]) -> Any:
+  """The default `update_method_state`: methods without state keep it as it is."""
+  del state_inputs, context, method_args
+  return method_state
 
 
 class StepContext(NamedTuple):
@@ -33,10 +44,42 @@ class StepContext(NamedTuple):
     rng: a typed PRNG key for this step and objective (already folded with the step, so a
       resumed run draws the same randomness); the same on every device.
     step: the optimizer step being computed (int32 scalar).
+    target: for methods with `target_modules`, the model with those modules' parameters
+      replaced by their EMA (momentum) copies, in train mode, behind a stop-gradient (no
+      gradient can reach the target); None otherwise.
   """
 
   rng: jax.Array
   step: jax.Array
+  target: Any = None
+
+
+def select_modules(params: nnx.State, paths: Sequence[str]) -> nnx.State:
+  """The sub-state of `params` under each "a/b" module path (the EMA target's parameters)."""
+  selected = {}
+  for path in paths:
+    keys = path.split("/")
+    node, out = params, selected
+    for key in keys[:-1]:
+      node = node[key]
+      out = out.setdefault(key, {})
+    out[keys[-1]] = node[keys[-1]]
+  return nnx.State(selected)
+
+
+def with_modules(params: nnx.State, replacement: nnx.State) -> nnx.State:
+  """A copy of `params` whose subtrees present in `replacement` are taken from it."""
+  merged = jax.tree.map(lambda x: x, params)
+
+  def overlay(into, source):
+    for key in source.keys():
+      if isinstance(source[key], nnx.State) and not isinstance(source[key], nnx.Variable):
+        overlay(into[key], source[key])
+      else:
+        into[key] = source[key]
+
+  overlay(merged, replacement)
+  return merged
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +93,17 @@ class MethodSpec:
     make_heads: builds the method's trainable heads on top of the backbone features.
     objective: pure loss (see module docstring); gradients flow to the online parameters.
     init_method_state: returns the initial method state pytree (queues, centers...).
+    update_method_state: `(method_state, state_inputs, context, method_args) -> new state`,
+      called once per optimizer step with the `state_inputs` the objective returned (per
+      example, example axis first; under gradient accumulation those of all micro-batches
+      concatenated, so queues and centers move by the global batch once per step). The
+      objective itself only reads `method_state`. Default: keep the state.
     default_method_args: keyword arguments of `objective` and their defaults (documentation
       and validation of `config.method_args`; experiment files set the values).
+    target_modules: module paths ("backbone", "heads/projector") that have an EMA target
+      copy, updated inside the step after each optimizer update with momentum
+      `method_args["base_momentum"]` raised to 1.0 on a cosine over the run (BYOL); the
+      objective reads them through `context.target`.
   """
 
   name: str
@@ -60,6 +112,9 @@ class MethodSpec:
   objective: Objective
   init_method_state: Callable[[], Any] = dict
   default_method_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  target_modules: tuple[str, ...] = ()
+  update_method_state: StateUpdate = keep_method_state
+  base_momentum: Callable[[Mapping[str, Any]], float] = lambda args: args["base_momentum"]
 
   def views_for(self, method_args: Mapping[str, Any]) -> int:
     """The number of views under `method_args` (the defaults filled in)."""
@@ -86,6 +141,18 @@ def projector_heads(feature_dim: int, head_args: Mapping[str, Any],
   return {"projector": MLPHead(feature_dim, head_args["projector_hidden_dim"],
                                head_args["projector_output_dim"],
                                head_args["projector_num_layers"], rngs=rngs)}
+
+
+def projector_predictor_heads(feature_dim: int, head_args: Mapping[str, Any],
+                              method_args: Mapping[str, Any],
+                              rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """`projector_heads` plus a 2-layer predictor D -> predictor_hidden_dim -> D on its output
+  (SimSiam, BYOL, MoCo v3)."""
+  heads = projector_heads(feature_dim, head_args, method_args, rngs)
+  output_dim = head_args["projector_output_dim"]
+  heads["predictor"] = MLPHead(output_dim, head_args["predictor_hidden_dim"], output_dim,
+                               num_layers=2, rngs=rngs)
+  return heads
 
 
 def embed_views(model: SSLModel, views: Sequence[jax.Array],

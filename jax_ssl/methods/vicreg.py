@@ -22,7 +22,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               invariance_weight: float, variance_weight: float, covariance_weight: float):
   z1, z2 = embed_views(model, views)
   loss = losses.vicreg(z1, z2, invariance_weight, variance_weight, covariance_weight)
-  return loss, {"vicreg": loss}, method_state
+  return loss, {"vicreg": loss}, {}
 
 
 SPEC = MethodSpec(

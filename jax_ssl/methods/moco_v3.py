@@ -1,0 +1,38 @@
+"""MoCo v3: symmetric InfoNCE between online predictions and momentum-encoder keys.
+
+Chen, Xie & He, "An Empirical Study of Training Self-Supervised Vision Transformers", ICCV
+2021, Algorithm 1. Online: backbone -> projector -> predictor (queries q); momentum encoder:
+EMA copies of the backbone and projector (keys k, `target_modules`), no queue: the negatives
+are the other keys of the global batch (under jit over global arrays the logits span every
+device, as the paper's all-gather). Loss: ctr(q1, k2) + ctr(q2, k1) with ctr =
+`losses.info_nce` (cross-entropy scaled by 2 * temperature, as the paper's code).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+
+from jax_ssl import losses
+from jax_ssl.methods.byol import predictions_and_targets
+from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext,
+                                  projector_predictor_heads)
+
+
+def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
+              context: StepContext, *, temperature: float, base_momentum: float):
+  del base_momentum  # read by the step for the EMA update
+  (q1, q2), (k1, k2) = predictions_and_targets(model, views, context)
+  loss = losses.info_nce(q1, k2, temperature) + losses.info_nce(q2, k1, temperature)
+  return loss, {"info_nce": loss}, {}
+
+
+SPEC = MethodSpec(
+    name="moco_v3",
+    num_views=2,
+    make_heads=projector_predictor_heads,
+    objective=objective,
+    default_method_args={"temperature": 0.2, "base_momentum": 0.99},  # paper: ResNet-50, 0.99
+    target_modules=("backbone", "heads/projector"),
+)
