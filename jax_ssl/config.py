@@ -202,6 +202,12 @@ def method_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return _merge(spec.default_method_args, config.method_args.to_dict())
 
 
+def init_method_state(config: ml_collections.ConfigDict) -> Any:
+  """The method's initial state (queues, centers), sized from its arguments and heads."""
+  spec = methods.get_method(config.method)
+  return spec.init_method_state(method_args(config), config.heads.to_dict())
+
+
 def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfig]:
   """One AugmentConfig per view of the method (all views share `config.augment`)."""
   spec = methods.get_method(config.method)

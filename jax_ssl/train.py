@@ -116,7 +116,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # ---------------------------------------------------------------- state
   model = config_lib.build_model(config, in_channels, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
   state = sharding.replicate(state, mesh)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),

@@ -102,7 +102,7 @@ def _step_losses(config, num_devices, steps=3):
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, 1, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
   state = sharding.replicate(state, mesh)
   step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,

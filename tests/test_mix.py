@@ -40,7 +40,7 @@ def test_mixed_objective_is_the_weighted_sum_of_its_parts():
   model.eval()  # BatchNorm from running statistics: calls do not change each other
   views = list(jax.random.uniform(jax.random.key(0), (2, 16, 28, 28, 1)))
   context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32))
-  loss, metrics, state = spec.objective(model, views, spec.init_method_state(), context,
+  loss, metrics, state = spec.objective(model, views, config_lib.init_method_state(config), context,
                                         **config_lib.method_args(config))
   parts = {}
   for name, args in (("simclr", {"temperature": 0.2}), ("rotation", {})):

@@ -42,7 +42,7 @@ def _setup(config):
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, 1, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
   step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
                                  schedule, config_lib.view_configs(config),
@@ -154,16 +154,22 @@ def test_teacher_step_is_the_same_on_1_and_8_devices(method):
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)
 
 
-def test_byol_sigkill_and_rerun_resumes_exactly_with_its_target(fake_fmnist, tmp_path):
-  flags = dict(experiment="fashion_mnist/byol.py", total_steps=8, checkpoint_every_steps=4,
-               **{"heads.predictor_hidden_dim": 8})
+@pytest.mark.parametrize("method, extra", [("byol", {"heads.predictor_hidden_dim": 8}),
+                                           ("moco_v2", {"method_args.queue_size": 48})])
+def test_sigkill_and_rerun_resumes_exactly_with_target_and_queue(method, extra, fake_fmnist,
+                                                                 tmp_path):
+  flags = dict(experiment=f"fashion_mnist/{method}.py", total_steps=8, checkpoint_every_steps=4,
+               **extra)
   reference, resumed = tmp_path / "reference", tmp_path / "resumed"
   ts.run(ts.trainer_args(reference, *fake_fmnist, **flags))
   args = ts.trainer_args(resumed, *fake_fmnist, **flags)
   killed = ts.run(args, harness_flags=["--kill_at_step=6", "--kill_signal=KILL"], check=False)
   assert killed.returncode == -signal.SIGKILL
   ts.run(args)
-  for field in ("params", "target_params"):
+  if method == "moco_v2":
+    assert "/embeddings" in ts.final_params(resumed, "method_state")[1]
+  fields = ("params", "target_params") + (("method_state",) if method == "moco_v2" else ())
+  for field in fields:
     step_a, state_a = ts.final_params(resumed, field)
     step_b, state_b = ts.final_params(reference, field)
     assert step_a == step_b == 8 and state_a.keys() == state_b.keys() and state_a

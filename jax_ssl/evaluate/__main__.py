@@ -48,7 +48,7 @@ def evaluate_workdir(workdir: str) -> None:
   model = config_lib.build_model(config, info.features["image"].shape[-1], config.seed)
   optimizer, _ = config_lib.build_optimizer(config)
   spec = methods.get_method(config.method)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
   checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,

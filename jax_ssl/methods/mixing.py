@@ -94,7 +94,9 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
       num_views=num_views,
       make_heads=make_heads,
       objective=objective,
-      init_method_state=lambda: {spec.name: spec.init_method_state() for spec in specs},
+      init_method_state=lambda method_args, head_args: {
+          spec.name: spec.init_method_state(_split_weight(method_args[spec.name])[1],
+                                            head_args[spec.name]) for spec in specs},
       default_method_args={spec.name: {"weight": 1.0, **spec.default_method_args}
                            for spec in specs},
       target_modules=target_modules,

@@ -92,7 +92,8 @@ class MethodSpec:
       of the method args for methods where it is a hyper-parameter (LeJEPA).
     make_heads: builds the method's trainable heads on top of the backbone features.
     objective: pure loss (see module docstring); gradients flow to the online parameters.
-    init_method_state: returns the initial method state pytree (queues, centers...).
+    init_method_state: `(method_args, head_args) -> ` the initial method state pytree
+      (queues, centers...), sized from the arguments.
     update_method_state: `(method_state, state_inputs, context, method_args) -> new state`,
       called once per optimizer step with the `state_inputs` the objective returned (per
       example, example axis first; under gradient accumulation those of all micro-batches
@@ -110,7 +111,8 @@ class MethodSpec:
   num_views: int | Callable[[Mapping[str, Any]], int]
   make_heads: HeadsFactory
   objective: Objective
-  init_method_state: Callable[[], Any] = dict
+  init_method_state: Callable[[Mapping[str, Any], Mapping[str, Any]], Any] = (
+      lambda method_args, head_args: {})
   default_method_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   target_modules: tuple[str, ...] = ()
   update_method_state: StateUpdate = keep_method_state
