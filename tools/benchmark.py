@@ -30,7 +30,7 @@ from ml_collections import config_flags  # noqa: F401  (config files import ml_c
 
 from jax_ssl import config as config_lib
 from jax_ssl import methods, sharding
-from jax_ssl.methods.spec import StepContext
+from jax_ssl.methods.spec import StepContext, with_modules
 from jax_ssl.state import create_train_state
 from jax_ssl.step import make_train_step
 
@@ -58,7 +58,7 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, in_channels, config.seed)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, spec.init_method_state(),
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
   state = sharding.replicate(state, mesh)
   batch_size = config.global_batch_size
@@ -97,7 +97,13 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
     def loss_fn(params):
       m = nnx.merge(graphdef, params, state.batch_stats, copy=True)
       m.train()
-      loss, _, _ = objective(m, views, state.method_state, context)
+      target = None
+      if spec.target_modules:  # EMA target, as the trainer's step builds it
+        target = nnx.merge(graphdef, with_modules(jax.lax.stop_gradient(params),
+                                                  state.target_params),
+                           state.batch_stats, copy=True)
+        target.train()
+      loss, _, _ = objective(m, views, state.method_state, context._replace(target=target))
       return loss, nnx.state(m, nnx.BatchStat)
     (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
