@@ -1,0 +1,17 @@
+"""Standalone pure loss functions: arrays in, scalar out, no config, no globals.
+
+Each function is differentiable and jit-able. Called on global (sharded) arrays under
+`jax.jit`, every reduction runs over the global batch.
+
+Grouped by family in submodules; everything public is re-exported here, so
+`jax_ssl.losses.<name>` is the one import path.
+"""
+
+from jax_ssl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
+from jax_ssl.losses.contrastive import info_nce, l2_normalize, moco_v2, nearest_neighbour, nnclr, nt_xent
+from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_directions, sigreg,
+                                            simsiam, vicreg)
+
+__all__ = ["barlow_twins", "byol", "dino", "dino_center_update", "info_nce", "l2_normalize",
+           "lejepa", "moco_v2", "nearest_neighbour", "nnclr", "nt_xent", "random_directions",
+           "sigreg", "simsiam", "sinkhorn_knopp", "swav", "vicreg"]
