@@ -6,11 +6,13 @@ only this module and the trainer's config section know the config's key names.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
+import jax
 import ml_collections
 import optax
 from flax import nnx
@@ -19,7 +21,7 @@ from jax_ssl import methods, optim
 from jax_ssl.errors import ConfigError
 from jax_ssl.data import augment
 from jax_ssl.methods.spec import SSLModel
-from jax_ssl.models import resnet
+from jax_ssl.models import resnet, vit, vq
 
 
 _NUMBER = (int, float)
@@ -37,19 +39,37 @@ SCHEMA: dict[str, Any] = {
                 "flip_prob": _NUMBER, "jitter_prob": _NUMBER, "brightness": _NUMBER,
                 "contrast": _NUMBER, "saturation": _NUMBER, "hue": _NUMBER,
                 "grayscale_prob": _NUMBER, "blur_prob": _NUMBER, "blur_sigma": _PAIR,
-                "solarize_prob": _NUMBER, "solarize_threshold": _NUMBER},
-    "model": {"backbone": str, "width": (int, type(None)), "stem": str},
+                "solarize_prob": _NUMBER, "solarize_threshold": _NUMBER,
+                # per-global-view overrides of the keys above (BYOL/DINO's asymmetric views)
+                "view_overrides": _PAIR,
+                # multi-crop: N local crops at a smaller size after the global views
+                "local_crops": {"num": int, "output_size": int, "crop_scale": _PAIR,
+                                "overrides": FREE}},
+    "model": {"backbone": str, "width": (int, type(None)), "stem": str,
+              # ViT backbones (vit_tiny/small/base) only; None = the named size's value
+              "patch_size": int, "pos_embedding": str, "cls_token": bool, "pool": str,
+              "dtype": str, "remat": bool, "depth": (int, type(None)),
+              "dim": (int, type(None)), "num_heads": (int, type(None))},
     "heads": FREE,
     "optimizer": {"name": str, "base_learning_rate": _NUMBER, "lr_scaling": str,
                   "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int,
-                  "trust_coefficient": _NUMBER},
+                  "trust_coefficient": _NUMBER, "beta2": _NUMBER},
     "seed": int, "global_batch_size": int, "grad_accum_steps": int, "total_steps": int,
     "log_every_steps": int,
     "checkpoint_every_steps": int, "keep_checkpoints": int, "evaluate": bool,
     "skip_nonfinite_updates": bool,
+    # a linear classifier on stop-gradient backbone features of the first view, trained
+    # alongside (heads["online_probe"]); logs online_probe/accuracy and online_probe/loss
+    "online_probe": bool,
     "eval": {"batch_size": int, "knn_k": int, "knn_temperature": _NUMBER,
-             "low_label_fraction": _NUMBER, "low_label_seed": int, "baselines": bool,
-             "train_limit": int, "test_limit": int},
+             "baselines": bool, "train_limit": int, "test_limit": int,
+             # jax_ssl/evaluate/protocols.py: "knn,linear,finetune,lowlabel[-<P>%]"
+             "protocols": (str, tuple, list), "knn_k_sweep": _PAIR, "low_label_seeds": _PAIR,
+             "report": bool,  # pictures + DIR/report.md after the evaluation
+             "finetune": {"steps": int, "batch_size": int, "base_learning_rate": _NUMBER,
+                          "weight_decay": _NUMBER, "warmup_steps": int,
+                          "label_smoothing": _NUMBER, "layer_decay": _NUMBER,
+                          "optimizer": str, "crop_scale": _PAIR}},
 }
 
 
@@ -95,12 +115,31 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
     views = spec.views_for(method_args(config))
     check(isinstance(views, int) and views >= 1,
           f"method_args gives {views!r} views for {config.method}; need an integer >= 1")
-  check(config.model.backbone in resnet.BACKBONES,
-        f"model.backbone={config.model.backbone!r}; choose one of {sorted(resnet.BACKBONES)}")
+  backbones = sorted(resnet.BACKBONES) + sorted(vit.BACKBONES) + sorted(vq.BACKBONES)
+  check(config.model.backbone in backbones,
+        f"model.backbone={config.model.backbone!r}; choose one of {backbones}")
+  check(not spec.backbones or config.model.backbone in spec.backbones,
+        f"method={config.method!r} needs model.backbone in {list(spec.backbones)}; "
+        f"got {config.model.backbone!r}")
+  is_vit = config.model.backbone in vit.BACKBONES
+  check(is_vit or not spec.patch_tokens or bool(spec.backbones),
+        f"method={config.method!r} works on patch tokens and needs a ViT backbone; "
+        f"model.backbone={config.model.backbone!r}, use one of {sorted(vit.BACKBONES)}")
+  if is_vit:
+    _check_vit(config, check)
+  if config.model.backbone in vq.BACKBONES:
+    patch = config.model.patch_size
+    check(patch >= 1 and patch & (patch - 1) == 0 and config.augment.output_size % patch == 0,
+          f"model.patch_size={patch}: the VQ encoder downsamples by a power of 2 that divides "
+          f"augment.output_size={config.augment.output_size}")
+    check(bool(config.model.width),
+          f"model.width={config.model.width}; the VQ encoder needs a width")
   check(config.model.stem in ("cifar", "imagenet"),
         f"model.stem={config.model.stem!r}; use 'cifar' (3x3, no max-pool) or 'imagenet' (7x7 + max-pool)")
   check(config.optimizer.name in ("lars", "adamw", "sgd"),
         f"optimizer.name={config.optimizer.name!r}; use 'lars', 'adamw' or 'sgd'")
+  check(0 <= config.optimizer.beta2 < 1,
+        f"optimizer.beta2={config.optimizer.beta2}; must be in [0, 1) (AdamW's 2nd-moment decay)")
   check(config.optimizer.trust_coefficient > 0,
         f"optimizer.trust_coefficient={config.optimizer.trust_coefficient}; must be > 0 (LARS eta)")
   check(config.optimizer.lr_scaling in ("linear", "sqrt", "none"),
@@ -125,16 +164,117 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   check(0 < low <= high <= 1, f"augment.crop_scale={tuple(config.augment.crop_scale)}; need 0 < low <= high <= 1")
   for key in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob"):
     check(0 <= config.augment[key] <= 1, f"augment.{key}={config.augment[key]}; must be in [0, 1]")
-  check(0 < config.eval.low_label_fraction <= 1,
-        f"eval.low_label_fraction={config.eval.low_label_fraction}; must be in (0, 1]")
   for key in ("batch_size", "knn_k"):
     check(config.eval[key] > 0, f"eval.{key}={config.eval[key]}; must be positive")
+  _validate_eval(config.eval, device_count)
   check(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints}; must be >= 1")
+  check(config.augment.local_crops.num >= 0,
+        f"augment.local_crops.num={config.augment.local_crops.num}; must be >= 0")
+  view_configs(config)  # per-view overrides and local crops: one line naming the bad key
+
+
+def _check_vit(config: ml_collections.ConfigDict, check) -> None:
+  """The `model` keys of a ViT backbone, against each other and the view size."""
+  model = config.model
+  dim, depth, heads = vit.BACKBONES[model.backbone]
+  dim, heads = model.dim or dim, model.num_heads or heads
+  depth = depth if model.depth is None else model.depth
+  size = config.augment.output_size
+  check(model.patch_size > 0 and size % model.patch_size == 0,
+        f"model.patch_size={model.patch_size} does not divide augment.output_size={size}; "
+        f"use a divisor (4 for 28-32 px, 16 for 224 px)")
+  check(model.pos_embedding in vit.POSITION_EMBEDDINGS,
+        f"model.pos_embedding={model.pos_embedding!r}; use one of {vit.POSITION_EMBEDDINGS}")
+  check(model.pool in vit.POOLS,
+        f"model.pool={model.pool!r}; use 'gap' (mean of the patch tokens) or 'cls'")
+  check(model.pool != "cls" or model.cls_token,
+        "model.pool='cls' needs model.cls_token=True")
+  check(model.dtype in vit.DTYPES, f"model.dtype={model.dtype!r}; use one of {sorted(vit.DTYPES)}")
+  check(depth >= 1, f"model.depth={model.depth}; must be >= 1")
+  check(dim % heads == 0, f"model width {dim} is not divisible by {heads} heads; set "
+                          f"model.dim / model.num_heads so that it is")
+  check(model.pos_embedding != "sincos" or dim % 4 == 0,
+        f"model width {dim}: sin-cos position embeddings need a multiple of 4")
+  check(config.augment.local_crops.num == 0,
+        f"augment.local_crops.num={config.augment.local_crops.num}: the ViT takes "
+        f"augment.output_size={size} px views only (no position-embedding interpolation)")
+
+
+def _validate_eval(ev, device_count: int) -> None:
+  """eval.*: protocol names, k sweep, low-label seeds, fine-tuning values."""
+  from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
+  protocols.parse_protocols(ev.protocols)  # ConfigError naming the unknown protocol
+  if not (ev.knn_k_sweep and all(isinstance(k, int) and k > 0 for k in ev.knn_k_sweep)):
+    raise ConfigError(f"eval.knn_k_sweep={tuple(ev.knn_k_sweep)}; give positive integers, "
+                      f"e.g. (10, 20, 100, 200)")
+  if not (ev.low_label_seeds and all(isinstance(s, int) for s in ev.low_label_seeds)):
+    raise ConfigError(f"eval.low_label_seeds={tuple(ev.low_label_seeds)}; give integers, one "
+                      f"subset per seed, e.g. (0, 1, 2)")
+  ft = ev.finetune
+  checks = [
+      (ft.steps > 0, f"eval.finetune.steps={ft.steps}; must be positive"),
+      (ft.batch_size > 0 and ft.batch_size % device_count == 0,
+       f"eval.finetune.batch_size={ft.batch_size}; must be a positive multiple of the "
+       f"{device_count} devices"),
+      (ft.base_learning_rate > 0, f"eval.finetune.base_learning_rate={ft.base_learning_rate}; "
+                                  f"must be > 0"),
+      (ft.weight_decay >= 0, f"eval.finetune.weight_decay={ft.weight_decay}; must be >= 0"),
+      (ft.warmup_steps >= 0, f"eval.finetune.warmup_steps={ft.warmup_steps}; must be >= 0"),
+      (0 <= ft.label_smoothing < 1,
+       f"eval.finetune.label_smoothing={ft.label_smoothing}; must be in [0, 1)"),
+      (0 < ft.layer_decay <= 1,
+       f"eval.finetune.layer_decay={ft.layer_decay}; must be in (0, 1] (1: no layer-wise decay)"),
+      (ft.optimizer in ("adamw", "sgd"),
+       f"eval.finetune.optimizer={ft.optimizer!r}; use 'adamw' or 'sgd'"),
+      (len(ft.crop_scale) == 2 and 0 < ft.crop_scale[0] <= ft.crop_scale[1] <= 1,
+       f"eval.finetune.crop_scale={tuple(ft.crop_scale)}; need 0 < low <= high <= 1"),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise ConfigError(message)
+
+
+# Keys added after some runs were saved, with the value those runs effectively used, so an
+# older DIR/config.json still evaluates (python -m jax_ssl.evaluate) and resumes.
+_SAVED_DEFAULTS: dict[str, Any] = {
+    "online_probe": False,
+    "optimizer.trust_coefficient": 0.001,  # LARS only; every experiment file had 0.001
+    "eval.knn_k_sweep": (10, 20, 100, 200),
+    "eval.report": False,
+    # Fine-tuning did not exist: the Fashion-MNIST defaults (experiments/fashion_mnist).
+    "eval.finetune": dict(steps=500, batch_size=256, base_learning_rate=1e-3,
+                          weight_decay=0.05, warmup_steps=50, label_smoothing=0.1,
+                          layer_decay=0.75, optimizer="adamw", crop_scale=(0.8, 1.0)),
+}
+
+
+def with_saved_defaults(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A saved config (DIR/config.json) with the keys it predates filled in. Runs saved
+  before eval.protocols ran kNN, the linear probe and one low-label subset
+  (eval.low_label_fraction, eval.low_label_seed): they get exactly those protocols."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  ev = config.eval
+  if "protocols" not in ev:
+    ev.protocols = f"knn,linear,lowlabel-{100 * ev.get('low_label_fraction', 0.01):g}%"
+  if "low_label_seeds" not in ev:
+    ev.low_label_seeds = (ev.get("low_label_seed", 0),)
+  for old in ("low_label_fraction", "low_label_seed"):
+    if old in ev:
+      del ev[old]
+  for dotted, value in _SAVED_DEFAULTS.items():
+    *parents, key = dotted.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if key not in node:
+      node[key] = ml_collections.ConfigDict(value) if isinstance(value, dict) else value
+  return config
 
 
 # Keys that fix the shapes and structure of the saved TrainState: a checkpoint written
 # under other values cannot be resumed.
-STATE_KEYS = ("method", "model", "heads", "optimizer.name", "dataset.name", "dataset.image_size")
+STATE_KEYS = ("method", "model", "heads", "optimizer.name", "dataset.name", "dataset.image_size",
+              "online_probe")
 
 
 def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -145,7 +285,7 @@ def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str) -> 
           and any(name.isdigit() for name in os.listdir(checkpoints))):
     return
   with open(saved_path) as f:
-    saved = ml_collections.ConfigDict(json.load(f))
+    saved = with_saved_defaults(ml_collections.ConfigDict(json.load(f)))
   current = ml_collections.ConfigDict(json.loads(config.to_json()))
   for key in STATE_KEYS:
     old, new = _lookup(saved, key), _lookup(current, key)
@@ -171,6 +311,11 @@ def validate_against_data(config: ml_collections.ConfigDict, image_shape: tuple[
     raise ConfigError(
         f"augment.output_size={config.augment.output_size} is larger than the {side}px images of "
         f"{config.dataset.name}; use at most {side} (or set dataset.image_size)")
+  local = config.augment.local_crops
+  if local.num > 0 and local.output_size > side:
+    raise ConfigError(
+        f"augment.local_crops.output_size={local.output_size} is larger than the {side}px "
+        f"images of {config.dataset.name}; use at most {side}")
 
 
 def _check_method_args(args, defaults, method: str, prefix: str = "method_args") -> None:
@@ -208,25 +353,83 @@ def init_method_state(config: ml_collections.ConfigDict) -> Any:
   return spec.init_method_state(method_args(config), config.heads.to_dict())
 
 
-def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfig]:
-  """One AugmentConfig per view of the method (all views share `config.augment`)."""
-  spec = methods.get_method(config.method)
+def _augment_config(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str
+                    ) -> augment.AugmentConfig:
+  fields = {f.name for f in dataclasses.fields(augment.AugmentConfig)}
+  for key in overrides:
+    if key not in fields:
+      close = difflib.get_close_matches(key, sorted(fields), n=1)
+      hint = f"did you mean '{close[0]}'?" if close else f"allowed: {sorted(fields)}"
+      raise ConfigError(f"{where} overrides unknown augmentation key '{key}'; {hint}")
   kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-            for k, v in config.augment.to_dict().items()}
-  return [augment.AugmentConfig(**kwargs) for _ in range(spec.views_for(method_args(config)))]
+            for k, v in {**base, **overrides}.items()}
+  try:
+    return augment.AugmentConfig(**kwargs)
+  except ValueError as e:
+    raise ConfigError(f"{where}: {e}") from None
 
 
-def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int) -> SSLModel:
+def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfig]:
+  """One AugmentConfig per view: the method's global views (`config.augment`, view i updated
+  by `augment.view_overrides[i]` if given), then `augment.local_crops.num` local crops
+  (`output_size` and `crop_scale` of `local_crops`, its `overrides` on top)."""
+  spec = methods.get_method(config.method)
+  aug = config.augment.to_dict()
+  overrides, local = aug.pop("view_overrides"), aug.pop("local_crops")
+  num_global = spec.views_for(method_args(config))
+  if len(overrides) > num_global:
+    raise ConfigError(f"augment.view_overrides has {len(overrides)} entries for the "
+                      f"{num_global} global views of {config.method}; give at most {num_global}")
+  views = [_augment_config(aug, dict(overrides[i]) if i < len(overrides) else {},
+                           f"augment.view_overrides[{i}]") for i in range(num_global)]
+  if local["num"] > 0:
+    if not spec.local_views:
+      raise ConfigError(f"augment.local_crops.num={local['num']} but {config.method} does not "
+                        f"use multi-crop local views; set it to 0 (dino and swav use them)")
+    local_aug = {**aug, "output_size": local["output_size"], "crop_scale": local["crop_scale"]}
+    views += [_augment_config(local_aug, dict(local["overrides"]), "augment.local_crops")
+              ] * local["num"]
+  return views
+
+
+def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
+                   rngs: nnx.Rngs) -> nnx.Module:
+  """The ResNet, ViT or VQ encoder named by `model.backbone`; a ViT takes
+  `augment.output_size` images."""
+  model = config.model
+  if model.backbone in vit.BACKBONES:
+    return vit.make_vit(model.backbone, image_size=config.augment.output_size,
+                        patch_size=model.patch_size, in_channels=in_channels, depth=model.depth,
+                        dim=model.dim, num_heads=model.num_heads,
+                        pos_embedding=model.pos_embedding, cls_token=model.cls_token,
+                        pool=model.pool, dtype=model.dtype, remat=model.remat, rngs=rngs)
+  if model.backbone in vq.BACKBONES:
+    return vq.make_encoder(model.backbone, width=model.width, patch_size=model.patch_size,
+                           in_channels=in_channels, rngs=rngs)
+  return resnet.make_backbone(model.backbone, width=model.width, stem=model.stem,
+                              in_channels=in_channels, rngs=rngs)
+
+
+def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int, *,
+                num_classes: int | None = None) -> SSLModel:
+  """Backbone + the method's heads (+ heads["online_probe"], a linear classifier over
+  `num_classes`, with `config.online_probe`)."""
   rngs = nnx.Rngs(seed)
-  backbone = resnet.make_backbone(config.model.backbone, width=config.model.width,
-                                  stem=config.model.stem, in_channels=in_channels, rngs=rngs)
+  backbone = build_backbone(config, in_channels, rngs)
   spec = methods.get_method(config.method)
   try:
-    heads = spec.make_heads(backbone.feature_dim, config.heads.to_dict(), method_args(config),
-                            rngs)
+    heads = spec.make_heads(backbone if spec.patch_tokens else backbone.feature_dim,
+                            config.heads.to_dict(), method_args(config), rngs)
   except KeyError as e:
     raise ConfigError(f"config key 'heads.{e.args[0]}' is missing; {config.method}'s heads "
                       f"need it (see its experiment files)") from None
+  if config.online_probe:
+    if not num_classes:
+      raise ConfigError(f"online_probe=True needs class labels, and dataset "
+                        f"{config.dataset.name!r} has none (an image folder without class "
+                        f"subfolders); set --config.online_probe=False")
+    # Built after the method's heads: the backbone and those heads start as without it.
+    heads = {**heads, "online_probe": nnx.Linear(backbone.feature_dim, num_classes, rngs=rngs)}
   return SSLModel(backbone, heads)
 
 
@@ -238,5 +441,20 @@ def build_optimizer(config: ml_collections.ConfigDict
   schedule = optim.warmup_cosine(peak, opt.warmup_steps, config.total_steps)
   optimizer = optim.make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
                                    momentum=opt.momentum,
-                                   trust_coefficient=opt.trust_coefficient)
+                                   trust_coefficient=opt.trust_coefficient,
+                                   # configs saved before beta2 existed (re-evaluation) used 0.999
+                                   beta2=opt.get("beta2", 0.999))
+  if config.online_probe:
+    # The probe head has its own optimizer (solo-learn gives its classifier its own param
+    # group): the pretraining optimizer's schedule, weight decay and LARS are not its.
+    from jax_ssl.step import online_probe_optimizer  # pylint: disable=g-import-not-at-top
+    optimizer = optax.multi_transform(
+        {"model": optimizer, "online_probe": online_probe_optimizer()},
+        lambda params: jax.tree_util.tree_map_with_path(
+            lambda path, _: "online_probe" if _is_online_probe(path) else "model", params))
   return optimizer, schedule
+
+
+def _is_online_probe(path) -> bool:
+  keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
+  return keys[:2] == ["heads", "online_probe"]

@@ -29,9 +29,14 @@ def warmup_cosine(peak_learning_rate: float, warmup_steps: int,
 
 
 def decay_mask(params):
-  """True for weight matrices/kernels; biases and BatchNorm scales (ndim <= 1) are excluded
-  from weight decay and from LARS adaptation, as in SimCLR and solo-learn."""
-  return jax.tree.map(lambda x: x.ndim > 1, params)
+  """True for weight matrices/kernels; biases and BatchNorm/LayerNorm scales are excluded
+  from weight decay and from LARS adaptation, as in SimCLR, solo-learn and MAE. A leaf is
+  excluded if it has ndim <= 1 or is named "bias" (attention's per-head q/k/v biases are
+  [heads, head_dim])."""
+  def decays(path, x):
+    names = [key.key for key in path if isinstance(key, jax.tree_util.DictKey)]
+    return x.ndim > 1 and not (names and names[-1] == "bias")
+  return jax.tree_util.tree_map_with_path(decays, params)
 
 
 def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,

@@ -23,6 +23,47 @@ from jax_ssl.state import TrainState
 
 
 _OBJECTIVE_STREAM = 1  # fold_in tag of the objective's key within a step
+# Adam at a constant rate for heads["online_probe"] (config.online_probe): the probe only
+# has to track the features, whatever the pretraining optimizer and schedule.
+ONLINE_PROBE_LEARNING_RATE = 1e-2
+
+
+def online_probe_optimizer() -> optax.GradientTransformation:
+  """The optimizer of heads["online_probe"] (config.build_optimizer gives it its own)."""
+  return optax.adam(ONLINE_PROBE_LEARNING_RATE)
+
+
+def online_probe_loss(graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State,
+                      images: jax.Array, labels: jax.Array
+                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross-entropy of the linear heads["online_probe"] on stop-gradient backbone features.
+
+  The online linear probe of solo-learn and BYOL: the features of `images` (the first view,
+  [B, S, S, C]) come from the backbone in train mode (batch statistics, as the objective's
+  pass; its BatchNorm update is discarded) under `stop_gradient` parameters, so no gradient
+  of this loss reaches the backbone and the labels [B] only train the probe. The features
+  are standardised per batch before the linear layer (MAE's probe: BatchNorm, no affine).
+
+  References:
+    Grill et al., "Bootstrap Your Own Latent" (BYOL), NeurIPS 2020, App. C.1; da Costa et
+    al., "solo-learn", JMLR 2022 (online classifier); He et al., "Masked Autoencoders Are
+    Scalable Vision Learners", CVPR 2022, App. A.2 (BatchNorm without affine in the probe).
+
+  Returns:
+    (mean cross-entropy, {"online_probe/loss", "online_probe/accuracy"} on this batch).
+  """
+  frozen = nnx.merge(graphdef, jax.lax.stop_gradient(params), batch_stats, copy=True)
+  frozen.train()
+  features = jax.lax.stop_gradient(frozen.features(images))
+  # Standardised with the batch's statistics, as MAE's linear probe (BatchNorm without
+  # affine parameters): the probe's learning rate then suits any backbone's feature scale.
+  features = (features - jnp.mean(features, axis=0)) * jax.lax.rsqrt(
+      jnp.var(features, axis=0) + 1e-6)
+  probe = nnx.merge(graphdef, params, batch_stats, copy=True).heads["online_probe"]
+  logits = probe(features)
+  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
+  return loss, {"online_probe/loss": loss, "online_probe/accuracy": accuracy}
 
 
 def _micro_batches(x: jax.Array, count: int) -> jax.Array:
@@ -42,7 +83,7 @@ def _concat_micro_batches(x: jax.Array) -> jax.Array:
 def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Mapping[str, Any],
                     optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     view_configs: Sequence[augment.AugmentConfig], *, total_steps: int = 1,
-                    grad_accum_steps: int = 1):
+                    grad_accum_steps: int = 1, online_probe: bool = False):
   """Returns the pure train step for `method` with its hyper-parameters bound.
 
   rng is the run's base key (raw uint32 key data, so it can be a global array); the step's
@@ -56,6 +97,9 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
   optimizer step happens once: the optax update, the EMA target update, and the method
   state update (`update_method_state` sees the state inputs of all micro-batches
   concatenated, so a queue or a center moves by the whole global batch).
+
+  With `online_probe` the batch also carries "label" [B] and heads["online_probe"] is
+  trained on the first view (`online_probe_loss`); the logged "loss" stays the method's.
   """
   objective = functools.partial(method.objective, **method_args)
   base_momentum = method.base_momentum(method_args) if method.target_modules else None
@@ -66,7 +110,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
     # The objective's own randomness (pretext tasks, SIGReg directions) is independent of
     # the views' (which use step_rng itself).
     objective_rng = jax.random.fold_in(step_rng, _OBJECTIVE_STREAM)
-    def loss_fn(params, views, batch_stats, micro_index):
+    def loss_fn(params, views, batch_stats, micro_index, labels):
       model = nnx.merge(graphdef, params, batch_stats, copy=True)
       model.train()
       target = None
@@ -81,25 +125,31 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
       context = StepContext(rng=jax.random.fold_in(objective_rng, micro_index),
                             step=state.step, target=target)
       loss, metrics, state_inputs = objective(model, views, state.method_state, context)
-      return loss, (metrics, nnx.state(model, nnx.BatchStat), state_inputs)
+      total = loss
+      if online_probe:
+        probe_loss, probe_metrics = online_probe_loss(graphdef, params, batch_stats, views[0],
+                                                      labels)
+        total, metrics = loss + probe_loss, {**metrics, **probe_metrics}
+      return total, (metrics, nnx.state(model, nnx.BatchStat), state_inputs, loss)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    labels = batch["label"] if online_probe else jnp.zeros((batch["image"].shape[0],), jnp.int32)
     if grad_accum_steps == 1:
-      (loss, (metrics, batch_stats, state_inputs)), grads = grad_fn(
-          state.params, views, state.batch_stats, 0)
+      (_, (metrics, batch_stats, state_inputs, loss)), grads = grad_fn(
+          state.params, views, state.batch_stats, 0, labels)
     else:
       def accumulate(carry, micro):
         grad_sum, batch_stats = carry
-        micro_views, micro_index = micro
-        (loss, (metrics, batch_stats, inputs)), grads = grad_fn(
-            state.params, list(micro_views), batch_stats, micro_index)
+        micro_views, micro_index, micro_labels = micro
+        (_, (metrics, batch_stats, inputs, loss)), grads = grad_fn(
+            state.params, list(micro_views), batch_stats, micro_index, micro_labels)
         return (jax.tree.map(jnp.add, grad_sum, grads), batch_stats), (loss, metrics, inputs)
 
       micro_views = tuple(_micro_batches(v, grad_accum_steps) for v in views)
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       (grad_sum, batch_stats), (losses, metrics, state_inputs) = jax.lax.scan(
           accumulate, (zeros, state.batch_stats),
-          (micro_views, jnp.arange(grad_accum_steps)))
+          (micro_views, jnp.arange(grad_accum_steps), _micro_batches(labels, grad_accum_steps)))
       grads = jax.tree.map(lambda g: g / grad_accum_steps, grad_sum)
       loss = jnp.mean(losses)
       metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)

@@ -114,7 +114,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       read_threads=data.read_threads)
 
   # ---------------------------------------------------------------- state
-  model = config_lib.build_model(config, in_channels, config.seed)
+  num_classes = info.features["label"].num_classes if "label" in info.features else None
+  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
@@ -132,7 +133,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   train_step = jax.jit(
       make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
                       config_lib.view_configs(config), total_steps=config.total_steps,
-                      grad_accum_steps=config.grad_accum_steps),
+                      grad_accum_steps=config.grad_accum_steps,
+                      online_probe=config.online_probe),
       in_shardings=(replicated, batch_sharding, replicated),
       out_shardings=(replicated, replicated),
       donate_argnums=(0,))
@@ -150,7 +152,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   try:
     while step < config.total_steps and not preempted:
       batch = sharding.to_global(next(data_iterator), mesh)
-      state, metrics = train_step(state, {"image": batch["image"]}, rng)
+      inputs = {"image": batch["image"]}
+      if config.online_probe:  # labels reach only the probe head (step.online_probe_loss)
+        inputs["label"] = batch["label"]
+      state, metrics = train_step(state, inputs, rng)
       step += 1
       interval_steps += 1
       if float(metrics["nonfinite"]):  # one scalar per step: stop before saving anything

@@ -208,6 +208,8 @@ def test_linear_probe_selects_penalty_on_training_holdout_not_test():
   )
   assert honest["l2"] == small
   assert honest["top1"] >= 0.99
+  # The selection is reported: held-out accuracy of each penalty, the small one far ahead.
+  assert honest["holdout_top1"][small] >= 0.99 and honest["holdout_top1"][huge] < 0.5
   # Adversarial test set: class-3 features all labelled 0. Scored on the test set, `huge`
   # (always predicts 0) would get 1.0 and `small` 0.0; selection must ignore it.
   adversarial_x, _ = _clusters(rng, [0, 0, 0, 200] + [0] * (NUM_CLASSES - 4))
@@ -221,7 +223,7 @@ def test_linear_probe_selects_penalty_on_training_holdout_not_test():
   forced = linear_probe.linear_probe_accuracy(
       train_x, train_y, adversarial_x, adversarial_y, num_classes=NUM_CLASSES, l2_grid=(huge,)
   )
-  assert forced == {"top1": 1.0, "l2": huge}
+  assert forced["top1"] == 1.0 and forced["l2"] == huge
 
 
 def test_stratified_holdout_takes_fraction_of_every_class():
@@ -267,3 +269,75 @@ def test_cross_validated_probe_on_separable_and_uninformative_data():
   noise = linear_probe.linear_probe_accuracy(*_pure_noise(num_train=60), num_classes=NUM_CLASSES,
                                           l2_grid=SMALL_GRID, folds=3, steps=100)
   assert noise["top1"] < 0.2
+
+
+# ------------------------------------------------------------------- k sweep, protocols
+
+
+def test_knn_sweep_equals_one_knn_per_k():
+  # Overlapping clusters: the prediction depends on k, so a wrong slice of the shared top-k
+  # (or a k mixed up with another) changes some predictions.
+  rng = np.random.default_rng(11)
+  train_x, train_y = _clusters(rng, [60] * NUM_CLASSES, separation=1.5)
+  test_x, _ = _clusters(rng, [15] * NUM_CLASSES, separation=1.5)
+  ks = (1, 10, 20, 100, 200, 1000)  # 1000 > 600 training points: clipped
+  sweep = knn.knn_sweep_predict(train_x, train_y, test_x, num_classes=NUM_CLASSES, ks=ks,
+                                chunk_size=64)
+  assert sorted(sweep) == sorted(ks)
+  for k in ks:
+    np.testing.assert_array_equal(
+        sweep[k], knn.knn_predict(train_x, train_y, test_x, num_classes=NUM_CLASSES, k=k))
+  assert not np.array_equal(sweep[1], sweep[200])
+  np.testing.assert_array_equal(sweep[1000], knn.knn_predict(
+      train_x, train_y, test_x, num_classes=NUM_CLASSES, k=len(train_y)))
+
+
+def test_parse_protocols():
+  from jax_ssl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
+  default = protocols.parse_protocols("knn,linear,lowlabel-1%")
+  assert default == protocols.Protocols(knn=True, linear=True, low_label_percents=(1.0,))
+  assert default.frozen and not default.finetune
+  everything = protocols.parse_protocols(["finetune", "lowlabel", "lowlabel-0.5%"])
+  assert everything.finetune and everything.low_label_percents == (0.5, 1.0, 10.0)
+  assert not everything.knn and not everything.linear
+  assert not protocols.parse_protocols("none").frozen
+  for bad in ("knn,linaer", "lowlabel-0%", "lowlabel-150%", "lowlabel1%"):
+    with pytest.raises(ConfigError, match="unknown evaluation protocol") as info:
+      protocols.parse_protocols(bad)
+    assert "\n" not in str(info.value) and "lowlabel-<P>%" in str(info.value)
+
+
+def test_frozen_feature_protocols_separable_noise_and_low_label_statistics():
+  from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
+  chosen = protocols.parse_protocols("knn,linear,lowlabel-20%")
+  kwargs = dict(num_classes=NUM_CLASSES, knn_k=20, knn_k_sweep=(10, 50),
+                knn_temperature=0.07, low_label_seeds=(0, 1, 2))
+  separable, predictions = protocols.frozen_feature_protocols(
+      *_separable(train_per_class=30, test_per_class=20), chosen, **kwargs)
+  for key in ("knn_top1", "knn_k10_top1", "knn_k50_top1", "linear_top1", "linear_20pct_top1"):
+    assert separable[key] >= 0.99, key
+  assert separable["linear_20pct_top1_std"] < 0.01
+  assert predictions.shape == (200,)
+  assert separable["linear_l2"] in linear_probe.linear_probe_accuracy.__kwdefaults__["l2_grid"]
+  # The chosen penalty is the best held-out one (ties: the largest).
+  holdout = {float(l2): top1 for l2, top1 in separable["linear_holdout_top1"].items()}
+  assert len(holdout) == 5 and holdout[separable["linear_l2"]] == max(holdout.values())
+
+  train_x, train_y, test_x, test_y = _pure_noise(num_train=300, num_test=300)
+  noise, _ = protocols.frozen_feature_protocols(train_x, train_y, test_x, test_y, chosen,
+                                                **kwargs)
+  assert noise["knn_top1"] < 0.2 and noise["linear_top1"] < 0.2
+  # The low-label result is the mean and the sample std of one probe per seed's
+  # class-balanced subset (20% of 300 = 6 per class).
+  per_seed = noise["linear_20pct_top1_seeds"]
+  for seed, value in zip((0, 1, 2), per_seed):
+    subset = linear_probe.class_balanced_subset(train_y, 0.2, num_classes=NUM_CLASSES, seed=seed)
+    assert len(subset) == 60
+    expected = linear_probe.linear_probe_accuracy(train_x[subset], train_y[subset], test_x,
+                                                  test_y, num_classes=NUM_CLASSES, folds=5,
+                                                  steps=100)
+    assert value == expected["top1"]
+  assert noise["linear_20pct_top1"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+  assert noise["linear_20pct_top1_std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+  assert noise["linear_20pct_top1"] < 0.2 and noise["linear_20pct_top1_std"] > 0

@@ -15,7 +15,9 @@ def test_one_step_under_mock_cifar10(tmp_path):
   config = simclr_resnet18.get_config("runlocal")
   config.model.width = 4
   config.total_steps = 1
-  config.eval.update(train_limit=64, test_limit=32, batch_size=32, knn_k=5)
+  # One low-label subset, no report: the 3072-dim raw-pixel probes dominate the time.
+  config.eval.update(train_limit=64, test_limit=32, batch_size=32, knn_k=5, low_label_seeds=(0,),
+                     report=False)
   with tfds.testing.mock_data(num_examples=64):
     out = train.train_and_evaluate(config, str(tmp_path))
   assert out["step"] == 1 and int(out["state"].step) == 1
@@ -41,26 +43,6 @@ def test_training_lowers_the_loss_and_moves_every_parameter(fake_fmnist, tmp_pat
   after = jax.tree.leaves(out["state"].params)
   assert all(not np.allclose(a, b) for a, b in zip(before, after))
   assert os.path.isdir(tmp_path / "tensorboard") and os.listdir(tmp_path / "tensorboard")
-
-
-def test_evaluate_cli_reproduces_post_training_results(fake_fmnist, tmp_path):
-  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
-  import trainer_subprocess as ts  # pylint: disable=g-import-not-at-top
-  config = tiny_config(*fake_fmnist, total_steps=4, evaluate=True)
-  config.eval.knn_k = 10
-  train.train_and_evaluate(config, str(tmp_path))
-  first = json.load(open(tmp_path / "results.json"))
-  os.remove(tmp_path / "results.json")
-  env = {**os.environ, "PYTHONPATH": ts.ROOT, "JAX_PLATFORMS": "cpu"}
-  proc = subprocess.run([sys.executable, "-m", "jax_ssl.evaluate", "--workdir", str(tmp_path)],
-                        env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  second = json.load(open(tmp_path / "results.json"))
-  for key in ("knn_top1", "linear_top1", "linear_1pct_top1"):
-    assert second[key] == pytest.approx(first[key], abs=1e-6), key
-  assert second["steps"] == first["steps"] == 4
-  assert second["train_seconds"] == pytest.approx(first["train_seconds"], abs=0.1)
-  assert "linear_top1" in proc.stdout  # the table is printed
 
 
 def test_bad_config_values_fail_before_training_with_one_line(fake_fmnist, tmp_path):

@@ -4,7 +4,8 @@ r"""Benchmarks a config's train step (and a PyTorch peer of the same model when 
 
 Reports, for the config's global batch on this machine's devices:
   * trainer step: the jitted train step exactly as the trainer runs it (on-device views +
-    forward + backward + optimizer), its compile time, seconds per step and images/s;
+    forward + backward + optimizer), its compile time, XLA's FLOP count, seconds per step
+    and images/s (`--set online_probe=True`: with the online linear probe);
   * model step: forward + backward + optimizer on pre-made views (no augmentation), the
     part a PyTorch training loop spends in the model;
   * torch model step (with --compare-torch): the same architecture written with plain
@@ -56,7 +57,8 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   mesh = sharding.make_mesh()
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spec = methods.get_method(config.method)
-  model = config_lib.build_model(config, in_channels, config.seed)
+  num_classes = 1000 if config.dataset.name.startswith("imagenet") else 10
+  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
@@ -65,6 +67,11 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   images = jax.device_put(
       np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, in_channels),
                                         dtype=np.uint8), batch_sharding)
+  batch = {"image": images}
+  if config.online_probe:  # --set online_probe=True: the step with the online linear probe
+    batch["label"] = jax.device_put(
+        np.random.default_rng(1).integers(0, num_classes, (batch_size,), dtype=np.int32),
+        batch_sharding)
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
   results = {}
 
@@ -72,16 +79,20 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   step_fn = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
                                     schedule, config_lib.view_configs(config),
                                     total_steps=config.total_steps,
-                                    grad_accum_steps=config.grad_accum_steps),
+                                    grad_accum_steps=config.grad_accum_steps,
+                                    online_probe=config.online_probe),
                     in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated), donate_argnums=(0,))
   start = time.perf_counter()
-  compiled = step_fn.lower(state, {"image": images}, rng).compile()
+  compiled = step_fn.lower(state, batch, rng).compile()
   results["trainer_compile_s"] = time.perf_counter() - start
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  results["trainer_flops"] = float(cost["flops"]) if cost and "flops" in cost else None
   holder = {"state": state}
 
   def run_trainer():
-    holder["state"], metrics = compiled(holder["state"], {"image": images}, rng)
+    holder["state"], metrics = compiled(holder["state"], batch, rng)
     return metrics["loss"]
 
   jax.block_until_ready(run_trainer())  # warm-up

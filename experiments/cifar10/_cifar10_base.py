@@ -18,7 +18,10 @@ def augment(**overrides: Any) -> dict[str, Any]:
       output_size=32, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
       jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
       grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
-      solarize_threshold=0.5)
+      solarize_threshold=0.5,
+      view_overrides=(),  # per global view: dicts of the keys above (asymmetric views)
+      # multi-crop (DINO, SwAV): `num` local crops of `output_size` px after the global views
+      local_crops=dict(num=0, output_size=16, crop_scale=(0.05, 0.4), overrides={}))
   unknown = set(overrides) - set(view)
   if unknown:
     raise KeyError(f"unknown augment keys {sorted(unknown)}")
@@ -28,11 +31,12 @@ def augment(**overrides: Any) -> dict[str, Any]:
 
 def optimizer(name: str, base_learning_rate: float, *, weight_decay: float,
               lr_scaling: str = "linear", momentum: float = 0.9,
-              trust_coefficient: float = 0.001) -> dict[str, Any]:
-  """`config.optimizer` without warmup_steps (make_config converts warmup epochs)."""
+              trust_coefficient: float = 0.001, beta2: float = 0.999) -> dict[str, Any]:
+  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); momentum
+  is AdamW's beta1, trust_coefficient LARS only, beta2 AdamW only."""
   return dict(name=name, base_learning_rate=base_learning_rate, lr_scaling=lr_scaling,
               weight_decay=weight_decay, momentum=momentum,
-              trust_coefficient=trust_coefficient)
+              trust_coefficient=trust_coefficient, beta2=beta2)
 
 
 def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
@@ -49,7 +53,11 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       name="cifar10", data_dir=config_dict.placeholder(str), source_dir="",
       train_split="train", test_split="test", read_threads=8, image_size=0))
   config.augment = ml_collections.ConfigDict(dict(augment))
-  config.model = ml_collections.ConfigDict(dict(backbone="resnet18", width=64, stem="cifar"))
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="resnet18", width=64, stem="cifar",
+      # ViT backbones (vit_tiny/small/base) only: 8x8 tokens of 4x4 px on 32x32 images
+      patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
+      remat=False, depth=None, dim=None, num_heads=None))
   config.heads = ml_collections.ConfigDict(dict(heads))
   config.global_batch_size = global_batch_size
   config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
@@ -59,7 +67,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       name=opt.pop("name"), base_learning_rate=opt.pop("base_learning_rate"),
       lr_scaling=opt.pop("lr_scaling"), weight_decay=opt.pop("weight_decay"),
       momentum=opt.pop("momentum"), warmup_steps=warmup_epochs * steps_per_epoch,
-      trust_coefficient=opt.pop("trust_coefficient")))
+      trust_coefficient=opt.pop("trust_coefficient"), beta2=opt.pop("beta2")))
   if opt:
     raise KeyError(f"unknown optimizer keys {sorted(opt)}")
   config.seed = 0
@@ -69,9 +77,18 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.keep_checkpoints = 2
   config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
+  config.online_probe = False  # True: linear probe on the first view's features, logged
   config.eval = ml_collections.ConfigDict(dict(
-      batch_size=1000, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,
-      low_label_seed=0, baselines=True, train_limit=0, test_limit=0))
+      batch_size=1000, knn_k=200, knn_temperature=0.07, baselines=True,
+      train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
+      knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
+      # Fine-tuning as SimCLR (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256,
+      # no weight decay, no warmup; 30 epochs, their 10% schedule, for every label fraction;
+      # SimCLR uses Nesterov momentum, optax.sgd here is plain heavy-ball).
+      finetune=dict(steps=30 * steps_per_epoch, batch_size=global_batch_size,
+                    base_learning_rate=0.05, weight_decay=0.0, warmup_steps=0,
+                    label_smoothing=0.0, layer_decay=1.0, optimizer="sgd",
+                    crop_scale=(0.08, 1.0))))
   if runlocal:
     config.model.update(backbone="resnet_small", width=8)
     config.heads.update(dict(runlocal_heads))
@@ -81,4 +98,5 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
     config.log_every_steps = 5
     config.checkpoint_every_steps = 5
     config.eval.update(train_limit=512, test_limit=256)
+    config.eval.finetune.update(steps=4, batch_size=32)
   return config

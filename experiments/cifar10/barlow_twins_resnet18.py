@@ -13,7 +13,8 @@ batch 256, LARS (eta 0.02, momentum 0.9, biases and norms excluded from adaptati
 decay) at lr 0.3 x B/256, weight decay 1e-4, 10 warmup epochs then cosine, 1000 epochs;
 projector 512 -> 2048 -> 2048 -> 2048 (Linear-BN-ReLU twice, then Linear); off-diagonal
 weight lambda = 0.0051 (solo-learn's default `lamb`); views: random resized crop 0.08-1 to
-32 px, colour jitter 0.4/0.4/0.2/0.1 with p = 0.8, grayscale 0.2, flip 0.5, no blur.
+32 px, colour jitter 0.4/0.4/0.2/0.1 with p = 0.8, grayscale 0.2, flip 0.5, no blur;
+solarization p = 0.0 on the first view and 0.2 on the second (`augment.view_overrides`).
 
 Reported: 92.10% top-1 (Acc@1, ResNet-18, 1000 epochs) in the CIFAR-10 table of solo-learn's
 README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10; the table
@@ -21,9 +22,6 @@ does not say whether online or offline linear evaluation). Not reproduced here: 
 need an accelerator.
 
 Where this config cannot express the recipe exactly:
- * solo-learn's two views differ: solarization p = 0 on the first, p = 0.2 on the second.
-   All our views share one `config.augment`, so both use p = 0.1 (the same expected number
-   of solarized views per pair, but 1% of pairs now have both views solarized).
  * solo-learn multiplies the loss by `scale_loss` = 0.1; our loss has no scale. Under LARS
    this is not a no-op: it changes the balance of gradient and weight decay in the trust
    ratio, and the step of biases and norms (not LARS-adapted) is 10x larger here.
@@ -49,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       runlocal=arg == "runlocal",
       method="barlow_twins",
       method_args={"off_diagonal_weight": 0.0051},
-      augment=base.augment(solarize_prob=0.1),  # asymmetric 0.0 / 0.2 in solo-learn
+      augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),
       heads=dict(projector_hidden_dim=2048, projector_output_dim=2048, projector_num_layers=3),
       global_batch_size=256,
       optimizer=base.optimizer("lars", 0.3, weight_decay=1e-4, trust_coefficient=0.02),

@@ -22,13 +22,22 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
       output_size=28, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
       jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.0, hue=0.0,
       grayscale_prob=0.0, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
-      solarize_threshold=0.5))
+      solarize_threshold=0.5,
+      view_overrides=(),  # per global view: dicts of the keys above (asymmetric views)
+      # multi-crop (DINO, SwAV): `num` local crops of `output_size` px after the global views
+      local_crops=dict(num=0, output_size=12, crop_scale=(0.05, 0.4), overrides={})))
 
-  config.model = ml_collections.ConfigDict(dict(backbone="resnet_small", width=16, stem="cifar"))
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="resnet_small", width=16, stem="cifar",
+      # ViT backbones (vit_tiny/small/base) only: 7x7 tokens of 4x4 px on 28x28 images;
+      # depth/dim/num_heads None = the named size's
+      patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
+      remat=False, depth=None, dim=None, num_heads=None))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", base_learning_rate=4e-3, lr_scaling="linear", weight_decay=1e-4,
-      momentum=0.9, warmup_steps=100, trust_coefficient=0.001))  # trust_coefficient: LARS only
+      momentum=0.9, warmup_steps=100, trust_coefficient=0.001,  # trust_coefficient: LARS only
+      beta2=0.999))  # AdamW only (momentum is its beta1)
 
   config.seed = 0
   config.global_batch_size = 256
@@ -40,9 +49,19 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
 
   config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
+  config.online_probe = False  # True: linear probe on the first view's features, logged
   config.eval = ml_collections.ConfigDict(dict(
-      batch_size=1000, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,
-      low_label_seed=0, baselines=True, train_limit=0, test_limit=0))  # 0: the whole split
+      batch_size=1000, knn_k=200, knn_temperature=0.07, baselines=True,
+      train_limit=0, test_limit=0,  # 0: the whole split
+      # After training; more with `python -m jax_ssl.evaluate --protocols ...`
+      # (jax_ssl/evaluate/protocols.py: knn, linear, finetune, lowlabel, lowlabel-<P>%).
+      protocols="knn,linear,lowlabel-1%", knn_k_sweep=(10, 20, 100, 200),
+      low_label_seeds=(0, 1, 2), report=True,
+      # Fine-tuning (AdamW, warmup + cosine, as MAE's recipe without mixup/RandAugment);
+      # layer_decay applies to backbones with layer_index (ViT), not to the ResNets.
+      finetune=dict(steps=500, batch_size=256, base_learning_rate=1e-3, weight_decay=0.05,
+                    warmup_steps=50, label_smoothing=0.1, layer_decay=0.75,
+                    optimizer="adamw", crop_scale=(0.8, 1.0))))
 
   if runlocal:
     config.total_steps = 20
@@ -53,4 +72,5 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
     config.optimizer.warmup_steps = 5
     config.eval.train_limit = 2000
     config.eval.test_limit = 1000
+    config.eval.finetune.update(steps=10, batch_size=64, warmup_steps=2)
   return config

@@ -22,7 +22,10 @@ def augment(**overrides: Any) -> dict[str, Any]:
       output_size=224, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
       jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
       grayscale_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
-      solarize_threshold=0.5)
+      solarize_threshold=0.5,
+      view_overrides=(),  # per global view: dicts of the keys above (asymmetric views)
+      # multi-crop (DINO, SwAV): `num` local crops of `output_size` px after the global views
+      local_crops=dict(num=0, output_size=96, crop_scale=(0.05, 0.4), overrides={}))
   unknown = set(overrides) - set(view)
   if unknown:
     raise KeyError(f"unknown augment keys {sorted(unknown)}")
@@ -39,20 +42,24 @@ def fixed_crop_scale(image_size: int, crop_size: int) -> tuple[float, float]:
 
 def optimizer(name: str, base_learning_rate: float, *, weight_decay: float,
               lr_scaling: str = "linear", momentum: float = 0.9,
-              trust_coefficient: float = 0.001) -> dict[str, Any]:
-  """`config.optimizer` without warmup_steps (make_config converts warmup epochs)."""
+              trust_coefficient: float = 0.001, beta2: float = 0.999) -> dict[str, Any]:
+  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); momentum
+  is AdamW's beta1, trust_coefficient LARS only, beta2 AdamW only."""
   return dict(name=name, base_learning_rate=base_learning_rate, lr_scaling=lr_scaling,
               weight_decay=weight_decay, momentum=momentum,
-              trust_coefficient=trust_coefficient)
+              trust_coefficient=trust_coefficient, beta2=beta2)
 
 
 def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
                 augment: Mapping[str, Any], heads: Mapping[str, Any],
                 global_batch_size: int, optimizer: Mapping[str, Any], epochs: int,
                 warmup_epochs: int, runlocal_heads: Mapping[str, Any],
-                image_size: int = IMAGE_SIZE) -> ml_collections.ConfigDict:
+                image_size: int = IMAGE_SIZE, model: Mapping[str, Any] | None = None,
+                runlocal_model: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
   """The full config; `runlocal` shrinks it to a few steps of a small model on 64 px images
-  cropped to 56 px (heads updated by `runlocal_heads`)."""
+  cropped to 56 px (heads updated by `runlocal_heads`). `model` updates the ResNet-50 default
+  (a ViT: `backbone="vit_base"` ...); under runlocal `runlocal_model` updates it instead of the
+  small ResNet."""
   config = ml_collections.ConfigDict()
   config.method = method
   config.method_args = ml_collections.ConfigDict(dict(method_args))
@@ -60,7 +67,12 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       name="imagenet2012", data_dir=config_dict.placeholder(str), source_dir="",
       train_split="train", test_split="validation", read_threads=32, image_size=image_size))
   config.augment = ml_collections.ConfigDict(dict(augment))
-  config.model = ml_collections.ConfigDict(dict(backbone="resnet50", width=64, stem="imagenet"))
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="resnet50", width=64, stem="imagenet",
+      # ViT backbones (vit_tiny/small/base) only: 14x14 tokens of 16x16 px on 224 px views
+      patch_size=16, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
+      remat=False, depth=None, dim=None, num_heads=None))
+  config.model.update(dict(model or {}))
   config.heads = ml_collections.ConfigDict(dict(heads))
   config.global_batch_size = global_batch_size
   config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
@@ -70,7 +82,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       name=opt.pop("name"), base_learning_rate=opt.pop("base_learning_rate"),
       lr_scaling=opt.pop("lr_scaling"), weight_decay=opt.pop("weight_decay"),
       momentum=opt.pop("momentum"), warmup_steps=warmup_epochs * steps_per_epoch,
-      trust_coefficient=opt.pop("trust_coefficient")))
+      trust_coefficient=opt.pop("trust_coefficient"), beta2=opt.pop("beta2")))
   if opt:
     raise KeyError(f"unknown optimizer keys {sorted(opt)}")
   config.seed = 0
@@ -80,9 +92,26 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.keep_checkpoints = 2
   config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
+  config.online_probe = False  # True: linear probe on the first view's features, logged
+  if config.model.backbone.startswith("vit"):
+    # MAE's ViT-B fine-tuning (He et al. 2022, Table 9: AdamW, blr 5e-4, weight decay 0.05,
+    # layer decay 0.65, label smoothing 0.1, 100 epochs, 5 warmup; its mixup, cutmix,
+    # RandAugment and drop path are not implemented here).
+    finetune = dict(steps=100 * steps_per_epoch, batch_size=1024, base_learning_rate=5e-4,
+                    weight_decay=0.05, warmup_steps=5 * steps_per_epoch, label_smoothing=0.1,
+                    layer_decay=0.65, optimizer="adamw", crop_scale=(0.08, 1.0))
+  else:
+    # SimCLR's (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256, no weight
+    # decay, no warmup; 30 epochs, their 10% schedule, for every label fraction; SimCLR uses
+    # Nesterov momentum, optax.sgd here is plain heavy-ball).
+    finetune = dict(steps=30 * steps_per_epoch, batch_size=1024, base_learning_rate=0.05,
+                    weight_decay=0.0, warmup_steps=0, label_smoothing=0.0, layer_decay=1.0,
+                    optimizer="sgd", crop_scale=(0.08, 1.0))
   config.eval = ml_collections.ConfigDict(dict(
-      batch_size=1024, knn_k=200, knn_temperature=0.07, low_label_fraction=0.01,
-      low_label_seed=0, baselines=False, train_limit=0, test_limit=0))
+      batch_size=1024, knn_k=200, knn_temperature=0.07, baselines=False,
+      train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
+      knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
+      finetune=finetune))
   if runlocal:
     config.global_batch_size = 16
     config.total_steps = 4
@@ -91,7 +120,9 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
     config.optimizer.warmup_steps = 1
     config.dataset.image_size = RUNLOCAL_IMAGE_SIZE
     config.augment.output_size = RUNLOCAL_OUTPUT_SIZE
-    config.model.update(backbone="resnet_small", width=8)
+    config.augment.local_crops.output_size = RUNLOCAL_OUTPUT_SIZE * 96 // 224
+    config.model.update(dict(runlocal_model or dict(backbone="resnet_small", width=8)))
     config.heads.update(dict(runlocal_heads))
     config.eval.update(train_limit=256, test_limit=128)
+    config.eval.finetune.update(steps=2, batch_size=16, warmup_steps=0)
   return config

@@ -239,7 +239,9 @@ def linear_probe_accuracy(
     folds: 1 for a single holdout split, k > 1 for k-fold cross-validation.
 
   Returns:
-    {"top1": test accuracy as a fraction, "l2": the chosen penalty (an element of l2_grid)}.
+    {"top1": test accuracy as a fraction, "l2": the chosen penalty (an element of l2_grid),
+     "holdout_top1": {l2: held-out training accuracy} for every l2 of the grid (what chose
+     "l2"; under k-fold cross-validation pooled over the folds)}.
 
   References:
     Kornblith, Shlens, Le, "Do Better ImageNet Models Transfer Better?", CVPR 2019 and
@@ -305,4 +307,6 @@ def linear_probe_accuracy(
   params = fit(jnp.ones_like(fit_weight), best_l2, best_params)
   test_labels_array = jnp.asarray(np.asarray(test_labels), jnp.int32)
   correct = _count_correct(params, test, test_labels_array, jnp.ones(test.shape[0]))
-  return {"top1": float(correct) / test.shape[0], "l2": best_l2}
+  num_held_out = sum(int(holdout.sum()) for holdout in splits)
+  return {"top1": float(correct) / test.shape[0], "l2": best_l2,
+          "holdout_top1": {l2: correct_by_l2[l2] / max(num_held_out, 1) for l2 in grid}}

@@ -1,12 +1,11 @@
-"""Evaluation after pretraining: frozen-feature kNN and linear probes, with baselines.
+"""Evaluation of a trained encoder: the protocols of protocols.py (kNN, linear probe,
+low-label probes), fine-tuning (finetune.py), baselines, results.json, the report and
+feature export.
 
-Protocols (all on frozen features, accuracies as fractions):
-  knn_top1          weighted kNN, cosine similarity, k=200, temperature 0.07 (Wu et al. 2018)
-  linear_top1       logistic regression on all training labels
-  linear_1pct_top1  the same on a fixed class-balanced 1% of the training labels
-Each is also computed on raw pixels and on the randomly initialised encoder (the same
-seed's initial weights), the baselines a method must beat. Results go to
-`DIR/results.json` and are printed as a table.
+Each frozen-feature protocol also runs on raw pixels and on the randomly initialised encoder
+(the same seed's initial weights), the baselines a method must beat (fine-tuning has none).
+Results go to `DIR/results.json` and are printed as a table; with `eval.report` (or
+`--report`) the pictures and `DIR/report.md` are written too (report.py).
 """
 
 from __future__ import annotations
@@ -14,139 +13,215 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
 
 from jax_ssl import config as config_lib
 from jax_ssl import sharding
 from jax_ssl.data import augment, pipeline
-from jax_ssl.errors import DataError
-from jax_ssl.evaluate import knn, linear_probe
+from jax_ssl.errors import ConfigError, DataError
+from jax_ssl.evaluate import finetune, knn, protocols, report
+from jax_ssl.evaluate.features import Subset, extract
 from jax_ssl.state import split_model
 from jax_ssl.step import make_feature_fn
 
-PROTOCOL_KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
+
+class EvalData:
+  """The labelled dataset of a config: info, class count and names, train/test sources."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    data = config.dataset
+    self.info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
+    if "label" not in self.info.features:
+      raise DataError(f"dataset {data.name!r} has no labels (an image folder without class "
+                      f"subfolders): the evaluation protocols need them; build it from one "
+                      f"subfolder per class to evaluate")
+    self.num_classes = self.info.features["label"].num_classes
+    self.class_names = list(self.info.features["label"].names)
+    self.in_channels = self.info.features["image"].shape[-1]
+    self.image_size = data.image_size
+    self.sources = {
+        "train": pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir),
+        "test": pipeline.load_source(data.name, data.test_split, data_dir=data.data_dir)}
+    self.limits = {"train": config.eval.train_limit, "test": config.eval.test_limit}
+    # Every global batch splits evenly over the devices.
+    self.batch_size = -(-config.eval.batch_size // jax.device_count()) * jax.device_count()
+
+  def features(self, feature_fn, split: str, mesh) -> tuple[np.ndarray, np.ndarray]:
+    return extract(feature_fn, self.sources[split], batch_size=self.batch_size,
+                   limit=self.limits[split], mesh=mesh, image_size=self.image_size)
 
 
-def extract(feature_fn, source, *, batch_size: int, limit: int, mesh, image_size: int = 0
-            ) -> tuple[np.ndarray, np.ndarray]:
-  """Features and labels of `source` (first `limit` records if > 0), batch by batch.
-
-  `feature_fn(images)` runs jitted on a global batch sharded over the mesh; every process
-  gets the full feature matrix back.
-  """
-  if limit:
-    source = _Head(source, limit)
-  features, labels = [], []
-  for batch, num_valid in pipeline.eval_batches(
-      source, batch_size=batch_size // jax.process_count(),
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      image_size=image_size):
-    batch = sharding.to_global(batch, mesh)
-    out = feature_fn(batch["image"])
-    out, label = multihost_utils.process_allgather((out, batch["label"]), tiled=True)
-    features.append(np.asarray(out[:num_valid], np.float32))
-    labels.append(np.asarray(label[:num_valid]))
-  return np.concatenate(features), np.concatenate(labels)
-
-
-class _Head:
-  """The first `limit` records of a random-access source."""
-
-  def __init__(self, source, limit: int):
-    self.source, self.limit = source, min(limit, len(source))
-
-  def __len__(self):
-    return self.limit
-
-  def __getitem__(self, index):
-    return self.source[index]
-
-
-def run_protocols(train_x, train_y, test_x, test_y, *, num_classes: int, knn_k: int,
-                  knn_temperature: float, low_label_fraction: float, low_label_seed: int
-                  ) -> dict[str, float]:
-  subset = linear_probe.class_balanced_subset(train_y, low_label_fraction, num_classes=num_classes,
-                                           seed=low_label_seed)
-  return {
-      "knn_top1": knn.knn_accuracy(train_x, train_y, test_x, test_y,
-                                         num_classes=num_classes, k=knn_k,
-                                         temperature=knn_temperature),
-      "linear_top1": linear_probe.linear_probe_accuracy(train_x, train_y, test_x, test_y,
-                                                     num_classes=num_classes)["top1"],
-      # 60 labelled examples per class: 5-fold cross-validation picks the penalty.
-      "linear_1pct_top1": linear_probe.linear_probe_accuracy(
-          train_x[subset], train_y[subset], test_x, test_y, num_classes=num_classes,
-          folds=5, steps=100)["top1"],
-  }
-
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, mesh, *,
-             train_seconds: float) -> dict[str, Any]:
-  """Runs every protocol on the trained encoder and the baselines; writes results.json."""
-  start = time.perf_counter()
-  data, ev = config.dataset, config.eval
-  info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
-  if "label" not in info.features:
-    raise DataError(f"dataset {data.name!r} has no labels (an image folder without class "
-                    f"subfolders): the evaluation protocols need them")
-  num_classes = info.features["label"].num_classes
-  in_channels = info.features["image"].shape[-1]
-  train_source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
-  test_source = pipeline.load_source(data.name, data.test_split, data_dir=data.data_dir)
-  output_size = config.augment.output_size
-  batch_size = -(-ev.batch_size // jax.device_count()) * jax.device_count()
+def make_encoder(graphdef, mesh, output_size: int):
+  """`encoder(params, batch_stats)` -> a jitted `images -> backbone features` on the centre
+  view; one compilation serves the trained and the random-init weights (same shapes)."""
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  protocol_args = dict(num_classes=num_classes, knn_k=ev.knn_k, knn_temperature=ev.knn_temperature,
-                       low_label_fraction=ev.low_label_fraction, low_label_seed=ev.low_label_seed)
-
   features = make_feature_fn(graphdef)
-  # One jitted encoder for the trained and the random-init weights (same shapes: one compile).
   encode = jax.jit(lambda p, s, images: features(p, s, augment.center_view(images, output_size)),
                    in_shardings=(replicated, replicated, batch_sharding),
                    out_shardings=batch_sharding)
+  return lambda params, batch_stats: (lambda images: encode(params, batch_stats, images))
 
-  def encoder_fn(params, batch_stats):
-    return lambda images: encode(params, batch_stats, images)
 
-  def evaluate_features(feature_fn):
-    train = extract(feature_fn, train_source, batch_size=batch_size, limit=ev.train_limit, mesh=mesh,
-                    image_size=data.image_size)
-    test = extract(feature_fn, test_source, batch_size=batch_size, limit=ev.test_limit, mesh=mesh,
-                   image_size=data.image_size)
-    return run_protocols(*train, *test, **protocol_args)
+def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSettings:
+  ft = config.eval.finetune
+  return finetune.FinetuneSettings(
+      steps=ft.steps, batch_size=ft.batch_size, base_learning_rate=ft.base_learning_rate,
+      weight_decay=ft.weight_decay, warmup_steps=ft.warmup_steps,
+      label_smoothing=ft.label_smoothing, layer_decay=ft.layer_decay, optimizer=ft.optimizer,
+      crop_scale=tuple(ft.crop_scale), output_size=config.augment.output_size)
 
-  results: dict[str, Any] = {
-      "method": config.method, "dataset": data.name, "steps": int(jax.device_get(state.step)),
-      "train_seconds": round(float(train_seconds), 1)}
-  results.update(evaluate_features(encoder_fn(state.params, state.batch_stats)))
-  if ev.baselines:
-    pixels = jax.jit(lambda images: augment.center_view(images, output_size).reshape(images.shape[0], -1),
-                     in_shardings=batch_sharding, out_shardings=batch_sharding)
-    _, init_params, init_batch_stats = split_model(
-        config_lib.build_model(config, in_channels, config.seed))
-    results["baselines"] = {
-        "raw_pixels": evaluate_features(pixels),
-        "random_init": evaluate_features(encoder_fn(*sharding.replicate((init_params, init_batch_stats), mesh))),
-    }
-  results["eval_seconds"] = round(time.perf_counter() - start, 1)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-    print(format_table(results), flush=True)
+
+def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
+                        chosen: protocols.Protocols, train_labels: np.ndarray | None
+                        ) -> dict[str, Any]:
+  """finetune_top1 (all labels) and, with low-label percentages, finetune_<P>pct_top1."""
+  start = time.perf_counter()
+  settings = finetune_settings(config)
+  tuner = finetune.Finetuner(graphdef, state.params, state.batch_stats,
+                             num_classes=data.num_classes, settings=settings, mesh=mesh,
+                             image_size=data.image_size)
+  train_source = data.sources["train"]
+  if data.limits["train"]:
+    train_source = Subset(train_source, np.arange(min(data.limits["train"], len(train_source))))
+  run = lambda source, seed: tuner.run(source, data.sources["test"], seed=seed,
+                                       eval_batch_size=data.batch_size,
+                                       test_limit=data.limits["test"])["top1"]
+  results: dict[str, Any] = {"finetune_top1": run(train_source, config.seed)}
+  if chosen.low_label_percents:
+    if train_labels is None:
+      train_labels = np.asarray([int(train_source[i]["label"]) for i in range(len(train_source))])
+    for percent in chosen.low_label_percents:
+      subsets = protocols.low_label_subsets(train_labels, percent, num_classes=data.num_classes,
+                                            seeds=config.eval.low_label_seeds)
+      per_seed = [run(Subset(train_source, subset), seed)
+                  for subset, seed in zip(subsets, config.eval.low_label_seeds)]
+      results.update(protocols.low_label_results("finetune", percent, per_seed))
+  results["finetune_layer_decay"] = settings.layer_decay if tuner.layer_decay_applied else None
+  results["finetune_note"] = (
+      f"{settings.steps} steps of batch {settings.batch_size}, {settings.optimizer}, peak lr "
+      f"{settings.base_learning_rate:g} x batch/256, weight decay {settings.weight_decay:g}, "
+      f"label smoothing {settings.label_smoothing:g}, crop scale {settings.crop_scale}, "
+      + (f"layer-wise lr decay {settings.layer_decay:g}" if tuner.layer_decay_applied else
+         f"no layer-wise lr decay ({tuner.backbone_name} has no layer_index)"
+         if settings.layer_decay < 1 else "no layer-wise lr decay"))
+  results["finetune_seconds"] = round(time.perf_counter() - start, 1)
   return results
 
 
+def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, mesh, *,
+             train_seconds: float, protocol_names: str | Sequence[str] | None = None,
+             report_pictures: bool | None = None, previous: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
+  """Runs the protocols on the trained encoder (and the baselines); writes results.json.
+
+  Args:
+    config: the run's config (`eval.*` and the data).
+    workdir: where results.json (and report.md) go.
+    graphdef, state: the model and its trained TrainState.
+    mesh: the device mesh.
+    train_seconds: recorded in results.json.
+    protocol_names: protocols to run (default `eval.protocols`); see protocols.py.
+    report_pictures: write DIR/report.md and its pictures (default `eval.report`).
+    previous: results of an earlier evaluation of the same step, updated rather than
+      replaced (e.g. `--protocols finetune` adds finetune_top1 to the kNN/linear results).
+
+  Returns:
+    The results written.
+  """
+  start = time.perf_counter()
+  ev = config.eval
+  chosen = protocols.parse_protocols(ev.protocols if protocol_names is None else protocol_names)
+  report_pictures = ev.report if report_pictures is None else report_pictures
+  data = EvalData(config)
+  step = int(jax.device_get(state.step))
+  results: dict[str, Any] = dict(previous or {}) if (previous or {}).get("steps") == step else {}
+  results.update({"method": config.method, "dataset": config.dataset.name, "steps": step,
+                  "train_seconds": round(float(train_seconds), 1)})
+  encoder = make_encoder(graphdef, mesh, config.augment.output_size)
+  feature_args = dict(num_classes=data.num_classes, knn_k=ev.knn_k,
+                      knn_k_sweep=tuple(ev.knn_k_sweep), knn_temperature=ev.knn_temperature,
+                      low_label_seeds=tuple(ev.low_label_seeds))
+
+  train = test = knn_predictions = None
+  if chosen.frozen or report_pictures:
+    trained = encoder(state.params, state.batch_stats)
+    train, test = data.features(trained, "train", mesh), data.features(trained, "test", mesh)
+  if chosen.frozen:
+    scores, knn_predictions = protocols.frozen_feature_protocols(*train, *test, chosen,
+                                                                 **feature_args)
+    results.update(scores)
+  if chosen.finetune:
+    results.update(_finetune_protocols(config, data, graphdef, state, mesh, chosen,
+                                       train[1] if train is not None else None))
+  if ev.baselines and chosen.frozen:
+    output_size = config.augment.output_size
+    batch_sharding = sharding.batch_sharding(mesh)
+    pixels = jax.jit(lambda images: augment.center_view(images, output_size).reshape(
+        images.shape[0], -1), in_shardings=batch_sharding, out_shardings=batch_sharding)
+    _, init_params, init_batch_stats = split_model(config_lib.build_model(
+        config, data.in_channels, config.seed, num_classes=data.num_classes))
+    baselines = results.setdefault("baselines", {})
+    for name, feature_fn in (
+        ("raw_pixels", pixels),
+        ("random_init", encoder(*sharding.replicate((init_params, init_batch_stats), mesh)))):
+      scores, _ = protocols.frozen_feature_protocols(
+          *data.features(feature_fn, "train", mesh), *data.features(feature_fn, "test", mesh),
+          chosen, **feature_args)
+      baselines[name] = {**baselines.get(name, {}), **scores}
+  if chosen.frozen or chosen.finetune or "eval_seconds" not in results:
+    results["eval_seconds"] = round(time.perf_counter() - start, 1)
+  # Key order as before: the encoder's results, then the baselines and the evaluation time.
+  results = {**{k: v for k, v in results.items() if k not in ("baselines", "eval_seconds")},
+             **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
+  if jax.process_index() == 0:
+    if chosen.frozen or chosen.finetune:
+      with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(report.results_table(results), flush=True)
+    if report_pictures:
+      if knn_predictions is None:
+        knn_predictions = knn.knn_predict(train[0], train[1], test[0], num_classes=data.num_classes,
+                                          k=ev.knn_k, temperature=ev.knn_temperature)
+      path = report.write_report(
+          workdir, results, train_features=train[0], train_labels=train[1],
+          test_features=test[0], test_labels=test[1], knn_predictions=knn_predictions,
+          knn_k=ev.knn_k, num_classes=data.num_classes, class_names=data.class_names)
+      print(f"report: {path}", flush=True)
+  return results
+
+
+def check_splits(splits: Sequence[str]) -> None:
+  unknown = [s for s in splits if s not in ("train", "test")]
+  if unknown or not splits:
+    raise ConfigError(f"--split {','.join(splits)}: unknown split {(unknown or [''])[0]!r}; use "
+                      f"train, test or train,test (the config's dataset.train_split / test_split)")
+
+
+def export_features(config: ml_collections.ConfigDict, graphdef, state, mesh, out_dir: str,
+                    splits: Sequence[str] = ("train", "test")) -> dict[str, tuple[int, ...]]:
+  """Writes OUT_DIR/<split>_features.npy ([n, d] float32 backbone features of the centre
+  views) and <split>_labels.npy ([n] int) for each split ("train", "test": the config's
+  dataset splits, `eval.train_limit` / `test_limit` applied). Returns {split: shape}."""
+  check_splits(splits)
+  data = EvalData(config)
+  trained = make_encoder(graphdef, mesh, config.augment.output_size)(state.params,
+                                                                    state.batch_stats)
+  shapes = {}
+  for split in splits:
+    features, labels = data.features(trained, split, mesh)
+    if jax.process_index() == 0:
+      os.makedirs(out_dir, exist_ok=True)
+      np.save(os.path.join(out_dir, f"{split}_features.npy"), features)
+      np.save(os.path.join(out_dir, f"{split}_labels.npy"), labels)
+    shapes[split] = features.shape
+  return shapes
+
+
 def format_table(results: dict[str, Any]) -> str:
-  """Markdown table: one row per feature source, one column per protocol."""
-  rows = [(f"{results['method']} ({results['steps']} steps)", results)]
-  rows += [(name, values) for name, values in results.get("baselines", {}).items()]
-  lines = ["| features | " + " | ".join(PROTOCOL_KEYS) + " |",
-           "|---" * (len(PROTOCOL_KEYS) + 1) + "|"]
-  for name, values in rows:
-    lines.append(f"| {name} | " + " | ".join(f"{values[k]:.4f}" for k in PROTOCOL_KEYS) + " |")
-  return "\n".join(lines)
+  """Markdown table: one row per feature source, one column per accuracy (report.py)."""
+  return report.results_table(results)

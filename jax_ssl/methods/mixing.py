@@ -1,7 +1,8 @@
 """Several objectives trained at once on one shared backbone, in one jitted step.
 
 `mix([simclr.SPEC, rotation.SPEC])` is itself a `MethodSpec` (named "simclr+rotation"): the
-views are shared (each objective takes the first views it needs), each objective keeps its
+views are shared (each objective takes the first global views it needs, plus the multi-crop
+local views if it uses them), each objective keeps its
 own heads, method state, arguments and rng stream, and the loss is the weighted sum. At
 most one of them may have EMA targets (the target is then the shared backbone plus that
 method's own heads). Config:
@@ -48,9 +49,14 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
   def num_views(method_args: Mapping[str, Any]) -> int:
     return max(spec.views_for(_split_weight(method_args[spec.name])[1]) for spec in specs)
 
-  def make_heads(feature_dim, head_args, method_args, rngs):
+  patch_tokens = any(spec.patch_tokens for spec in specs)
+
+  def make_heads(backbone_or_dim, head_args, method_args, rngs):
+    # With a patch-token part the factory gets the backbone; the others get its width.
+    feature_dim = backbone_or_dim.feature_dim if patch_tokens else backbone_or_dim
     return {spec.name: nnx.Dict(dict(spec.make_heads(
-        feature_dim, head_args[spec.name], _split_weight(method_args[spec.name])[1], rngs)))
+        backbone_or_dim if spec.patch_tokens else feature_dim, head_args[spec.name],
+        _split_weight(method_args[spec.name])[1], rngs)))
             for spec in specs}
 
   def component_context(context: StepContext, index: int, spec: MethodSpec) -> StepContext:
@@ -62,11 +68,13 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
   def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
                 context: StepContext, **method_args):
     total, metrics, state_inputs = 0.0, {}, {}
+    local = list(views[num_views(method_args):])
     for index, spec in enumerate(specs):
       weight, args = _split_weight({**spec.default_method_args, **method_args[spec.name]})
       component = _ComponentModel(model.backbone, model.heads[spec.name])
+      own_views = list(views[:spec.views_for(args)]) + (local if spec.local_views else [])
       loss, own_metrics, state_inputs[spec.name] = spec.objective(
-          component, views[:spec.views_for(args)], method_state[spec.name],
+          component, own_views, method_state[spec.name],
           component_context(context, index, spec), **args)
       total = total + weight * loss
       metrics.update({f"{spec.name}/{key}": value for key, value in own_metrics.items()
@@ -103,4 +111,6 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
       update_method_state=update_method_state,
       base_momentum=lambda args: (with_targets[0].base_momentum(args[with_targets[0].name])
                                   if with_targets else None),
+      local_views=any(spec.local_views for spec in specs),
+      patch_tokens=patch_tokens,
   )

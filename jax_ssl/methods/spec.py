@@ -25,7 +25,8 @@ from jax_ssl.models.heads import MLPHead
 Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
 # (method_state, state_inputs, context, method_args) -> new method_state
 StateUpdate = Callable[[Any, Any, "StepContext", Mapping[str, Any]], Any]
-# (feature_dim, head_args, method_args, rngs) -> {head name: module}
+# (feature_dim, head_args, method_args, rngs) -> {head name: module}; the backbone module
+# instead of feature_dim for specs with `patch_tokens`
 HeadsFactory = Callable[[int, Mapping[str, Any], Mapping[str, Any], nnx.Rngs],
                         Mapping[str, nnx.Module]]
 
@@ -105,6 +106,15 @@ class MethodSpec:
       copy, updated inside the step after each optimizer update with momentum
       `method_args["base_momentum"]` raised to 1.0 on a cosine over the run (BYOL); the
       objective reads them through `context.target`.
+    local_views: whether the objective also takes multi-crop local views: with
+      `augment.local_crops.num` = N > 0 the views are the `num_views` global views followed
+      by N smaller local crops (DINO, SwAV). Methods without it refuse local crops.
+    patch_tokens: whether the objective works on the backbone's patch tokens (masked image
+      modelling: `embed_patches` / `encode_tokens` / `pool` of `models/vit.py`): it needs a
+      ViT backbone, and `make_heads` receives the backbone module itself instead of its
+      feature_dim (a decoder needs its width, patch size, channels and token grid).
+    backbones: the `model.backbone` names the method works with, if it is tied to some
+      (the VQ tokenizer's encoder); empty: any backbone (any ViT with `patch_tokens`).
   """
 
   name: str
@@ -117,6 +127,9 @@ class MethodSpec:
   target_modules: tuple[str, ...] = ()
   update_method_state: StateUpdate = keep_method_state
   base_momentum: Callable[[Mapping[str, Any]], float] = lambda args: args["base_momentum"]
+  local_views: bool = False
+  patch_tokens: bool = False
+  backbones: tuple[str, ...] = ()
 
   def views_for(self, method_args: Mapping[str, Any]) -> int:
     """The number of views under `method_args` (the defaults filled in)."""
@@ -157,12 +170,22 @@ def projector_predictor_heads(feature_dim: int, head_args: Mapping[str, Any],
   return heads
 
 
+def map_by_crop_size(fn: Callable[[jax.Array], jax.Array],
+                     views: Sequence[jax.Array]) -> list[jax.Array]:
+  """`fn` on all views of each crop size concatenated (one pass per size), split back per view.
+
+  One pass per size means BatchNorm statistics over every view of that size in the global
+  batch (SimCLR's global BN; multi-crop's global and local groups, as DINO and SwAV do).
+  """
+  outputs = {}
+  for size in dict.fromkeys(view.shape[1:] for view in views):  # in order of appearance
+    indices = [i for i, view in enumerate(views) if view.shape[1:] == size]
+    out = fn(jnp.concatenate([views[i] for i in indices], axis=0))
+    outputs.update(zip(indices, jnp.split(out, len(indices), axis=0)))
+  return [outputs[i] for i in range(len(views))]
+
+
 def embed_views(model: SSLModel, views: Sequence[jax.Array],
                 head: str = "projector") -> list[jax.Array]:
-  """backbone -> `head` in one pass over all views concatenated, split back per view.
-
-  One pass means BatchNorm statistics over every view of the global batch, as SimCLR's
-  global BN; [B, H, W, C] x V -> V x [B, D].
-  """
-  out = model.heads[head](model.backbone(jnp.concatenate(views, axis=0)))
-  return jnp.split(out, len(views), axis=0)
+  """backbone -> `head` of every view, one pass per crop size: V x [B, H, W, C] -> V x [B, D]."""
+  return map_by_crop_size(lambda x: model.heads[head](model.backbone(x)), views)

@@ -1,0 +1,115 @@
+"""Evaluate a checkpoint of a run directory: the logic of `python -m jax_ssl.evaluate`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from jax_ssl import checkpoint, methods, sharding
+from jax_ssl import config as config_lib
+from jax_ssl.data import pipeline
+from jax_ssl.errors import DataError
+from jax_ssl.evaluate import protocols, run
+from jax_ssl.state import TrainState, create_train_state
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise DataError(f"{path} not found: --workdir must be a directory written by jax_ssl.train")
+  with open(path) as f:
+    return config_lib.with_saved_defaults(ml_collections.ConfigDict(json.load(f)))
+
+
+def restore_for_evaluation(directory: str, step: int, state: TrainState,
+                           sharding: jax.sharding.Sharding) -> TrainState:
+  """`state` with the step, parameters and BatchNorm statistics of checkpoint `step`.
+
+  Only what evaluation reads is restored (a partial restore), so checkpoints of older
+  TrainState layouts (e.g. from before `target_params`) and of other optimizers evaluate
+  too; the optimizer and method state keep their initial values.
+  """
+  needed = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats}
+  abstract = checkpoint.abstract_like(needed, sharding)
+  restored = ocp.PyTreeCheckpointer().restore(
+      os.path.join(directory, str(step), "state"),
+      args=ocp.args.PyTreeRestore(
+          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True))
+  return state.replace(**restored)
+
+
+def _train_seconds(workdir: str, step: int) -> float:
+  """The training time logged with the last step <= `step` (0 if none)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0.0
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  records = [r for r in records if r["step"] <= step]
+  return records[-1].get("train_seconds", 0.0) if records else 0.0
+
+
+def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: int | None = None,
+                     report: bool = False, export_dir: str | None = None,
+                     splits: tuple[str, ...] = ("train", "test")) -> dict | None:
+  """Restores step `step` of `workdir` and runs what was asked; returns the results (None
+  when only features were exported)."""
+  config = load_config(workdir)
+  results_path = os.path.join(workdir, "results.json")
+  previous = None
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      previous = json.load(f)
+  # Typos fail before anything loads.
+  if protocol_names is not None:
+    protocols.parse_protocols(protocol_names)
+  if export_dir:
+    run.check_splits(splits)
+  mesh = sharding.make_mesh()
+  replicated = sharding.replicated(mesh)
+  info = pipeline.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir)
+  num_classes = info.features["label"].num_classes if "label" in info.features else None
+  model = config_lib.build_model(config, info.features["image"].shape[-1], config.seed,
+                                 num_classes=num_classes)
+  optimizer, _ = config_lib.build_optimizer(config)
+  spec = methods.get_method(config.method)
+  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
+                                       spec.target_modules)
+  directory = os.path.join(workdir, "checkpoints")
+  checkpointer = checkpoint.Checkpointer(directory, keep=config.keep_checkpoints,
+                                         save_every_steps=config.checkpoint_every_steps)
+  try:
+    saved = sorted(checkpointer.manager.all_steps())
+    if not saved:
+      raise DataError(f"no checkpoint in {directory}; train first")
+    if step is None:
+      step = saved[-1]
+    elif step not in saved:
+      raise DataError(f"--step {step}: no checkpoint of that step in {directory} (it has "
+                      f"{saved}); pass one of them, or leave --step out for the latest")
+  finally:
+    checkpointer.close()
+  state = restore_for_evaluation(directory, step, state, replicated)
+  if export_dir:
+    shapes = run.export_features(config, graphdef, state, mesh, export_dir, splits)
+    print(f"features of step {step}: " + ", ".join(
+        f"{split} {shape}" for split, shape in shapes.items()) + f" in {export_dir}", flush=True)
+  if protocol_names is None:
+    # Only pictures or features asked for: the protocols run only when results.json does
+    # not hold this step's results yet (the report shows them).
+    evaluated = previous is not None and previous.get("steps") == step
+    if (report and not evaluated) or not (report or export_dir):
+      protocol_names = config.eval.protocols
+    else:
+      protocol_names = "none"
+  chosen = protocols.parse_protocols(protocol_names)
+  if not (chosen.frozen or chosen.finetune or report):
+    return None
+  return run.evaluate(config, workdir, graphdef, state, mesh,
+                      train_seconds=_train_seconds(workdir, step), protocol_names=protocol_names,
+                      report_pictures=True if report else None, previous=previous)

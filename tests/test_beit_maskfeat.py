@@ -1,0 +1,149 @@
+"""The VQ tokenizer (trained by the trainer, read back frozen), BEiT with a saved tokenizer
+end to end, the mask-token wiring BEiT and MaskFeat share, and their steps on 1 vs 8
+devices."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import tiny_config
+from experiments.fashion_mnist import vq_tokenizer as vq_experiment
+from jax_ssl import config as config_lib
+from jax_ssl import train
+from jax_ssl.errors import DataError
+from jax_ssl.methods import mim, vq_tokenizer
+from test_lejepa import _step_losses
+
+TOKENIZER_STEPS = 40
+
+
+def tokenizer_config(source_dir, data_dir, **overrides):
+  config = vq_experiment.get_config("runlocal")
+  config.dataset.update(source_dir=source_dir, data_dir=data_dir)
+  config.model.width = 8
+  config.heads.update(num_codes=16, code_dim=4, decoder_width=8)
+  config.global_batch_size = 32
+  config.optimizer.update(base_learning_rate=1e-2, warmup_steps=0)
+  config.update_from_flattened_dict({"total_steps": TOKENIZER_STEPS, "log_every_steps": 1,
+                                     "checkpoint_every_steps": 100, **overrides})
+  return config
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(fake_fmnist, tmp_path_factory):
+  """(workdir, train summary) of a tiny vq_tokenizer run on the fake Fashion-MNIST."""
+  workdir = str(tmp_path_factory.mktemp("vq_tokenizer"))
+  out = train.train_and_evaluate(tokenizer_config(*fake_fmnist), workdir)
+  return workdir, out
+
+
+def vit_config(method, method_args, **overrides):
+  config = tiny_config("unused", "unused", **overrides)
+  config.method = method
+  config.method_args = ml_collections.ConfigDict(method_args)
+  config.heads = ml_collections.ConfigDict({})
+  config.model.update(backbone="vit_tiny", patch_size=4, depth=1, dim=16, num_heads=2)
+  config.augment.update(crop_scale=(0.5, 1.0), jitter_prob=0.0)
+  config.optimizer.update(warmup_steps=0, base_learning_rate=1e-3)
+  return config
+
+
+def test_tokenizer_training_lowers_reconstruction_error_and_reads_back(tokenizer_run):
+  workdir, out = tokenizer_run
+  records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert len(records) == TOKENIZER_STEPS
+  first = np.mean([r["reconstruction"] for r in records[:3]])
+  last = np.mean([r["reconstruction"] for r in records[-3:]])
+  assert last < 0.5 * first, (first, last)
+  assert all(1.0 <= r["perplexity"] <= 16.0 for r in records)
+  assert all(0 < r["codes_used"] <= 1.0 for r in records)
+
+  # The tokenizer read back from the checkpoint is the trained encoder + quantizer: the
+  # same ids as the trained model in memory, one per 4x4 patch, within the codebook.
+  params = vq_tokenizer.load_tokenizer(workdir)
+  tokenizer = nnx.merge(vq_tokenizer.tokenizer_graphdef(workdir), params)
+  images = jax.random.uniform(jax.random.key(0), (5, 28, 28, 1))
+  ids = np.asarray(tokenizer(images))
+  assert ids.shape == (5, 49) and ids.dtype == np.int32
+  assert ids.min() >= 0 and ids.max() < 16
+  assert len(np.unique(ids)) > 1
+  config = tokenizer_config("unused", "unused")
+  model = nnx.merge(*train.split_model(config_lib.build_model(config, 1, 0))[:1],
+                    out["state"].params, out["state"].batch_stats)
+  expected = model.heads["quantizer"](model.backbone.feature_map(images))[0].reshape(5, 49)
+  np.testing.assert_array_equal(ids, expected)
+  assert vq_tokenizer.codebook_size(workdir) == 16
+
+
+def test_beit_without_a_tokenizer_is_one_line_naming_the_command(tmp_path):
+  config = vit_config("beit", {"tokenizer_workdir": str(tmp_path / "none"), "mask_ratio": 0.4,
+                               "min_block_patches": 4})
+  with pytest.raises(DataError, match="has no tokenizer checkpoint; train one with python -m "
+                     "jax_ssl.train --config experiments/fashion_mnist/vq_tokenizer.py "
+                     "--workdir DIR") as info:
+    config_lib.init_method_state(config)
+  assert "\n" not in str(info.value)
+
+
+def test_beit_trains_end_to_end_with_a_saved_tokenizer(tokenizer_run, fake_fmnist, tmp_path):
+  workdir, _ = tokenizer_run
+  config = vit_config("beit", {"tokenizer_workdir": workdir, "mask_ratio": 0.4,
+                               "min_block_patches": 4}, total_steps=4, checkpoint_every_steps=2)
+  config.dataset.update(source_dir=fake_fmnist[0], data_dir=fake_fmnist[1])
+  out = train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in records] == [1, 2, 3, 4]
+  # Cross-entropy over the 16 codes starts near log(16) (a near-zero initial head).
+  assert records[0]["beit"] == pytest.approx(np.log(16), abs=0.1)
+  assert all(0 <= r["token_accuracy"] <= 1 for r in records)
+  # The frozen tokenizer rode along in the method state unchanged: equal to the saved one.
+  saved = vq_tokenizer.load_tokenizer(workdir)
+  for got, want in zip(jax.tree.leaves(out["state"].method_state["tokenizer"]),
+                       jax.tree.leaves(saved)):
+    np.testing.assert_array_equal(got, want)
+  assert int(out["state"].step) == 4
+
+
+def test_masked_patches_reach_the_encoder_only_as_the_mask_token():
+  config = vit_config("maskfeat", {"mask_ratio": 0.4, "min_block_patches": 4, "cell_size": 2,
+                                   "orientations": 9})
+  model = config_lib.build_model(config, 1, 0)
+  images = jax.random.uniform(jax.random.key(1), (2, 28, 28, 1))
+  mask, masked = mim.block_mask(jax.random.key(2), model.backbone, 2, mask_ratio=0.4,
+                                min_block_patches=4)
+  assert masked.shape == (2, 20)  # 49 - int(49 * 0.6)
+  np.testing.assert_array_equal(np.asarray(mask).sum(1), 20)
+  encode = nnx.jit(mim.encode_masked)
+  encoded = encode(model, images, mask)
+  # Repaint every masked patch: nothing the encoder outputs changes, anywhere.
+  pixel_mask = np.repeat(np.repeat(np.asarray(mask).reshape(2, 7, 7), 4, 1), 4, 2)[..., None]
+  repainted = jnp.where(pixel_mask, 1.0 - images, images)
+  np.testing.assert_allclose(encode(model, repainted, mask), encoded, atol=1e-6)
+  # Repaint one visible patch instead: the outputs change.
+  visible = int(np.flatnonzero(~np.asarray(mask)[0])[0])
+  row, col = divmod(visible, 7)
+  changed = images.at[0, 4 * row:4 * row + 4, 4 * col:4 * col + 4].set(0.5)
+  assert np.abs(np.asarray(encode(model, changed, mask) - encoded)).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", ["maskfeat", "beit", "vq_tokenizer"])
+def test_step_is_the_same_on_1_and_8_devices(method, tokenizer_run):
+  args = {"mask_ratio": 0.4, "min_block_patches": 4}
+  if method == "vq_tokenizer":
+    config = tokenizer_config("unused", "unused", global_batch_size=16)
+  else:
+    args.update({"cell_size": 2, "orientations": 9} if method == "maskfeat"
+                else {"tokenizer_workdir": tokenizer_run[0]})
+    config = vit_config(method, args, global_batch_size=16)
+  config.optimizer.base_learning_rate = 1e-2
+  one, eight = _step_losses(config, 1), _step_losses(config, 8)
+  for a, b in zip(one, eight):
+    for key in ("loss", "grad_norm"):
+      assert a[key] == pytest.approx(b[key], rel=1e-5), (key, a, b)
+  assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-3)  # the steps did something
