@@ -10,7 +10,9 @@ Recipe: the SimCLR experiment's data, augmentations, small encoder and AdamW at 
 v2's 2-layer 2048 -> 128 projector, temperature 0.2, a queue of 8192 keys (~14% of the 60k
 training images; the paper's 65536 is for ImageNet), momentum encoder (backbone and
 projector) with momentum 0.99 -> 1 on a cosine. 600 steps: the momentum encoder's extra
-forward pass makes a step ~1.3x SimCLR's. Not tuned; no result measured yet.
+forward pass makes a step ~1.3x SimCLR's. Not tuned. Measured (600 steps, seed 0):
+knn 0.8002, linear 0.8489, 1% 0.7800, above raw pixels (0.7913 / 0.8475 / 0.7702) and the
+random-init encoder on all three (README results table, `results/moco_v2_fmnist`).
 """
 
 import os
