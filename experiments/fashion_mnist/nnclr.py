@@ -9,7 +9,9 @@ Laptop smoke test (seconds): `--config experiments/fashion_mnist/nnclr.py:runloc
 Recipe: the SimCLR experiment's data, augmentations, small encoder and AdamW at 4e-3, a
 3-layer 2048 -> 256 projector and a 256 -> 2048 -> 256 predictor (the paper's shapes,
 narrower), temperature 0.1, a support set of 8192 projections (~14% of the 60k training
-images; the paper's 98304 is for ImageNet), 800 steps. Not tuned; no result measured yet.
+images; the paper's 98304 is for ImageNet), 800 steps. Not tuned. Measured (800 steps, seed 0):
+knn 0.8229, linear 0.8639, 1% 0.7784, above raw pixels (0.7913 / 0.8475 / 0.7702) and the
+random-init encoder on all three (README results table, `results/nnclr_fmnist`).
 """
 
 import os
