@@ -1,6 +1,20 @@
 """What every CIFAR-10 experiment shares: the data, the ResNet-18 (CIFAR stem), the epoch-based
 schedule, checkpoints and evaluation, and the `:runlocal` shrink. Each method file passes its
-recipe (method, method_args, views, heads, batch, optimizer, epochs) to `make_config`."""
+recipe (method, method_args, views, heads, batch, optimizer, epochs) to `make_config`.
+
+Data: needs `cifar10` prepared as array_record in the TFDS data dir (`tfds build cifar10
+--file_format array_record` where it can be downloaded, then copy it into
+--config.dataset.data_dir); nothing downloads at run time. `:runlocal` shrinks it to a few
+steps of a small model.
+
+Where every recipe here (solo-learn's scripts/pretrain/cifar) differs from solo-learn:
+ * with LARS, `clip_lr: True` (each layer's adapted lr capped at the global lr) is not applied:
+   optax's LARS has no clipping.
+ * Warmup starts from lr 0, not solo-learn's `warmup_start_lr` 3e-5; decay ends at 0.
+ * No per-channel mean/std normalisation of the inputs (solo-learn normalises with CIFAR-10
+   statistics); crops are resampled bilinearly, not bicubically.
+ * solo-learn trains in 16-bit mixed precision with its online linear classifier alongside.
+"""
 
 from typing import Any, Mapping
 

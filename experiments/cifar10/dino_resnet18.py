@@ -2,10 +2,7 @@ r"""DINO, ResNet-18 (CIFAR stem) on CIFAR-10: solo-learn's recipe.
 
   python -m jax_ssl.train --config experiments/cifar10/dino_resnet18.py --workdir runs/dino_c10
 
-Data: needs `cifar10` prepared as array_record in the TFDS data dir (`tfds build cifar10
---file_format array_record` where it can be downloaded, then copy it into
---config.dataset.data_dir); nothing downloads at run time. `:runlocal` shrinks it to a few
-steps of a small model.
+Data and `:runlocal`: see `_cifar10_base.py`.
 
 Recipe (solo-learn, github.com/vturrisi/solo-learn, read at commit 9187ea3:
 scripts/pretrain/cifar/dino.yaml with augmentations/asymmetric.yaml, and solo/methods/dino.py):
@@ -24,12 +21,8 @@ reproduced here: 1000 epochs need an accelerator.
 
 Where this config cannot express the recipe exactly:
  * solo-learn applies no gradient clipping here (`clip_grad` 0): neither do we.
- * LARS `clip_lr: True` (each layer's adapted lr capped at the global lr) is not applied:
-   optax's LARS has no clipping.
- * Warmup starts from lr 0, not solo-learn's `warmup_start_lr` 3e-5; decay ends at 0.
- * No per-channel mean/std normalisation of the inputs (solo-learn normalises with CIFAR-10
-   statistics); crops are resampled bilinearly, not bicubically.
- * solo-learn trains in 16-bit mixed precision with its online linear classifier alongside.
+ * What every CIFAR-10 file here shares (warmup, input normalisation, precision; LARS clipping
+   where LARS is used): see `_cifar10_base.py`.
 """
 
 import os

@@ -2,10 +2,7 @@ r"""MoCo v2 (solo-learn's MoCo V2+), ResNet-18 (CIFAR stem) on CIFAR-10: solo-le
 
   python -m jax_ssl.train --config experiments/cifar10/moco_v2_resnet18.py --workdir runs/moco_v2_c10
 
-Data: needs `cifar10` prepared as array_record in the TFDS data dir (`tfds build cifar10
---file_format array_record` where it can be downloaded, then copy it into
---config.dataset.data_dir); nothing downloads at run time. `:runlocal` shrinks it to a few
-steps of a small model.
+Data and `:runlocal`: see `_cifar10_base.py`.
 
 Recipe (solo-learn, github.com/vturrisi/solo-learn, read at commit 9187ea3:
 scripts/pretrain/cifar/mocov2plus.yaml with augmentations/symmetric_weak.yaml, and solo/methods/mocov2plus.py):
@@ -23,10 +20,8 @@ Where this config cannot express the recipe exactly:
  * solo-learn's projector has no BatchNorm (Linear-ReLU-Linear); ours has BatchNorm in the
    hidden layer (`MLPHead`).
  * solo-learn's momentum rises from 0.99 to 0.999; ours rises on a cosine to 1.0.
- * Warmup starts from lr 0, not solo-learn's `warmup_start_lr` 3e-5; decay ends at 0.
- * No per-channel mean/std normalisation of the inputs (solo-learn normalises with CIFAR-10
-   statistics); crops are resampled bilinearly, not bicubically.
- * solo-learn trains in 16-bit mixed precision with its online linear classifier alongside.
+ * What every CIFAR-10 file here shares (warmup, input normalisation, precision; LARS clipping
+   where LARS is used): see `_cifar10_base.py`.
 """
 
 import os
