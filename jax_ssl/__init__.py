@@ -5,4 +5,8 @@ Entry points: `python -m jax_ssl.train`, `python -m jax_ssl.evaluate`. Library p
 `jax_ssl.data`, `jax_ssl.step` (the generic pure train step).
 """
 
+from jax_ssl import xla_flags as _xla_flags
+
+_xla_flags.apply_defaults()  # before any JAX computation creates the CPU client
+
 __version__ = "0.1.0"
