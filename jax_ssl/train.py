@@ -149,13 +149,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   interval_start, interval_steps = time.perf_counter(), 0
   step = start_step
   skipped = 0
+  # Compiled once, ahead of time, on the first batch: the executable accepts only these shapes
+  # and shardings, so a step can never recompile silently (it would raise instead).
+  compiled_step, compile_seconds, data_wait = None, None, 0.0
   try:
     while step < config.total_steps and not preempted:
+      wait_start = time.perf_counter()  # the previous step has finished (nonfinite check)
       batch = sharding.to_global(next(data_iterator), mesh)
       inputs = {"image": batch["image"]}
       if config.online_probe:  # labels reach only the probe head (step.online_probe_loss)
         inputs["label"] = batch["label"]
-      state, metrics = train_step(state, inputs, rng)
+      data_wait += time.perf_counter() - wait_start
+      if compiled_step is None:
+        compile_start = time.perf_counter()
+        compiled_step = train_step.lower(state, inputs, rng).compile()
+        compile_seconds = time.perf_counter() - compile_start
+      state, metrics = compiled_step(state, inputs, rng)
       step += 1
       interval_steps += 1
       if float(metrics["nonfinite"]):  # one scalar per step: stop before saving anything
@@ -176,6 +185,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         metrics["images_per_second"] = interval_steps * config.global_batch_size / elapsed
         metrics["train_seconds"] = train_seconds
         metrics["skipped_updates"] = skipped
+        # Share of the interval the device sat idle waiting for the input pipeline.
+        metrics["data_wait_fraction"] = data_wait / elapsed
+        if compile_seconds is not None:  # the first record after (re)starting
+          metrics["compile_seconds"], compile_seconds = compile_seconds, None
         writer.write(step, metrics)
         progress.update(interval_steps)
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
@@ -183,7 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if progress.disable and jax.process_index() == 0:
           print(f"step {step}/{config.total_steps} " + " ".join(
               f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-        interval_start, interval_steps = time.perf_counter(), 0
+        interval_start, interval_steps, data_wait = time.perf_counter(), 0, 0.0
     if step not in checkpointer.manager.all_steps():
       # The final state (or the state at SIGTERM) is always saved.
       checkpointer.save(step, state, data_iterator, force=True)

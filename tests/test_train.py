@@ -128,3 +128,25 @@ def test_unwritable_workdir_is_one_clear_error(fake_fmnist, tmp_path):
   blocker.write_text("not a directory")
   with pytest.raises(DataError, match=r"--workdir .*a_file/run is not writable .*choose a writable"):
     train.train_and_evaluate(tiny_config(*fake_fmnist), str(blocker / "run"))
+
+
+def test_train_step_compiles_once_and_reports_compile_time_and_data_wait(fake_fmnist, tmp_path):
+  """The step compiles once however many steps run (a per-step or second-step recompile, e.g.
+  from a weak-typed or re-sharded state, would add compiles), and the first record reports the
+  compile time; every record reports the share of time spent waiting for data."""
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, duration, **_: compiles.append(event)
+      if event == "/jax/core/compile/backend_compile_duration" else None)
+  counts = {}
+  for steps in (2, 7):
+    start = len(compiles)
+    train.train_and_evaluate(tiny_config(*fake_fmnist, total_steps=steps, checkpoint_every_steps=100),
+                             str(tmp_path / f"run{steps}"))
+    counts[steps] = len(compiles) - start
+    records = [json.loads(l) for l in open(tmp_path / f"run{steps}" / "metrics.jsonl")]
+    assert len(records) == steps
+    assert records[0]["compile_seconds"] > 0
+    assert all("compile_seconds" not in r for r in records[1:])
+    assert all(0.0 <= r["data_wait_fraction"] < 1.0 for r in records)
+  assert counts[2] == counts[7] > 0, counts
