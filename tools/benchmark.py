@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import platform
+import resource
 import time
 
 import jax
@@ -53,7 +54,8 @@ def _time(fn, steps: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
-def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict:
+def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
+                  model_step: bool = True) -> dict:
   mesh = sharding.make_mesh()
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spec = methods.get_method(config.method)
@@ -89,6 +91,11 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   results["trainer_flops"] = float(cost["flops"]) if cost and "flops" in cost else None
+  memory = compiled.memory_analysis()
+  if memory is not None:  # XLA's buffer assignment: live arguments + outputs + temporaries
+    results["trainer_peak_bytes"] = int(
+        memory.argument_size_in_bytes + memory.output_size_in_bytes
+        + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
   holder = {"state": state}
 
   def run_trainer():
@@ -97,6 +104,9 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
 
   jax.block_until_ready(run_trainer())  # warm-up
   results["trainer_step_s"] = _time(run_trainer, steps)
+
+  if not model_step:
+    return results
 
   # Model-only step on fixed views (what a PyTorch loop times).
   objective = functools.partial(spec.objective, **config_lib.method_args(config))
@@ -133,6 +143,31 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int) -> dict
   jax.block_until_ready(run_model())
   results["model_step_s"] = _time(run_model, steps)
   return results
+
+
+def matmul_ceiling(size: int = 2048, steps: int = 10) -> float:
+  """GFLOP/s of a jitted f32 [size, size] @ [size, size] on this machine's first device."""
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  matmul = jax.jit(lambda x: x @ a)
+  jax.block_until_ready(matmul(a))
+  return 2 * size**3 / _time(lambda: matmul(a), steps) / 1e9
+
+
+def benchmark_pipeline(config, batches: int = 40) -> dict:
+  """Images/s of the input pipeline alone (TFDS array_record -> grain -> global jax.Array),
+  as the trainer consumes it; augmentation runs on device inside the step (trainer_step_s)."""
+  from jax_ssl.data import pipeline  # pylint: disable=g-import-not-at-top
+  data = config.dataset
+  pipeline.prepare(data.name, data_dir=data.data_dir, source_dir=data.source_dir)
+  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
+  mesh = sharding.make_mesh()
+  iterator = pipeline.train_iterator(
+      source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
+      seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
+      image_size=data.image_size, read_threads=data.read_threads)
+  jax.block_until_ready(sharding.to_global(next(iterator), mesh))  # threads started
+  seconds = _time(lambda: sharding.to_global(next(iterator), mesh)["image"], batches)
+  return {"pipeline_images_per_s": config.global_batch_size / seconds}
 
 
 def torch_peer(config, in_channels: int):
@@ -247,6 +282,12 @@ def main():
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override, e.g. --set model.width=24 (repeatable)")
   parser.add_argument("--json", help="also write the results to this file")
+  parser.add_argument("--trainer-only", action="store_true",
+                      help="time only the trainer's step (skip the model-only step)")
+  parser.add_argument("--pipeline", action="store_true",
+                      help="also time the input pipeline alone (needs the dataset prepared)")
+  parser.add_argument("--ceiling", action="store_true",
+                      help="also measure the machine's f32 matmul GFLOP/s")
   args = parser.parse_args()
   config = load_config(args.config)
   for item in args.set:
@@ -263,9 +304,19 @@ def main():
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
-  results.update(benchmark_jax(config, args.steps, in_channels, image_size))
+  results.update(benchmark_jax(config, args.steps, in_channels, image_size,
+                               model_step=not args.trainer_only or args.compare_torch))
   results["trainer_images_per_s"] = batch / results["trainer_step_s"]
-  results["model_images_per_s"] = batch / results["model_step_s"]
+  if "model_step_s" in results:
+    results["model_images_per_s"] = batch / results["model_step_s"]
+  if results.get("trainer_flops"):
+    results["trainer_gflops_per_s"] = results["trainer_flops"] / results["trainer_step_s"] / 1e9
+  if args.ceiling:
+    results["matmul_gflops_per_s"] = matmul_ceiling()
+  if args.pipeline:
+    results.update(benchmark_pipeline(config))
+    results["pipeline_margin"] = results["pipeline_images_per_s"] / results["trainer_images_per_s"]
+  results["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   if args.compare_torch:
     try:
       results.update(benchmark_torch(config, args.steps, in_channels, image_size))
