@@ -138,3 +138,21 @@ def test_pretext_accuracy_rises_during_training(method, fake_fmnist, tmp_path):
   assert len(accuracy) == steps and all(r[method] == r["loss"] for r in records)
   assert accuracy[:5].mean() < chance + 0.15
   assert accuracy[-20:].mean() > chance + 0.15, accuracy
+
+
+def test_tiles_resized_to_the_evaluation_resolution():
+  images = ramp_images(batch=4)
+  centre, neighbour, labels = relative_position.centre_and_neighbour(
+      jax.random.key(3), images, gap=1, jitter=1, tile_resize=28)
+  assert centre.shape == neighbour.shape == (4, 28, 28, 1)
+  tile_rng, _ = jax.random.split(jax.random.key(3))
+  grid = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=3, gap=1, jitter=1))
+  expected = jax.image.resize(grid[:, 4], (4, 28, 28, 1), "bilinear")
+  np.testing.assert_allclose(centre, expected, rtol=1e-6, atol=1e-6)
+  # Bilinear upsampling of a ramp keeps its range: the corners are the tile's corners.
+  np.testing.assert_allclose(centre[:, 0, 0], grid[:, 4, 0, 0], atol=0.15)
+  perms = jnp.asarray(tiles.permutation_set(10, 9, 0))
+  shuffled, _ = jigsaw.shuffle_tiles(jax.random.key(2), images, perms, grid=3, gap=1, jitter=1,
+                                     tile_resize=14)
+  assert shuffled.shape == (4, 9, 14, 14, 1)
+  assert tiles.resize_tiles(grid, 0) is grid and tiles.resize_tiles(grid, 7) is grid

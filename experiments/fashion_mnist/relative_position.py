@@ -7,10 +7,11 @@ Command (2-core CPU, offline; builds the dataset from Debian's dataset-fashion-m
 Laptop smoke test (seconds): `--config experiments/fashion_mnist/relative_position.py:runlocal`.
 
 Recipe: the centre tile and one of its 8 neighbours from a 3x3 grid of 7x7-pixel tiles
-(9-pixel cells, gap 1, jitter 1), both through the small encoder, a 2-layer classifier on
-the two feature vectors; the SimCLR experiment's augmentations (one view), AdamW at 4e-3,
-batch 256, 3000 steps (a step costs about a tenth of SimCLR's: two 7x7 tiles per image).
-Not tuned for this method.
+(9-pixel cells, gap 1, jitter 1), each normalised and resized to 28x28 (`tile_resize`: the
+encoder learns at the resolution it is evaluated at; on raw 7x7 tiles, 3000 steps gave
+knn 0.7508 / linear 0.8279 / 1% 0.7304, below raw pixels), both through the small encoder,
+a 2-layer classifier on the two feature vectors; the SimCLR experiment's augmentations (one
+view), AdamW at 4e-3, batch 256 (2 x 256 tiles: SimCLR's cost), 1000 steps.
 """
 
 import os
@@ -26,11 +27,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "relative_position"
-  config.method_args = ml_collections.ConfigDict({"gap": 1, "jitter": 1})
+  config.method_args = ml_collections.ConfigDict({"gap": 1, "jitter": 1, "tile_resize": 28})
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=256,
                                                 classifier_num_layers=2))
-  config.total_steps = 3000
+  config.total_steps = 1000
   if runlocal:
     config.total_steps = 20
+    config.method_args.tile_resize = 0
     config.heads.classifier_hidden_dim = 32
   return config

@@ -22,12 +22,13 @@ CENTRE = 4
 NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre, row-major
 
 
-def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int
-                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7)."""
+def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
+                         tile_resize: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7);
+  s = `tile_resize` when > 0 (`tiles.resize_tiles`)."""
   tile_rng, label_rng = jax.random.split(rng)
-  cut = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=3, gap=gap,
-                                               jitter=jitter))
+  cut = tiles.resize_tiles(tiles.normalize_tiles(tiles.grid_tiles(
+      tile_rng, images, grid=3, gap=gap, jitter=jitter)), tile_resize)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
   neighbour = jnp.take_along_axis(
       cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]
@@ -40,9 +41,9 @@ def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapp
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, gap: int, jitter: int):
+              context: StepContext, *, gap: int, jitter: int, tile_resize: int):
   centre, neighbour, labels = centre_and_neighbour(context.rng, views[0], gap=gap,
-                                                   jitter=jitter)
+                                                   jitter=jitter, tile_resize=tile_resize)
   features = model.backbone(jnp.concatenate([centre, neighbour]))  # one pass, shared weights
   pair = jnp.concatenate(jnp.split(features, 2), axis=-1)
   logits = model.heads["classifier"](pair)
@@ -55,5 +56,5 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={"gap": 1, "jitter": 1},
+    default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0},
 )

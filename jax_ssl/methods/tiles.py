@@ -54,6 +54,16 @@ def normalize_tiles(tiles: jax.Array, eps: float = 1e-5) -> jax.Array:
   return (tiles - mean) * jax.lax.rsqrt(variance + eps)
 
 
+def resize_tiles(tiles: jax.Array, size: int) -> jax.Array:
+  """[..., s, s, C] -> [..., size, size, C] (bilinear; antialiased when shrinking); 0 keeps s.
+
+  For small images (Fashion-MNIST's 7x7 tiles) the encoder can then learn at the resolution
+  it is evaluated at, instead of on inputs a quarter of the size."""
+  if not size or size == tiles.shape[-2]:
+    return tiles
+  return jax.image.resize(tiles, (*tiles.shape[:-3], size, size, tiles.shape[-1]), "bilinear")
+
+
 @functools.lru_cache(maxsize=8)
 def permutation_set(count: int, num_tiles: int, seed: int) -> np.ndarray:
   """`count` permutations of `num_tiles` tiles with a large minimal Hamming distance.
