@@ -32,12 +32,30 @@ TORCH_COMPARISONS = (
 
 
 def run_benchmark(config: str, args: list[str], steps: int) -> dict:
+  """tools/benchmark.py's JSON, or {"error": its last line} when it fails."""
   with tempfile.NamedTemporaryFile(suffix=".json") as out:
     command = [sys.executable, BENCHMARK, "--config", os.path.join(ROOT, config),
                "--steps", str(steps), "--json", out.name, *args]
-    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONPATH": ROOT})
+    proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    if proc.returncode != 0:
+      return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
     return json.load(open(out.name))
+
+
+def tokenizer_for(config: str, workdir: str) -> list[str]:
+  """BEiT-style configs read a saved tokenizer: train one for 1 step (the step's cost does
+  not depend on its weights) and point the config at it."""
+  sys.path.insert(0, os.path.join(ROOT, "tools"))
+  import benchmark  # pylint: disable=g-import-not-at-top
+  method_args = benchmark.load_config(os.path.join(ROOT, config)).method_args
+  if "tokenizer_workdir" not in method_args:
+    return []
+  tokenizer_config = os.path.join(ROOT, "experiments/fashion_mnist/vq_tokenizer.py")
+  subprocess.run([sys.executable, "-m", "jax_ssl.train", "--config", tokenizer_config,
+                  "--workdir", workdir, "--config.total_steps=1", "--config.evaluate=False"],
+                 cwd=ROOT, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": ROOT})
+  return ["--set", f"method_args.tokenizer_workdir={workdir}"]
 
 
 def _f(value, digits=3):
@@ -69,6 +87,9 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
       "|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for name, r in rows:
+    if "error" in r:
+      lines.append(f"| {name} | failed: {r['error'][:150]} |" + " |" * 9)
+      continue
     flops = r.get("trainer_flops")
     gflops_s = r.get("trainer_gflops_per_s")
     lines.append(
@@ -124,9 +145,12 @@ def main():
     name = os.path.basename(path)[:-3]
     if only and name not in only:
       continue
+    config = os.path.relpath(path, ROOT)
     extra = ["--trainer-only"] + (["--pipeline", "--ceiling"] if name == "simclr" else [])
     print(f"benchmarking {name}", flush=True)
-    rows.append((name, run_benchmark(os.path.relpath(path, ROOT), extra, args.steps)))
+    with tempfile.TemporaryDirectory() as tokenizer_dir:
+      extra += tokenizer_for(config, os.path.join(tokenizer_dir, "tokenizer"))
+      rows.append((name, run_benchmark(config, extra, args.steps)))
   torch_rows = []
   if not args.no_torch:
     for name, config, extra in TORCH_COMPARISONS:
