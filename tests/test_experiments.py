@@ -34,6 +34,8 @@ def test_experiment_file_validates(path, arg):
   config = module.get_config(arg)
   config_lib.validate(config, device_count=1)
   config_lib.validate(config, device_count=8) if config.global_batch_size % 8 == 0 else None
+  if arg == "runlocal":  # the laptop smoke test stays seconds long
+    assert config.total_steps <= 50 and config.global_batch_size <= 64
 
 
 def _main_config():

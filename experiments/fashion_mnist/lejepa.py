@@ -9,8 +9,12 @@ Laptop smoke test (seconds): `--config experiments/fashion_mnist/lejepa.py:runlo
 Recipe: the reference minimal example's LeJEPA (4 views, lambda = 0.02, 256 SIGReg
 directions, a 3-layer projector with BatchNorm down to 16 dimensions) on the SimCLR
 experiment's data, augmentations and small encoder; batch 128 so that the 4 x 128 = 512
-views per step cost what SimCLR's 2 x 256 do, AdamW at 4e-3 x 128/256 for 800 steps. Not
-tuned for this method.
+views per step cost what SimCLR's 2 x 256 do, AdamW at 4e-3 x 128/256 for 1100 steps
+(12.6 min of training at 0.69 s/step plus 1.9 min of evaluation, alone on 2 cores).
+Measured (seed 0, 1% = mean of 3 subsets): knn 0.8239, linear 0.8501, 1% 0.7990, above raw
+pixels (0.7913 / 0.8475 / 0.7780) and the random-init encoder on all three (README results
+table, `results/lejepa_fmnist`). The first recipe, 800 steps, gave 0.8134 / 0.8475 / 0.7886
+(a tie with raw pixels on the linear probe).
 """
 
 import os
@@ -31,7 +35,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.heads = ml_collections.ConfigDict(dict(
       projector_hidden_dim=1024, projector_output_dim=16, projector_num_layers=3))
   config.global_batch_size = 128
+  config.total_steps = 1100
   if runlocal:
+    config.total_steps = 20
     config.global_batch_size = 32
     config.method_args.num_slices = 32
     config.heads.projector_hidden_dim = 64
