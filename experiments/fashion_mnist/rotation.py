@@ -8,7 +8,12 @@ Laptop smoke test (seconds): `--config experiments/fashion_mnist/rotation.py:run
 
 Recipe: every image in its four rotations (4 x 128 = 512 images per step, what SimCLR's 2 x
 256 views cost), a 2-layer classifier head, the SimCLR experiment's augmentations (one
-view) and small encoder, AdamW at 4e-3 x 128/256 for 800 steps. Not tuned for this method.
+view) and small encoder, AdamW at 4e-3 x 128/256 for 1200 steps (12.9 min of training at
+0.64 s/step plus 1.9 min of evaluation, alone on 2 cores). Measured (seed 0, 1% = mean of 3
+subsets): knn 0.8324, linear 0.8480, 1% 0.7828, above raw pixels (0.7913 / 0.8475 / 0.7780)
+and the random-init encoder on all three, the linear probe by only 0.0005 (README results
+table, `results/rotation_fmnist`). The first recipe, 800 steps, gave 0.8310 / 0.8470 /
+0.7780.
 """
 
 import os
@@ -28,7 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=256,
                                                 classifier_num_layers=2))
   config.global_batch_size = 128
+  config.total_steps = 1200
   if runlocal:
+    config.total_steps = 20
     config.global_batch_size = 32
     config.heads.classifier_hidden_dim = 32
   return config
