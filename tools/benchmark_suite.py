@@ -23,6 +23,8 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARK = os.path.join(ROOT, "tools", "benchmark.py")
+sys.path.insert(0, os.path.dirname(BENCHMARK))
+import benchmark  # noqa: E402  (sibling tool: its config loader)
 TORCH_COMPARISONS = (
     ("main job model (residual CNN width 16, batch 256 x 2 views of 28x28)",
      "experiments/fashion_mnist/simclr.py", []),
@@ -46,8 +48,6 @@ def run_benchmark(config: str, args: list[str], steps: int) -> dict:
 def tokenizer_for(config: str, workdir: str) -> list[str]:
   """BEiT-style configs read a saved tokenizer: train one for 1 step (the step's cost does
   not depend on its weights) and point the config at it."""
-  sys.path.insert(0, os.path.join(ROOT, "tools"))
-  import benchmark  # pylint: disable=g-import-not-at-top
   method_args = benchmark.load_config(os.path.join(ROOT, config)).method_args
   if "tokenizer_workdir" not in method_args:
     return []
