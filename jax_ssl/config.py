@@ -69,7 +69,9 @@ SCHEMA: dict[str, Any] = {
              "finetune": {"steps": int, "batch_size": int, "base_learning_rate": _NUMBER,
                           "weight_decay": _NUMBER, "warmup_steps": int,
                           "label_smoothing": _NUMBER, "layer_decay": _NUMBER,
-                          "optimizer": str, "crop_scale": _PAIR}},
+                          "optimizer": str, "crop_scale": _PAIR,
+                          # also fine-tune on the low-label subsets of eval.protocols
+                          "low_label": bool}},
 }
 
 
@@ -245,6 +247,7 @@ _SAVED_DEFAULTS: dict[str, Any] = {
     "eval.finetune": dict(steps=500, batch_size=256, base_learning_rate=1e-3,
                           weight_decay=0.05, warmup_steps=50, label_smoothing=0.1,
                           layer_decay=0.75, optimizer="adamw", crop_scale=(0.8, 1.0)),
+    "eval.finetune.low_label": True,  # fine-tuning ran on every low-label subset chosen
 }
 
 

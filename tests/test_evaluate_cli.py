@@ -108,6 +108,22 @@ def test_protocol_selection_merge_finetune_low_label_and_step(evaluated_run, tmp
                          np.load(tmp_path / "step4" / "test_features.npy"))
 
 
+def test_finetune_random_init_baseline_and_low_label_switch(evaluated_run, tmp_path):
+  """With baselines, fine-tuning also runs from the random initialisation (what pretraining
+  must beat); eval.finetune.low_label=False keeps it off the low-label subsets."""
+  workdir = _copy(evaluated_run, tmp_path)
+  saved = json.load(open(workdir / "config.json"))
+  saved["eval"].update(baselines=True, train_limit=256, test_limit=128)
+  saved["eval"]["finetune"]["low_label"] = False
+  (workdir / "config.json").write_text(json.dumps(saved))
+  results = evaluate_workdir(str(workdir), protocol_names="finetune,lowlabel-10%")
+  baseline = results["baselines"]["random_init"]
+  assert 0 <= baseline["finetune_top1"] <= 1 and 0 <= results["finetune_top1"] <= 1
+  assert "linear_10pct_top1" in baseline and "linear_10pct_top1" in results
+  assert not any(key.startswith("finetune_10pct") for key in {**results, **baseline})
+  assert "finetune_top1" not in results["baselines"]["raw_pixels"]
+
+
 def test_export_features_and_report_only(evaluated_run, fake_fmnist, tmp_path):
   workdir = _copy(evaluated_run, tmp_path)
   shutil.rmtree(workdir / "report")

@@ -143,3 +143,27 @@ def test_layer_decay_with_the_vit_backbone():
     np.testing.assert_allclose(update, -learning_rate * expected, rtol=1e-6, err_msg=str(path))
   scales = {round(float(-u.flat[0] / learning_rate), 6) for u in updates.values()}
   assert scales == {0.0625, 0.125, 0.25, 0.5, 1.0}
+
+
+def test_finetune_from_other_weights_equals_a_finetuner_built_on_them():
+  """`weights=` (the random-init baseline) fine-tunes exactly those weights with the same
+  compiled step: equal to a Finetuner built on them, different from the pretrained start."""
+  config = tiny_config("unused", "unused")
+  mesh = sharding.make_mesh()
+  graphdef, pretrained, pretrained_stats = split_model(config_lib.build_model(config, 1, 0))
+  _, other, other_stats = split_model(config_lib.build_model(config, 1, 7))
+  settings = _settings(steps=8, warmup_steps=2, base_learning_rate=0.05)
+  train_images, train_labels = _bar_images(256, seed=0)
+  test_images, test_labels = _bar_images(128, seed=1)
+  args = (_source(train_images, train_labels), _source(test_images, test_labels))
+
+  tuner = finetune.Finetuner(graphdef, pretrained, pretrained_stats, num_classes=10,
+                             settings=settings, mesh=mesh)
+  from_other = tuner.run(*args, seed=0, eval_batch_size=64, weights=(other, other_stats))
+  reference = finetune.Finetuner(graphdef, other, other_stats, num_classes=10,
+                                 settings=settings, mesh=mesh).run(*args, seed=0,
+                                                                   eval_batch_size=64)
+  np.testing.assert_allclose(from_other["losses"], reference["losses"], rtol=1e-5)
+  assert from_other["top1"] == pytest.approx(reference["top1"], abs=1 / 128)
+  from_pretrained = tuner.run(*args, seed=0, eval_batch_size=64)
+  assert not np.allclose(from_pretrained["losses"], from_other["losses"], rtol=1e-3)

@@ -13,37 +13,51 @@ import os
 import re
 
 KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
+# Masked modeling's main protocol (and its baseline: fine-tuning from the random init).
+FINETUNE_KEYS = ("linear_1pct_top1", "finetune_top1")
 
 
 def table(run_dirs: list[str]) -> str:
   """One row per run's encoder, then each distinct baseline once (runs of the same dataset,
-  backbone and seed share them), and whether every encoder beats every baseline."""
-  lines = ["| run | method | dataset | steps | train min | eval min | features | "
-           + " | ".join(KEYS) + " |", "|---" * (7 + len(KEYS)) + "|"]
-  baselines: dict[tuple, str] = {}
-  encoders = []
+  backbone and seed share them), and whether every encoder beats every baseline; with a
+  `finetune_top1` column when some run was fine-tuned, and which fine-tuned encoders beat
+  their own random initialisation on FINETUNE_KEYS."""
+  runs = []
   for run_dir in run_dirs:
     with open(os.path.join(run_dir, "results.json")) as f:
-      results = json.load(f)
-    encoders.append(results)
-    lines.append(_row(run_dir, results, "encoder", results))
+      runs.append((run_dir, json.load(f)))
+  keys = KEYS + (("finetune_top1",) if any("finetune_top1" in r for _, r in runs) else ())
+  lines = ["| run | method | dataset | steps | train min | eval min | features | "
+           + " | ".join(keys) + " |", "|---" * (7 + len(keys)) + "|"]
+  baselines: dict[tuple, tuple[str, dict]] = {}
+  for run_dir, results in runs:
+    lines.append(_row(run_dir, results, "encoder", results, keys))
     for name, scores in results.get("baselines", {}).items():
-      key = (results["dataset"], name, tuple(scores[k] for k in KEYS))
-      baselines.setdefault(key, _row(run_dir, results, name, scores))
-  lines += list(baselines.values())
+      key = (results["dataset"], name, tuple(scores.get(k) for k in keys))
+      baselines.setdefault(key, (_row(run_dir, results, name, scores, keys), scores))
+  lines += [row for row, _ in baselines.values()]
   if baselines:
-    best = {k: max(values[i] for _, _, values in baselines) for i, k in enumerate(KEYS)}
-    beaten = [r["method"] for r in encoders if all(r[k] > best[k] for k in KEYS)]
+    best = {k: max(scores[k] for _, scores in baselines.values()) for k in KEYS}
+    beaten = [r["method"] for _, r in runs if all(r[k] > best[k] for k in KEYS)]
     lines.append("")
     lines.append(f"Encoders above the best baseline on all three protocols: "
-                 f"{', '.join(beaten) or 'none'} ({len(beaten)} of {len(encoders)}).")
+                 f"{', '.join(beaten) or 'none'} ({len(beaten)} of {len(runs)}).")
+    finetuned = [r for _, r in runs if "finetune_top1" in r]
+    if finetuned:
+      above = [r["method"] for r in finetuned
+               if all(r[k] > r.get("baselines", {}).get("random_init", {}).get(k, 1.0)
+                      for k in FINETUNE_KEYS)]
+      lines.append(f"Fine-tuned encoders above their random initialisation on "
+                   f"{' and '.join(FINETUNE_KEYS)}: {', '.join(above) or 'none'} "
+                   f"({len(above)} of {len(finetuned)}).")
   return "\n".join(lines)
 
 
-def _row(run_dir: str, results: dict, features: str, scores: dict) -> str:
+def _row(run_dir: str, results: dict, features: str, scores: dict, keys) -> str:
   return (f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "
           f"{results['train_seconds'] / 60:.1f} | {results.get('eval_seconds', 0) / 60:.1f} | "
-          f"{features} | " + " | ".join(f"{scores[k]:.4f}" for k in KEYS) + " |")
+          f"{features} | " + " | ".join(f"{scores[k]:.4f}" if k in scores else "—"
+                                        for k in keys) + " |")
 
 
 def main():

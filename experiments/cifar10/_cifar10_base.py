@@ -102,7 +102,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       finetune=dict(steps=30 * steps_per_epoch, batch_size=global_batch_size,
                     base_learning_rate=0.05, weight_decay=0.0, warmup_steps=0,
                     label_smoothing=0.0, layer_decay=1.0, optimizer="sgd",
-                    crop_scale=(0.08, 1.0))))
+                    crop_scale=(0.08, 1.0), low_label=True)))
   if runlocal:
     config.model.update(backbone="resnet_small", width=8)
     config.heads.update(dict(runlocal_heads))

@@ -37,18 +37,15 @@ import _fashion_mnist_base  # noqa: E402  (sibling file; experiment files are lo
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
-  config = _fashion_mnist_base.base_config(runlocal)
+  config = _fashion_mnist_base.masked_modeling_config(runlocal)
   config.method = "mae"
   config.method_args = ml_collections.ConfigDict({"mask_ratio": 0.75, "norm_pix": True})
   config.augment.update(dict(crop_scale=(0.2, 1.0), flip_prob=0.5, jitter_prob=0.0))
-  config.model.update(dict(backbone="vit_tiny", patch_size=4, dim=128, depth=6, num_heads=4))
   config.heads = ml_collections.ConfigDict(dict(decoder_dim=128, decoder_depth=2,
                                                 decoder_num_heads=4))
-  config.optimizer.update(dict(name="adamw", base_learning_rate=1e-3, weight_decay=0.05,
-                               momentum=0.9, beta2=0.95))
+  config.optimizer.beta2 = 0.95  # MAE's betas (0.9, 0.95)
   config.total_steps = 800
   if runlocal:
     config.total_steps = 20
-    config.model.update(dict(dim=32, depth=2, num_heads=2))
     config.heads.update(dict(decoder_dim=32, decoder_depth=1, decoder_num_heads=2))
   return config

@@ -33,17 +33,13 @@ import _fashion_mnist_base  # noqa: E402  (sibling file; experiment files are lo
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
-  config = _fashion_mnist_base.base_config(runlocal)
+  config = _fashion_mnist_base.masked_modeling_config(runlocal)
   config.method = "simmim"
   config.method_args = ml_collections.ConfigDict(
       {"mask_ratio": 0.6, "mask_unit": 1, "mask_strategy": "random"})
   config.augment.update(dict(crop_scale=(0.67, 1.0), flip_prob=0.5, jitter_prob=0.0))
-  config.model.update(dict(backbone="vit_tiny", patch_size=4, dim=128, depth=6, num_heads=4))
   config.heads = ml_collections.ConfigDict({})
-  config.optimizer.update(dict(name="adamw", base_learning_rate=1e-3, weight_decay=0.05,
-                               momentum=0.9, beta2=0.999))
   config.total_steps = 500
   if runlocal:
     config.total_steps = 20
-    config.model.update(dict(dim=32, depth=2, num_heads=2))
   return config

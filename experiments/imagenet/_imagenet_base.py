@@ -99,14 +99,14 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
     # RandAugment and drop path are not implemented here).
     finetune = dict(steps=100 * steps_per_epoch, batch_size=1024, base_learning_rate=5e-4,
                     weight_decay=0.05, warmup_steps=5 * steps_per_epoch, label_smoothing=0.1,
-                    layer_decay=0.65, optimizer="adamw", crop_scale=(0.08, 1.0))
+                    layer_decay=0.65, optimizer="adamw", crop_scale=(0.08, 1.0), low_label=True)
   else:
     # SimCLR's (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256, no weight
     # decay, no warmup; 30 epochs, their 10% schedule, for every label fraction; SimCLR uses
     # Nesterov momentum, optax.sgd here is plain heavy-ball).
     finetune = dict(steps=30 * steps_per_epoch, batch_size=1024, base_learning_rate=0.05,
                     weight_decay=0.0, warmup_steps=0, label_smoothing=0.0, layer_decay=1.0,
-                    optimizer="sgd", crop_scale=(0.08, 1.0))
+                    optimizer="sgd", crop_scale=(0.08, 1.0), low_label=True)
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1024, knn_k=200, knn_temperature=0.07, baselines=False,
       train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",

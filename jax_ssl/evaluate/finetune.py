@@ -152,15 +152,15 @@ class Finetuner:
                num_classes: int, settings: FinetuneSettings, mesh, image_size: int = 0):
     self.settings, self.mesh, self.image_size = settings, mesh, image_size
     replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-    backbone = nnx.merge(graphdef, params, batch_stats).backbone
+    self._graphdef, self._num_classes = graphdef, num_classes
+    backbone, graph, initial = self._classifier(params, batch_stats)
     self.backbone_name = type(backbone).__name__
-    classifier = Classifier(backbone, num_classes, rngs=nnx.Rngs(0))
-    graph, initial = create_train_state(classifier, optax.identity(), {})
     optimizer, schedule, self.layer_decay_applied = make_optimizer(initial.params, backbone,
                                                                    settings)
+    self._init_opt_state = optimizer.init
+    self._copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=replicated)
     # New buffers (the trained state is donated at every step; the caller's are kept).
-    self._initial = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=replicated)(
-        initial.replace(opt_state=optimizer.init(initial.params)))
+    self._initial = self._copy(initial.replace(opt_state=optimizer.init(initial.params)))
     view = augment.AugmentConfig(output_size=settings.output_size, crop_scale=settings.crop_scale,
                                  flip_prob=0.5, jitter_prob=0.0, grayscale_prob=0.0)
 
@@ -196,12 +196,26 @@ class Finetuner:
     self._logits = jax.jit(logits, in_shardings=(replicated, batch_sharding),
                            out_shardings=batch_sharding)
 
-  def train(self, train_source, *, seed: int) -> tuple[TrainState, list[float]]:
+  def _classifier(self, params: nnx.State, batch_stats: nnx.State):
+    """(backbone, classifier graph, its TrainState without optimizer state) of a model's
+    weights: the backbone of `graphdef` with these weights, a new zero-initialised head."""
+    backbone = nnx.merge(self._graphdef, params, batch_stats).backbone
+    classifier = Classifier(backbone, self._num_classes, rngs=nnx.Rngs(0))
+    graph, initial = create_train_state(classifier, optax.identity(), {})
+    return backbone, graph, initial
+
+  def train(self, train_source, *, seed: int, weights: tuple[nnx.State, nnx.State] | None = None
+            ) -> tuple[TrainState, list[float]]:
     """Fine-tunes on `train_source` (order and views from `seed`); (state, losses logged
-    every 10% of the steps)."""
+    every 10% of the steps). `weights`: other (params, batch_stats) of the same model to
+    start from (e.g. its random initialisation) instead of the pretrained ones; same
+    compiled step."""
     settings = self.settings
-    state = jax.jit(lambda s: jax.tree.map(jnp.copy, s),
-                    out_shardings=sharding.replicated(self.mesh))(self._initial)
+    if weights is None:
+      state = self._copy(self._initial)
+    else:
+      initial = self._classifier(*weights)[2]
+      state = self._copy(initial.replace(opt_state=self._init_opt_state(initial.params)))
     iterator = pipeline.train_iterator(
         train_source, local_batch_size=sharding.local_batch_size(settings.batch_size),
         seed=seed, process_index=jax.process_index(), process_count=jax.process_count(),
@@ -225,8 +239,10 @@ class Finetuner:
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
   def run(self, train_source, test_source, *, seed: int, eval_batch_size: int,
-          test_limit: int = 0) -> dict[str, Any]:
-    """Fine-tunes on `train_source` and scores the test split: {"top1", "losses"}."""
-    state, losses = self.train(train_source, seed=seed)
+          test_limit: int = 0, weights: tuple[nnx.State, nnx.State] | None = None
+          ) -> dict[str, Any]:
+    """Fine-tunes on `train_source` (from `weights` if given, see `train`) and scores the
+    test split: {"top1", "losses"}."""
+    state, losses = self.train(train_source, seed=seed, weights=weights)
     return {"top1": self.accuracy(state, test_source, batch_size=eval_batch_size,
                                   limit=test_limit), "losses": losses}

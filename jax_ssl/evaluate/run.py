@@ -3,7 +3,9 @@ low-label probes), fine-tuning (finetune.py), baselines, results.json, the repor
 feature export.
 
 Each frozen-feature protocol also runs on raw pixels and on the randomly initialised encoder
-(the same seed's initial weights), the baselines a method must beat (fine-tuning has none).
+(the same seed's initial weights), the baselines a method must beat; fine-tuning also runs
+from the random initialisation (`baselines.random_init.finetune_top1`: what pretraining
+must improve on).
 Results go to `DIR/results.json` and are printed as a table; with `eval.report` (or
 `--report`) the pictures and `DIR/report.md` are written too (report.py).
 """
@@ -78,8 +80,10 @@ def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSet
 
 def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
                         chosen: protocols.Protocols, train_labels: np.ndarray | None
-                        ) -> dict[str, Any]:
-  """finetune_top1 (all labels) and, with low-label percentages, finetune_<P>pct_top1."""
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """(results, random-init baseline): finetune_top1 (all labels) and, with low-label
+  percentages and `eval.finetune.low_label`, finetune_<P>pct_top1; the same runs from the
+  same seed's initial weights when `eval.baselines` (else an empty baseline)."""
   start = time.perf_counter()
   settings = finetune_settings(config)
   tuner = finetune.Finetuner(graphdef, state.params, state.batch_stats,
@@ -88,19 +92,28 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
   train_source = data.sources["train"]
   if data.limits["train"]:
     train_source = Subset(train_source, np.arange(min(data.limits["train"], len(train_source))))
-  run = lambda source, seed: tuner.run(source, data.sources["test"], seed=seed,
-                                       eval_batch_size=data.batch_size,
-                                       test_limit=data.limits["test"])["top1"]
-  results: dict[str, Any] = {"finetune_top1": run(train_source, config.seed)}
-  if chosen.low_label_percents:
-    if train_labels is None:
-      train_labels = np.asarray([int(train_source[i]["label"]) for i in range(len(train_source))])
-    for percent in chosen.low_label_percents:
+  percents = chosen.low_label_percents if config.eval.finetune.low_label else ()
+  if percents and train_labels is None:
+    train_labels = np.asarray([int(train_source[i]["label"]) for i in range(len(train_source))])
+
+  def scores(weights) -> dict[str, Any]:
+    run = lambda source, seed: tuner.run(source, data.sources["test"], seed=seed,
+                                         eval_batch_size=data.batch_size,
+                                         test_limit=data.limits["test"], weights=weights)["top1"]
+    out: dict[str, Any] = {"finetune_top1": run(train_source, config.seed)}
+    for percent in percents:
       subsets = protocols.low_label_subsets(train_labels, percent, num_classes=data.num_classes,
                                             seeds=config.eval.low_label_seeds)
       per_seed = [run(Subset(train_source, subset), seed)
                   for subset, seed in zip(subsets, config.eval.low_label_seeds)]
-      results.update(protocols.low_label_results("finetune", percent, per_seed))
+      out.update(protocols.low_label_results("finetune", percent, per_seed))
+    return out
+
+  results = scores(None)
+  baseline = {}
+  if config.eval.baselines:
+    baseline = scores(split_model(config_lib.build_model(
+        config, data.in_channels, config.seed, num_classes=data.num_classes))[1:])
   results["finetune_layer_decay"] = settings.layer_decay if tuner.layer_decay_applied else None
   results["finetune_note"] = (
       f"{settings.steps} steps of batch {settings.batch_size}, {settings.optimizer}, peak lr "
@@ -110,7 +123,7 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
          f"no layer-wise lr decay ({tuner.backbone_name} has no layer_index)"
          if settings.layer_decay < 1 else "no layer-wise lr decay"))
   results["finetune_seconds"] = round(time.perf_counter() - start, 1)
-  return results
+  return results, baseline
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, mesh, *,
@@ -156,8 +169,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
                                                                  **feature_args)
     results.update(scores)
   if chosen.finetune:
-    results.update(_finetune_protocols(config, data, graphdef, state, mesh, chosen,
-                                       train[1] if train is not None else None))
+    finetuned, baseline = _finetune_protocols(config, data, graphdef, state, mesh, chosen,
+                                              train[1] if train is not None else None)
+    results.update(finetuned)
+    if baseline:
+      baselines = results.setdefault("baselines", {})
+      baselines["random_init"] = {**baselines.get("random_init", {}), **baseline}
   if ev.baselines and chosen.frozen:
     output_size = config.augment.output_size
     batch_sharding = sharding.batch_sharding(mesh)
