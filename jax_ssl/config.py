@@ -197,9 +197,10 @@ def _check_vit(config: ml_collections.ConfigDict, check) -> None:
                           f"model.dim / model.num_heads so that it is")
   check(model.pos_embedding != "sincos" or dim % 4 == 0,
         f"model width {dim}: sin-cos position embeddings need a multiple of 4")
-  check(config.augment.local_crops.num == 0,
-        f"augment.local_crops.num={config.augment.local_crops.num}: the ViT takes "
-        f"augment.output_size={size} px views only (no position-embedding interpolation)")
+  local = config.augment.local_crops
+  check(local.num == 0 or local.output_size % model.patch_size == 0,
+        f"augment.local_crops.output_size={local.output_size} does not split into "
+        f"model.patch_size={model.patch_size} patches; use a multiple of {model.patch_size}")
 
 
 def _validate_eval(ev, device_count: int) -> None:

@@ -209,3 +209,31 @@ def test_sigkill_and_rerun_resumes_swav_exactly(fake_fmnist, tmp_path):
     assert step_a == step_b == 8 and state_a.keys() == state_b.keys() and state_a
     for key in state_b:
       np.testing.assert_array_equal(state_a[key], state_b[key], err_msg=f"{field}{key}")
+
+
+@pytest.mark.parametrize("method", ["dino", "moco_v3"])
+def test_dino_with_local_crops_and_moco_v3_run_on_a_vit_by_config(method):
+  """The teacher-student methods take a ViT by config; DINO's 12 px local crops get 3x3
+  tokens with interpolated position embeddings."""
+  if method == "dino":
+    config = multicrop_config("dino")
+  else:
+    from test_teacher import teacher_config  # pylint: disable=g-import-not-at-top
+    config = teacher_config("moco_v3")
+  config.model.update(dict(backbone="vit_tiny", patch_size=4, depth=1, dim=16, num_heads=2))
+  config_lib.validate(config, 1)
+  _, _, _, state, step = _setup(config)
+  rng = jax.random.key_data(jax.random.key(0))
+  first, metrics = step(state, _images(config, 0), rng)
+  second, later = step(first, _images(config, 1), rng)
+  assert np.isfinite(float(metrics["loss"])) and float(later["loss"]) != float(metrics["loss"])
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
+                       state.params["backbone"], second.params["backbone"])
+  assert max(jax.tree.leaves(moved)) > 0
+  if method == "dino":
+    bad = multicrop_config("dino")
+    bad.model.update(dict(backbone="vit_tiny", patch_size=4, depth=1, dim=16, num_heads=2))
+    bad.augment.local_crops.output_size = 10
+    with pytest.raises(ConfigError, match="local_crops.output_size=10 does not split into "
+                                          "model.patch_size=4"):
+      config_lib.validate(bad, 1)

@@ -54,8 +54,10 @@ def test_shapes_with_and_without_cls_token():
   assert model.encode_tokens(tokens, keep).shape == (3, 13, 32)
   no_cls = _tiny(cls_token=False)
   assert no_cls.encode_tokens(no_cls.embed_patches(images), keep).shape == (3, 12, 32)
-  with pytest.raises(ValueError, match="this ViT takes"):
-    model(jnp.zeros((1, 32, 32, 1)))
+  with pytest.raises(ValueError, match="this ViT takes sides that are multiples of 4"):
+    model(jnp.zeros((1, 30, 30, 1)))
+  with pytest.raises(ValueError, match="1 channel"):
+    model(jnp.zeros((1, 28, 28, 3)))
 
 
 def test_subset_of_tokens_equals_full_forward_where_it_should():
@@ -193,3 +195,55 @@ def test_config_builds_a_vit_for_any_method_and_checks_its_keys():
   resnet_mae.method_args = {}
   with pytest.raises(ConfigError, match="method='mae' works on patch tokens and needs a ViT"):
     config_lib.validate(resnet_mae, device_count=1)
+
+
+def _sincos_at(rows, cols, dim):
+  """The sin-cos embedding written out for arbitrary (fractional) positions."""
+  omega = 1.0 / 10000 ** (np.arange(dim // 4) / (dim / 4))
+  axis = lambda x: np.concatenate([np.sin(x[:, None] * omega), np.cos(x[:, None] * omega)], 1)
+  r, c = np.meshgrid(rows, cols, indexing="ij")
+  return np.concatenate([axis(c.ravel()), axis(r.ravel())], axis=1)
+
+
+def test_position_embeddings_are_interpolated_for_other_view_sizes():
+  model = _tiny()  # 7x7 grid
+  own = np.asarray(model.position_embeddings())
+  np.testing.assert_array_equal(np.asarray(model.position_embeddings((7, 7))), own)
+  # A 3x3 local crop (12 px) spans the same extent: token i at (i + 0.5) * 7/3 - 0.5.
+  local = np.asarray(model.position_embeddings((3, 3)))
+  assert local.shape == (1 + 9, 32)
+  np.testing.assert_array_equal(local[0], own[0])  # the CLS position is kept
+  positions = (np.arange(3) + 0.5) * 7 / 3 - 0.5   # 0.667, 3.0, 5.333
+  np.testing.assert_allclose(local[1:], _sincos_at(positions, positions, 32), atol=1e-6)
+  np.testing.assert_allclose(local[1 + 4], own[1 + 3 * 7 + 3], atol=1e-6)  # centre = centre
+
+  # Learned table: bicubic resize; a table linear in (row, column) is reproduced exactly at
+  # interior tokens of a 14x14 upsampling (cubic kernels reproduce linear functions).
+  learned = _tiny(pos_embedding="learned")
+  rows, cols = np.meshgrid(np.arange(7.0), np.arange(7.0), indexing="ij")
+  ramp = np.stack([rows, cols] + [rows + 2 * cols] * 30, -1).reshape(49, 32)
+  learned.position_embedding[...] = jnp.asarray(
+      np.concatenate([np.full((1, 32), 5.0), ramp])[None], jnp.float32)
+  table = np.asarray(learned.position_embeddings((14, 14)))
+  assert table.shape == (1 + 196, 32) and np.all(table[0] == 5.0)
+  up = (np.arange(14) + 0.5) / 2 - 0.5
+  r, c = np.meshgrid(up, up, indexing="ij")
+  expected = np.stack([r, c] + [r + 2 * c] * 30, -1)
+  np.testing.assert_allclose(table[1:].reshape(14, 14, 32)[3:-3, 3:-3],
+                             expected[3:-3, 3:-3], atol=1e-4)
+  np.testing.assert_array_equal(np.asarray(learned.position_embeddings()),
+                                np.asarray(learned.position_embedding[...][0]))
+  # Gradients reach the learned table through the interpolation.
+  graphdef, params = nnx.split(learned, nnx.Param)
+  grads = jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p)(
+      jnp.ones((2, 12, 12, 1))) ** 2))(params)
+  assert float(jnp.abs(grads["position_embedding"][...]).max()) > 0
+
+  # A 12 px view runs at 3x3 tokens; its positions are the interpolated ones.
+  small = jax.random.uniform(jax.random.key(3), (2, 12, 12, 1))
+  assert model(small).shape == (2, 32)
+  tokens = model.embed_patches(small)
+  np.testing.assert_allclose(model.encode_tokens(tokens), model.encode_tokens(tokens, grid=(3, 3)),
+                             atol=1e-6)
+  with pytest.raises(ValueError, match="not a square grid"):
+    model.encode_tokens(jnp.zeros((1, 6, 32)))

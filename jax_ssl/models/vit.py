@@ -18,13 +18,19 @@ CLS and learned position embeddings normal(0.02).
 features and decoder outputs are cast back to float32. `remat` recomputes each block's
 activations in the backward pass (`nnx.remat`) instead of storing them.
 
+Views of another size (DINO's and SwAV's local crops; any side a multiple of the patch
+size) get the position embeddings interpolated over the same extent, as DINO's
+`interpolate_pos_encoding` does (`position_embeddings(grid)`).
+
 Layer-wise learning-rate decay (fine-tuning) uses `num_layers` and `layer_index(path)`.
 
 References:
   Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021 (ViT-Base: 768 wide,
   12 blocks, 12 heads). Touvron et al., "Training data-efficient image transformers", ICML
   2021 (ViT-Tiny 192/3 heads, ViT-Small 384/6 heads). He et al., "Masked Autoencoders Are
-  Scalable Vision Learners", CVPR 2022 (fixed 2-D sin-cos position embeddings).
+  Scalable Vision Learners", CVPR 2022 (fixed 2-D sin-cos position embeddings). Caron et
+  al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021 (DINO:
+  position embeddings interpolated for the local crops).
 """
 
 from __future__ import annotations
@@ -54,13 +60,27 @@ _TOKEN_INIT = nnx.initializers.normal(0.02)
 _LAYER_NORM_EPSILON = 1e-6
 
 
+def _grid_positions(size: int, base: int | None) -> np.ndarray:
+  """Positions of `size` tokens spread over a grid of `base` (None: base = size), as an
+  interpolation with half-pixel centres (align_corners=False) samples them: token i sits
+  at (i + 0.5) * base / size - 0.5; i itself when size == base."""
+  if base is None or base == size:
+    return np.arange(size, dtype=np.float64)
+  return (np.arange(size, dtype=np.float64) + 0.5) * base / size - 0.5
+
+
 @functools.lru_cache(maxsize=None)
-def sincos_position_embedding(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
+def sincos_position_embedding(grid_h: int, grid_w: int, dim: int,
+                              base_grid: tuple[int, int] | None = None) -> np.ndarray:
   """MAE's fixed 2-D sin-cos embedding: float32 [grid_h * grid_w, dim], rows row-major.
 
   Token (row i, column j): the first dim/2 values encode j, the last dim/2 encode i, each as
   [sin(x * w_k), cos(x * w_k)] for w_k = 10000^(-k / (dim/4)), k = 0 .. dim/4 - 1 (MAE's
   get_2d_sincos_pos_embed, whose "emb_h" is, by its meshgrid order, the column).
+
+  `base_grid` (the grid the model was built for): a grid of another size (DINO's local
+  crops) covers the same extent, its positions spaced as in `_grid_positions`, the sin-cos
+  analogue of interpolating a learned table (which `ViT.position_embeddings` does).
   """
   if dim % 4:
     raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {dim}")
@@ -70,8 +90,9 @@ def sincos_position_embedding(grid_h: int, grid_w: int, dim: int) -> np.ndarray:
     angles = positions.reshape(-1)[:, None] * omega[None, :]
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
-  rows, cols = np.meshgrid(np.arange(grid_h, dtype=np.float64),
-                           np.arange(grid_w, dtype=np.float64), indexing="ij")
+  base_h, base_w = base_grid or (None, None)
+  rows, cols = np.meshgrid(_grid_positions(grid_h, base_h), _grid_positions(grid_w, base_w),
+                           indexing="ij")
   return np.concatenate([one_axis(cols), one_axis(rows)], axis=1).astype(np.float32)
 
 
@@ -182,30 +203,51 @@ class VisionTransformer(nnx.Module):
                             for _ in range(depth)])
     self.norm = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
 
-  def position_embeddings(self) -> jax.Array:
-    """float32 [num_prefix_tokens + N, D]: the CLS position (if any) first, then the patches."""
+  def position_embeddings(self, grid: tuple[int, int] | None = None) -> jax.Array:
+    """float32 [num_prefix_tokens + h * w, D]: the CLS position (if any) first, then the
+    patches of an h x w `grid` (default: the model's). Another grid (e.g. DINO's local
+    crops) gets the table interpolated over the same extent, as DINO does: a learned table
+    resized bicubically (half-pixel centres, no antialiasing, as torch's interpolate), the
+    sin-cos one evaluated at the same interpolated positions."""
+    grid = tuple(grid or self.grid_size)
     if self.position_embedding is not None:
-      return self.position_embedding[...][0]
-    table = sincos_position_embedding(*self.grid_size, self.feature_dim)
+      table = self.position_embedding[...][0]
+      if grid == self.grid_size:
+        return table
+      prefix, patches = table[:self.num_prefix_tokens], table[self.num_prefix_tokens:]
+      patches = jax.image.resize(patches.reshape(*self.grid_size, -1),
+                                 (*grid, self.feature_dim), "bicubic", antialias=False)
+      return jnp.concatenate([prefix, patches.reshape(-1, self.feature_dim)])
+    table = sincos_position_embedding(*grid, self.feature_dim,
+                                      None if grid == self.grid_size else self.grid_size)
     prefix = np.zeros((self.num_prefix_tokens, self.feature_dim), np.float32)
     return jnp.asarray(np.concatenate([prefix, table]))
 
   def embed_patches(self, images: jax.Array) -> jax.Array:
-    """[B, S, S, C] images -> [B, N, D] patch embeddings (before position embeddings)."""
-    if images.shape[1:] != (self.image_size, self.image_size, self.in_channels):
-      raise ValueError(f"images of shape {images.shape[1:]}; this ViT takes "
-                       f"{(self.image_size, self.image_size, self.in_channels)}")
+    """[B, H, W, C] images -> [B, N, D] patch embeddings (before position embeddings); H and
+    W multiples of the patch size (the model's image_size, or another, e.g. local crops)."""
+    _, height, width, channels = images.shape
+    if height % self.patch_size or width % self.patch_size or channels != self.in_channels:
+      raise ValueError(f"images of shape {images.shape[1:]}; this ViT takes sides that are "
+                       f"multiples of {self.patch_size} and {self.in_channels} channel(s), "
+                       f"e.g. {(self.image_size, self.image_size, self.in_channels)}")
     return self.patch_embed(patchify(images, self.patch_size))
 
-  def encode_tokens(self, tokens: jax.Array, keep_indices: jax.Array | None = None
-                    ) -> jax.Array:
+  def encode_tokens(self, tokens: jax.Array, keep_indices: jax.Array | None = None,
+                    grid: tuple[int, int] | None = None) -> jax.Array:
     """[B, N, D] patch embeddings -> [B, num_prefix_tokens + K, D] normalised tokens.
 
-    Each patch gets its position embedding first; then only the patches at `keep_indices`
-    ([B, K] int, any order; None = all N in order) are kept, the CLS token is prepended and
-    the blocks run on that sequence.
+    Each patch gets its position embedding first (of an h x w `grid`, default the model's
+    or, for another N, the square one); then only the patches at `keep_indices` ([B, K]
+    int, any order; None = all N in order) are kept, the CLS token is prepended and the
+    blocks run on that sequence.
     """
-    positions = self.position_embeddings()
+    if grid is None and tokens.shape[1] != self.num_patches:
+      side = int(round(tokens.shape[1] ** 0.5))
+      if side * side != tokens.shape[1]:
+        raise ValueError(f"{tokens.shape[1]} tokens are not a square grid; pass grid=(h, w)")
+      grid = (side, side)
+    positions = self.position_embeddings(grid)
     x = tokens + positions[self.num_prefix_tokens:].astype(tokens.dtype)
     if keep_indices is not None:
       x = jnp.take_along_axis(x, keep_indices[..., None], axis=1)
@@ -224,7 +266,8 @@ class VisionTransformer(nnx.Module):
     return features.astype(jnp.float32)
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    return self.pool(self.encode_tokens(self.embed_patches(images)))
+    grid = (images.shape[1] // self.patch_size, images.shape[2] // self.patch_size)
+    return self.pool(self.encode_tokens(self.embed_patches(images), grid=grid))
 
   def layer_index(self, path: Sequence[str | int]) -> int:
     """Depth of a parameter for layer-wise lr decay, from its path inside this module:
