@@ -14,9 +14,12 @@ loss + 0.25 x commitment; AdamW at 1e-3, batch 256, 1000 steps. One mildly augme
 area, flips, no colour jitter): the tokenizer should describe the images BEiT's ViT sees,
 not learn invariances. No evaluation after training (it is a tokenizer, not an encoder to
 probe); its metrics.jsonl logs `reconstruction` (MSE on [0, 1] pixels), `perplexity` and
-`codes_used` of each logged batch. Not run to the end yet: the first 200 steps of this
-command (on a shared 2-core machine) reached reconstruction 0.0175, perplexity 25.5 and 30%
-of the codes used per batch (Fashion-MNIST's black background is one code).
+`codes_used` of each logged batch.
+
+Measured (this command, 1000 steps, 9.1 min of training on 2 cores shared with a test run;
+`results/vq_tokenizer_fmnist/metrics.jsonl`): reconstruction 0.0099 (0.0169 at step
+200), perplexity 25.7 and 19% of the 512 codes used per batch at the last step
+(Fashion-MNIST's black background is one code). BEiT reads its step-1000 checkpoint.
 """
 
 import os
