@@ -41,23 +41,33 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def dino_config(arg: str | None, *, crop_scale: tuple[float, float],
+                local_crop_scale: tuple[float, float], optimizer: dict, **model_args
+                ) -> ml_collections.ConfigDict:
+  """DINO's recipe shared by its ImageNet files (batch 512, 100 epochs, 10 warmup, head,
+  temperatures, momentum, 2 global + 8 local crops, augmentations); the backbone
+  (`model`, `runlocal_model` of `base.make_config`), optimizer and crop scales vary."""
   config = base.make_config(
       runlocal=arg == "runlocal",
       method="dino",
       method_args=dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
                        warmup_teacher_temp_steps=0, center_momentum=0.9,
                        freeze_last_layer_steps=base.TRAIN_EXAMPLES // 512, base_momentum=0.996),
-      augment=base.augment(crop_scale=(0.14, 1.0), brightness=0.4, contrast=0.4, saturation=0.2,
+      augment=base.augment(crop_scale=crop_scale, brightness=0.4, contrast=0.4, saturation=0.2,
                            hue=0.1, blur_prob=1.0,
                            view_overrides=({}, {"blur_prob": 0.1, "solarize_prob": 0.2})),
       heads=dict(projector_hidden_dim=2048, bottleneck_dim=256, num_prototypes=65536,
                  projector_num_layers=3, use_bn=False),
-      global_batch_size=512,
-      optimizer=base.optimizer("sgd", 0.03, weight_decay=1e-4),
-      epochs=100, warmup_epochs=10,
-      runlocal_heads=dict(projector_hidden_dim=64, bottleneck_dim=32, num_prototypes=64))
-  config.augment.local_crops.update(num=8, crop_scale=(0.05, 0.14), overrides={"blur_prob": 0.5})
+      global_batch_size=512, optimizer=optimizer, epochs=100, warmup_epochs=10,
+      runlocal_heads=dict(projector_hidden_dim=64, bottleneck_dim=32, num_prototypes=64),
+      **model_args)
+  config.augment.local_crops.update(num=8, crop_scale=local_crop_scale,
+                                    overrides={"blur_prob": 0.5})
   if arg == "runlocal":
     config.augment.local_crops.num = 2
   return config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return dino_config(arg, crop_scale=(0.14, 1.0), local_crop_scale=(0.05, 0.14),
+                     optimizer=base.optimizer("sgd", 0.03, weight_decay=1e-4))

@@ -36,29 +36,14 @@ import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
+import dino_resnet50  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = base.make_config(
-      runlocal=arg == "runlocal",
-      method="dino",
-      method_args=dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
-                       warmup_teacher_temp_steps=0, center_momentum=0.9,
-                       freeze_last_layer_steps=base.TRAIN_EXAMPLES // 512, base_momentum=0.996),
-      augment=base.augment(crop_scale=(0.4, 1.0), brightness=0.4, contrast=0.4, saturation=0.2,
-                           hue=0.1, blur_prob=1.0,
-                           view_overrides=({}, {"blur_prob": 0.1, "solarize_prob": 0.2})),
-      heads=dict(projector_hidden_dim=2048, bottleneck_dim=256, num_prototypes=65536,
-                 projector_num_layers=3, use_bn=False),
-      global_batch_size=512,
+  return dino_resnet50.dino_config(
+      arg, crop_scale=(0.4, 1.0), local_crop_scale=(0.05, 0.4),
       optimizer=base.optimizer("adamw", 5e-4, weight_decay=0.04),
-      epochs=100, warmup_epochs=10,
       model=dict(backbone="vit_small", patch_size=16, pos_embedding="learned", cls_token=True,
                  pool="cls", dtype="bfloat16"),
-      runlocal_heads=dict(projector_hidden_dim=64, bottleneck_dim=32, num_prototypes=64),
       runlocal_model=dict(backbone="vit_tiny", patch_size=8, depth=2, dim=32, num_heads=2,
                           dtype="float32"))
-  config.augment.local_crops.update(num=8, crop_scale=(0.05, 0.4), overrides={"blur_prob": 0.5})
-  if arg == "runlocal":
-    config.augment.local_crops.num = 2
-  return config

@@ -37,18 +37,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def moco_v3_config(arg: str | None, *, temperature: float, crop_scale: tuple[float, float],
+                   projector_num_layers: int, optimizer: dict, warmup_epochs: int,
+                   **model_args) -> ml_collections.ConfigDict:
+  """MoCo v3's recipe shared by its ImageNet files (batch 4096, 300 epochs, head widths,
+  momentum, BYOL's augmentations); temperature, crops, projector depth, optimizer, warmup
+  and the backbone (`model`, `runlocal_model` of `base.make_config`) vary."""
   return base.make_config(
       runlocal=arg == "runlocal",
       method="moco_v3",
-      method_args={"temperature": 1.0, "base_momentum": 0.99},
-      augment=base.augment(crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4, saturation=0.2,
+      method_args={"temperature": temperature, "base_momentum": 0.99},
+      augment=base.augment(crop_scale=crop_scale, brightness=0.4, contrast=0.4, saturation=0.2,
                            hue=0.1, blur_prob=1.0,
                            view_overrides=({}, {"blur_prob": 0.1, "solarize_prob": 0.2})),
-      heads=dict(projector_hidden_dim=4096, projector_output_dim=256, projector_num_layers=2,
-                 predictor_hidden_dim=4096),
-      global_batch_size=4096,
-      optimizer=base.optimizer("lars", 0.3, weight_decay=1e-6, trust_coefficient=0.001),
-      epochs=300, warmup_epochs=10,
+      heads=dict(projector_hidden_dim=4096, projector_output_dim=256,
+                 projector_num_layers=projector_num_layers, predictor_hidden_dim=4096),
+      global_batch_size=4096, optimizer=optimizer, epochs=300, warmup_epochs=warmup_epochs,
       runlocal_heads=dict(projector_hidden_dim=64, projector_output_dim=32,
-                          predictor_hidden_dim=32))
+                          predictor_hidden_dim=32),
+      **model_args)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return moco_v3_config(arg, temperature=1.0, crop_scale=(0.2, 1.0), projector_num_layers=2,
+                        optimizer=base.optimizer("lars", 0.3, weight_decay=1e-6,
+                                                 trust_coefficient=0.001),
+                        warmup_epochs=10)

@@ -29,24 +29,14 @@ import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
+import moco_v3_resnet50  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return base.make_config(
-      runlocal=arg == "runlocal",
-      method="moco_v3",
-      method_args={"temperature": 0.2, "base_momentum": 0.99},
-      augment=base.augment(crop_scale=(0.08, 1.0), brightness=0.4, contrast=0.4, saturation=0.2,
-                           hue=0.1, blur_prob=1.0,
-                           view_overrides=({}, {"blur_prob": 0.1, "solarize_prob": 0.2})),
-      heads=dict(projector_hidden_dim=4096, projector_output_dim=256, projector_num_layers=3,
-                 predictor_hidden_dim=4096),
-      global_batch_size=4096,
-      optimizer=base.optimizer("adamw", 1.5e-4, weight_decay=0.1),
-      epochs=300, warmup_epochs=40,
+  return moco_v3_resnet50.moco_v3_config(
+      arg, temperature=0.2, crop_scale=(0.08, 1.0), projector_num_layers=3,
+      optimizer=base.optimizer("adamw", 1.5e-4, weight_decay=0.1), warmup_epochs=40,
       model=dict(backbone="vit_small", patch_size=16, pos_embedding="sincos", cls_token=True,
                  pool="cls", dtype="bfloat16"),
-      runlocal_heads=dict(projector_hidden_dim=64, projector_output_dim=32,
-                          predictor_hidden_dim=32),
       runlocal_model=dict(backbone="vit_tiny", patch_size=8, depth=2, dim=32, num_heads=2,
                           dtype="float32"))
