@@ -157,10 +157,11 @@ class Finetuner:
     self.backbone_name = type(backbone).__name__
     optimizer, schedule, self.layer_decay_applied = make_optimizer(initial.params, backbone,
                                                                    settings)
-    self._init_opt_state = optimizer.init
-    self._copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=replicated)
-    # New buffers (the trained state is donated at every step; the caller's are kept).
-    self._initial = self._copy(initial.replace(opt_state=optimizer.init(initial.params)))
+    # New buffers with the optimizer state (the trained state is donated at every step;
+    # the caller's weights are kept).
+    copy = jax.jit(lambda s: jax.tree.map(jnp.copy, s), out_shardings=replicated)
+    self._start = lambda state: copy(state.replace(opt_state=optimizer.init(state.params)))
+    self._initial = self._start(initial)
     view = augment.AugmentConfig(output_size=settings.output_size, crop_scale=settings.crop_scale,
                                  flip_prob=0.5, jitter_prob=0.0, grayscale_prob=0.0)
 
@@ -211,11 +212,7 @@ class Finetuner:
     start from (e.g. its random initialisation) instead of the pretrained ones; same
     compiled step."""
     settings = self.settings
-    if weights is None:
-      state = self._copy(self._initial)
-    else:
-      initial = self._classifier(*weights)[2]
-      state = self._copy(initial.replace(opt_state=self._init_opt_state(initial.params)))
+    state = self._start(self._initial if weights is None else self._classifier(*weights)[2])
     iterator = pipeline.train_iterator(
         train_source, local_batch_size=sharding.local_batch_size(settings.batch_size),
         seed=seed, process_index=jax.process_index(), process_count=jax.process_count(),

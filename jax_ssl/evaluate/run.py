@@ -79,11 +79,13 @@ def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSet
 
 
 def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
-                        chosen: protocols.Protocols, train_labels: np.ndarray | None
+                        chosen: protocols.Protocols, train_labels: np.ndarray | None,
+                        init_weights: tuple[Any, Any] | None
                         ) -> tuple[dict[str, Any], dict[str, Any]]:
   """(results, random-init baseline): finetune_top1 (all labels) and, with low-label
-  percentages and `eval.finetune.low_label`, finetune_<P>pct_top1; the same runs from the
-  same seed's initial weights when `eval.baselines` (else an empty baseline)."""
+  percentages and `eval.finetune.low_label`, finetune_<P>pct_top1; the same runs from
+  `init_weights` (the same seed's initial params and batch stats) if given, else an empty
+  baseline."""
   start = time.perf_counter()
   settings = finetune_settings(config)
   tuner = finetune.Finetuner(graphdef, state.params, state.batch_stats,
@@ -110,10 +112,7 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
     return out
 
   results = scores(None)
-  baseline = {}
-  if config.eval.baselines:
-    baseline = scores(split_model(config_lib.build_model(
-        config, data.in_channels, config.seed, num_classes=data.num_classes))[1:])
+  baseline = scores(init_weights) if init_weights is not None else {}
   results["finetune_layer_decay"] = settings.layer_decay if tuner.layer_decay_applied else None
   results["finetune_note"] = (
       f"{settings.steps} steps of batch {settings.batch_size}, {settings.optimizer}, peak lr "
@@ -168,9 +167,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
     scores, knn_predictions = protocols.frozen_feature_protocols(*train, *test, chosen,
                                                                  **feature_args)
     results.update(scores)
+  # The random-init baseline's weights, built once for the frozen protocols and fine-tuning.
+  init_weights = (split_model(config_lib.build_model(
+      config, data.in_channels, config.seed, num_classes=data.num_classes))[1:]
+                  if ev.baselines and (chosen.frozen or chosen.finetune) else None)
   if chosen.finetune:
     finetuned, baseline = _finetune_protocols(config, data, graphdef, state, mesh, chosen,
-                                              train[1] if train is not None else None)
+                                              train[1] if train is not None else None,
+                                              init_weights)
     results.update(finetuned)
     if baseline:
       baselines = results.setdefault("baselines", {})
@@ -180,12 +184,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
     batch_sharding = sharding.batch_sharding(mesh)
     pixels = jax.jit(lambda images: augment.center_view(images, output_size).reshape(
         images.shape[0], -1), in_shardings=batch_sharding, out_shardings=batch_sharding)
-    _, init_params, init_batch_stats = split_model(config_lib.build_model(
-        config, data.in_channels, config.seed, num_classes=data.num_classes))
     baselines = results.setdefault("baselines", {})
     for name, feature_fn in (
         ("raw_pixels", pixels),
-        ("random_init", encoder(*sharding.replicate((init_params, init_batch_stats), mesh)))):
+        ("random_init", encoder(*sharding.replicate(init_weights, mesh)))):
       scores, _ = protocols.frozen_feature_protocols(
           *data.features(feature_fn, "train", mesh), *data.features(feature_fn, "test", mesh),
           chosen, **feature_args)
