@@ -30,7 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "jigsaw"
   config.method_args = ml_collections.ConfigDict(
-      {"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100, "permutation_seed": 0})
+      {"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100, "permutation_seed": 0,
+       "tile_resize": 0})
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=512,
                                                 classifier_num_layers=2))
   config.total_steps = 1600
