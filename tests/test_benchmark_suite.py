@@ -27,3 +27,25 @@ def test_render_tables_ratios_and_ceiling_share():
   assert "| mae | 256 | 1 | 0.250 | 1024 | 9.0 | 10.0 | 40.0 | 25.0 | 100 | 512 |" in text
   assert "| 2048 | 512 | 4.0x |" in text
   assert "| ResNet | 0.400 | 0.300 | 0.75x | 2.13.0+cpu |" in text
+
+
+def test_conv_layers_table_matches_the_models():
+  """tools/conv_layers.py times the models' convolutions: its table must list exactly them."""
+  import collections
+  from flax import nnx
+  import conv_layers
+  from jax_ssl.models.resnet import make_backbone
+  for name, backbone, width, in_channels in (("small", "resnet_small", 16, 1),
+                                             ("resnet18", "resnet18", 64, 3)):
+    model = make_backbone(backbone, width=width, stem="cifar", in_channels=in_channels,
+                          rngs=nnx.Rngs(0))
+    convs = collections.Counter(
+        (m.in_features, m.out_features, m.kernel_size[0], m.strides[0])
+        for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Conv))
+    table = collections.Counter()
+    for _, c_in, c_out, kernel, stride, _, count in conv_layers.LAYERS[name][1]:
+      table[(c_in, c_out, kernel, stride)] += count
+    assert table == convs, name
+  rows = conv_layers.layer_times("small", batch=2, repeats=1)
+  assert [r["layer"] for r in rows][:2] == ["stem", "stage1"]
+  assert all(r["fwd"] > 0 and r["dx"] > 0 and r["dw"] > 0 for r in rows)
