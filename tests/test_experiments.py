@@ -47,6 +47,7 @@ def _main_config():
     (lambda c: c.augment.__setattr__("crop_scal", (0.2, 1.0)), "config key 'augment.crop_scal' is unknown; did you mean 'augment.crop_scale'?"),
     (lambda c: c.eval.__delattr__("knn_k"), "config key 'eval.knn_k' is missing"),
     (lambda c: c.model.__setattr__("stem", "tiny"), "model.stem='tiny'"),
+    (lambda c: c.model.update(backbone="vit_tiny", final_features=64), "model.final_features=64: a final 1x1 conv of that width exists for the ResNets only"),
     (lambda c: c.augment.__setattr__("crop_scale", (0.5, 0.2)), r"augment.crop_scale=\(0.5, 0.2\); need 0 < low <= high <= 1"),
     (lambda c: c.augment.__setattr__("flip_prob", 1.5), r"augment.flip_prob=1.5; must be in \[0, 1\]"),
     (lambda c: c.optimizer.__setattr__("warmup_steps", -5), "optimizer.warmup_steps=-5; must be >= 0"),

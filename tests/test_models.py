@@ -31,6 +31,23 @@ def test_output_shapes_and_stem_downsampling():
   assert big(jnp.zeros((1, 64, 64, 3))).shape == (1, 8 * 8 * 4)
 
 
+def test_final_features_widen_the_representation_with_a_1x1_conv():
+  x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
+  plain = resnet.make_backbone("resnet_small", width=4, stem="cifar", in_channels=1, rngs=nnx.Rngs(0))
+  wide = resnet.make_backbone("resnet_small", width=4, stem="cifar", in_channels=1,
+                              final_features=48, rngs=nnx.Rngs(0))
+  assert wide.feature_dim == 48 and wide(x).shape == (4, 48)
+  # Same stages (same seed draws them first), plus a 32 -> 48 1x1 conv and its BatchNorm.
+  assert _num_params(wide) == _num_params(plain) + 32 * 48 + 2 * 48
+  # The representation is relu(BN(conv1x1(last stage))) averaged over positions.
+  wide_stages = nnx.relu(wide.stem_bn(wide.stem_conv(x)))
+  for block in wide.blocks:
+    wide_stages = block(wide_stages)
+  expected = jnp.mean(nnx.relu(wide.final(wide_stages)), axis=(1, 2))
+  np.testing.assert_allclose(wide(x), expected, rtol=1e-5, atol=1e-6)
+  assert float(jnp.min(wide(x))) >= 0.0
+
+
 def test_unknown_backbone_and_stem_are_clear_errors():
   with pytest.raises(ValueError, match="model.backbone='resnet19' is unknown"):
     resnet.make_backbone("resnet19", width=None, stem="cifar", in_channels=3, rngs=nnx.Rngs(0))

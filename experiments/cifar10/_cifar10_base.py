@@ -68,7 +68,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       train_split="train", test_split="test", read_threads=8, image_size=0))
   config.augment = ml_collections.ConfigDict(dict(augment))
   config.model = ml_collections.ConfigDict(dict(
-      backbone="resnet18", width=64, stem="cifar",
+      backbone="resnet18", width=64, stem="cifar", final_features=0,
       # ViT backbones (vit_tiny/small/base) only: 8x8 tokens of 4x4 px on 32x32 images
       patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
       remat=False, depth=None, dim=None, num_heads=None))

@@ -29,6 +29,7 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet_small", width=16, stem="cifar",
+      final_features=0,  # ResNets: > 0 adds a final 1x1 conv + BN + ReLU to this many channels
       # ViT backbones (vit_tiny/small/base) only: 7x7 tokens of 4x4 px on 28x28 images;
       # depth/dim/num_heads None = the named size's
       patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",

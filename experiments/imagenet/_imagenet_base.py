@@ -68,7 +68,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       train_split="train", test_split="validation", read_threads=32, image_size=image_size))
   config.augment = ml_collections.ConfigDict(dict(augment))
   config.model = ml_collections.ConfigDict(dict(
-      backbone="resnet50", width=64, stem="imagenet",
+      backbone="resnet50", width=64, stem="imagenet", final_features=0,
       # ViT backbones (vit_tiny/small/base) only: 14x14 tokens of 16x16 px on 224 px views
       patch_size=16, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
       remat=False, depth=None, dim=None, num_heads=None))

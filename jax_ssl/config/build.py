@@ -93,7 +93,8 @@ def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
     return vq.make_encoder(model.backbone, width=model.width, patch_size=model.patch_size,
                            in_channels=in_channels, rngs=rngs)
   return resnet.make_backbone(model.backbone, width=model.width, stem=model.stem,
-                              in_channels=in_channels, rngs=rngs)
+                              in_channels=in_channels, final_features=model.final_features,
+                              rngs=rngs)
 
 
 def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int, *,

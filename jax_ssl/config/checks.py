@@ -39,6 +39,7 @@ SCHEMA: dict[str, Any] = {
                 "local_crops": {"num": int, "output_size": int, "crop_scale": _PAIR,
                                 "overrides": FREE}},
     "model": {"backbone": str, "width": (int, type(None)), "stem": str,
+              "final_features": int,  # ResNets: > 0 adds a final 1x1 conv to this width
               # ViT backbones (vit_tiny/small/base) only; None = the named size's value
               "patch_size": int, "pos_embedding": str, "cls_token": bool, "pool": str,
               "dtype": str, "remat": bool, "depth": (int, type(None)),
@@ -129,6 +130,10 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
           f"augment.output_size={config.augment.output_size}")
     check(bool(config.model.width),
           f"model.width={config.model.width}; the VQ encoder needs a width")
+  check(config.model.final_features >= 0 and (
+      not config.model.final_features or config.model.backbone in resnet.BACKBONES),
+        f"model.final_features={config.model.final_features}: a final 1x1 conv of that width "
+        f"exists for the ResNets only (use 0 with model.backbone={config.model.backbone!r})")
   check(config.model.stem in ("cifar", "imagenet"),
         f"model.stem={config.model.stem!r}; use 'cifar' (3x3, no max-pool) or 'imagenet' (7x7 + max-pool)")
   check(config.optimizer.name in ("lars", "adamw", "sgd"),
@@ -234,6 +239,7 @@ def _validate_eval(ev, device_count: int) -> None:
 # older DIR/config.json still evaluates (python -m jax_ssl.evaluate) and resumes.
 _SAVED_DEFAULTS: dict[str, Any] = {
     "online_probe": False,
+    "model.final_features": 0,
     "optimizer.trust_coefficient": 0.001,  # LARS only; every experiment file had 0.001
     "eval.knn_k_sweep": (10, 20, 100, 200),
     "eval.report": False,

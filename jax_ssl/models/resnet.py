@@ -93,10 +93,15 @@ class ResNet(nnx.Module):
     stem: "cifar" (3x3 stride-1 conv, no max-pool; for 28-64 px images) or "imagenet"
       (7x7 stride-2 conv + 3x3 stride-2 max-pool).
     in_channels: image channels (1 for Fashion-MNIST, 3 for RGB).
+    final_features: 0, or the channels of a 1x1 conv + BatchNorm + ReLU after the last stage
+      (MobileNetV2's and EfficientNet's final 1x1 conv): a wider representation for a
+      fraction of the cost of widening the stages. Kolesnikov et al., "Revisiting
+      Self-Supervised Visual Representation Learning" (CVPR 2019), found representation
+      width to matter most for the pretext tasks (rotation, relative position, exemplar).
   """
 
   def __init__(self, stage_sizes: Sequence[int], block: type, width: int, stem: str,
-               in_channels: int, *, rngs: nnx.Rngs):
+               in_channels: int, final_features: int = 0, *, rngs: nnx.Rngs):
     if stem not in ("cifar", "imagenet"):
       raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
     self.stem_kind = stem
@@ -112,7 +117,9 @@ class ResNet(nnx.Module):
         blocks.append(block(in_features, features, stride, rngs=rngs))
         in_features = features * block.expansion
     self.blocks = nnx.List(blocks)
-    self.feature_dim = in_features
+    self.final = nnx.data(None if not final_features else nnx.Sequential(
+        conv(in_features, final_features, 1, rngs=rngs), batch_norm(final_features, rngs=rngs)))
+    self.feature_dim = final_features or in_features
 
   def __call__(self, x: jax.Array) -> jax.Array:
     x = nnx.relu(self.stem_bn(self.stem_conv(x)))
@@ -120,6 +127,8 @@ class ResNet(nnx.Module):
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
       x = block(x)
+    if self.final is not None:
+      x = nnx.relu(self.final(x))
     return jnp.mean(x, axis=(1, 2))
 
 
@@ -132,9 +141,11 @@ BACKBONES = {
 
 
 def make_backbone(name: str, *, width: int | None, stem: str, in_channels: int,
-                  rngs: nnx.Rngs) -> ResNet:
-  """Backbone by name: `resnet_small` (4 stages x 1 basic block), `resnet18`, `resnet50`."""
+                  final_features: int = 0, rngs: nnx.Rngs) -> ResNet:
+  """Backbone by name: `resnet_small` (4 stages x 1 basic block), `resnet18`, `resnet50`;
+  `final_features` > 0 adds a final 1x1 conv to that many channels (see `ResNet`)."""
   if name not in BACKBONES:
     raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
   stage_sizes, block, default_width = BACKBONES[name]
-  return ResNet(stage_sizes, block, width or default_width, stem, in_channels, rngs=rngs)
+  return ResNet(stage_sizes, block, width or default_width, stem, in_channels, final_features,
+                rngs=rngs)
