@@ -171,7 +171,7 @@ def test_bad_input_is_one_line(evaluated_run, tmp_path):
 def test_configs_saved_before_the_new_keys_evaluate_and_resume(tmp_path):
   config = tiny_config("unused", "unused")
   saved = json.loads(config.to_json())
-  del saved["online_probe"]
+  del saved["online_probe"], saved["model"]["final_features"]
   for key in ("protocols", "knn_k_sweep", "low_label_seeds", "report", "finetune"):
     del saved["eval"][key]
   saved["eval"].update(low_label_fraction=0.01, low_label_seed=0)
@@ -180,6 +180,7 @@ def test_configs_saved_before_the_new_keys_evaluate_and_resume(tmp_path):
   assert upgraded.eval.protocols == "knn,linear,lowlabel-1%"
   assert tuple(upgraded.eval.low_label_seeds) == (0,)
   assert "low_label_fraction" not in upgraded.eval and upgraded.online_probe is False
+  assert upgraded.model.final_features == 0
   config_lib.validate(upgraded, device_count=8)
   # Resuming such a workdir with today's config (online_probe False) is not refused.
   (tmp_path / "config.json").write_text(json.dumps(saved))
