@@ -27,7 +27,7 @@ each, all below raw pixels on all three (knn / linear / 1%):
     0.7648. So 0.99 stays; a faster or a slower teacher both hurt here.
 Closest so far: 256 prototypes, 2 local crops, batch 128, 1300 steps, teacher warm-up over
 400 steps, last layer frozen for 100 (the lesson of SimSiam's batch-128 run; 18.2 min of
-training beside test runs, ~13 alone): knn 0.8057, linear 0.8485, 1% 0.7754 — above raw
+training, slowed by test runs beside it): knn 0.8057, linear 0.8485, 1% 0.7754 — above raw
 pixels on kNN and linear, 0.003 short on 1%, so not adopted.
 """
 
