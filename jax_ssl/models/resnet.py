@@ -33,13 +33,19 @@ def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
   return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
 
 
+def conv1x1_bn(in_features: int, out_features: int, stride: int = 1, *,
+               rngs: nnx.Rngs) -> nnx.Sequential:
+  """1x1 conv + BatchNorm (projection shortcuts, the optional final 1x1 conv)."""
+  return nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
+                        batch_norm(out_features, rngs=rngs))
+
+
 def projection_shortcut(in_features: int, out_features: int, stride: int, *,
                         rngs: nnx.Rngs) -> nnx.Sequential | None:
   """1x1 conv + BatchNorm where the residual changes shape (ResNet option B), else None."""
   if stride == 1 and in_features == out_features:
     return None
-  return nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
-                        batch_norm(out_features, rngs=rngs))
+  return conv1x1_bn(in_features, out_features, stride, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
@@ -117,8 +123,8 @@ class ResNet(nnx.Module):
         blocks.append(block(in_features, features, stride, rngs=rngs))
         in_features = features * block.expansion
     self.blocks = nnx.List(blocks)
-    self.final = nnx.data(None if not final_features else nnx.Sequential(
-        conv(in_features, final_features, 1, rngs=rngs), batch_norm(final_features, rngs=rngs)))
+    self.final = nnx.data(
+        conv1x1_bn(in_features, final_features, rngs=rngs) if final_features else None)
     self.feature_dim = final_features or in_features
 
   def __call__(self, x: jax.Array) -> jax.Array:
