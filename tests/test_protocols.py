@@ -232,17 +232,19 @@ def test_stratified_holdout_takes_fraction_of_every_class():
   np.testing.assert_array_equal(np.bincount(labels[holdout], minlength=4), [10, 5, 2, 0])
 
 
-def test_preconditioned_lbfgs_reaches_a_stationary_point_of_the_original_objective():
-  # The solver works in preconditioned variables; its output must still minimise
-  # mean CE + 0.5 * l2 * ||W||^2 in the original W (gradient ~ 0).
+@pytest.mark.parametrize("num_rows", [300, 2000])  # < or >= 3 x 200 steps x 3 classes:
+def test_preconditioned_lbfgs_reaches_a_stationary_point_of_the_original_objective(num_rows):
+  # The solver works in preconditioned variables (with few rows, on the rows projected
+  # once); its output must still minimise mean CE + 0.5 * l2 * ||W||^2 in the original W
+  # (gradient ~ 0).
   rng = np.random.default_rng(7)
-  features = rng.normal(size=(300, 8)).astype(np.float32) * np.linspace(0.1, 5, 8)
+  features = rng.normal(size=(num_rows, 8)).astype(np.float32) * np.linspace(0.1, 5, 8)
   features = jnp.asarray(features, jnp.float32)
-  labels = jnp.asarray(rng.integers(0, 3, 300))
+  labels = jnp.asarray(rng.integers(0, 3, num_rows))
   onehot = jax.nn.one_hot(labels, 3)
-  weight = jnp.ones(300)
+  weight = jnp.ones(num_rows)
   l2 = jnp.float32(1e-2)
-  eigenvalues, eigenvectors = jnp.linalg.eigh(features.T @ features / 300)
+  eigenvalues, eigenvectors = jnp.linalg.eigh(features.T @ features / num_rows)
   start = {"w": jnp.zeros((8, 3)), "b": jnp.zeros(3)}
   params, iterations = linear_probe._fit_logistic_regression_jit(
       features, onehot, weight, l2, start, eigenvectors, eigenvalues, jnp.float32(1e-6), 200

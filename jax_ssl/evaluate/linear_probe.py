@@ -90,6 +90,19 @@ def _stratified_holdout_mask(
 # ----------------------------------------------------------------------------
 
 
+def _penalised_cross_entropy(
+    logits: jax.Array,
+    onehot_labels: jax.Array,
+    sample_weight: jax.Array,
+    l2: jax.Array,
+    squared_norm: jax.Array,
+) -> jax.Array:
+  """Weighted mean softmax cross-entropy of `logits` + 0.5 * l2 * `squared_norm`."""
+  cross_entropy = optax.softmax_cross_entropy(logits, onehot_labels)
+  data_term = jnp.sum(sample_weight * cross_entropy) / jnp.sum(sample_weight)
+  return data_term + 0.5 * l2 * squared_norm
+
+
 def _probe_objective(
     params: dict[str, jax.Array],
     features: jax.Array,
@@ -103,10 +116,8 @@ def _probe_objective(
   sample_weight [n] (0/1: a 0 removes the row, so one compiled program serves both the
   holdout fit and the full refit), l2 scalar.
   """
-  logits = features @ params["w"] + params["b"]
-  cross_entropy = optax.softmax_cross_entropy(logits, onehot_labels)
-  data_term = jnp.sum(sample_weight * cross_entropy) / jnp.sum(sample_weight)
-  return data_term + 0.5 * l2 * jnp.sum(params["w"] ** 2)
+  return _penalised_cross_entropy(features @ params["w"] + params["b"], onehot_labels,
+                                  sample_weight, l2, jnp.sum(params["w"] ** 2))
 
 
 def _fit_logistic_regression(
@@ -144,12 +155,24 @@ def _fit_logistic_regression(
   """
   inverse_scale = jax.lax.rsqrt(covariance_eigenvalues + l2)  # [d]
   preconditioner = covariance_eigenvectors * inverse_scale[None, :]  # [d, d]
+  num_rows = features.shape[0]
+  num_classes = onehot_labels.shape[1]
+  # X W = (X P) Z: with few rows (the low-label protocols, small evaluation sets) one
+  # n x d x d product up front is cheaper than a d x d x c product P Z in each of the
+  # ~3 objective evaluations per iteration; with many rows, forming P Z each time is.
+  project_rows = num_rows < 3 * max_steps * num_classes
+  projected = features @ preconditioner if project_rows else None
 
   def to_params(variables):
     return {"w": preconditioner @ variables["z"], "b": variables["b"]}
 
   def objective(variables):
-    return _probe_objective(to_params(variables), features, onehot_labels, sample_weight, l2)
+    if not project_rows:
+      return _probe_objective(to_params(variables), features, onehot_labels, sample_weight, l2)
+    # The same objective in Z: ||W||^2 = ||V diag(s) Z||^2 = sum(s^2 Z^2) (V orthogonal).
+    return _penalised_cross_entropy(
+        projected @ variables["z"] + variables["b"], onehot_labels, sample_weight, l2,
+        jnp.sum(inverse_scale[:, None] ** 2 * variables["z"] ** 2))
 
   variables = {
       # Z = diag(sqrt(lambda + l2)) V^T W inverts W = V diag((lambda + l2)^-1/2) Z.
