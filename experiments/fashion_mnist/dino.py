@@ -46,14 +46,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.method = "dino"
   config.method_args = ml_collections.ConfigDict(dict(
       student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
-      warmup_teacher_temp_steps=200, center_momentum=0.9, freeze_last_layer_steps=50,
+      warmup_teacher_temp_steps=400, center_momentum=0.9, freeze_last_layer_steps=100,
       base_momentum=0.99))
   config.heads = ml_collections.ConfigDict(dict(
-      projector_hidden_dim=1024, bottleneck_dim=128, num_prototypes=1024,
+      projector_hidden_dim=1024, bottleneck_dim=128, num_prototypes=256,
       projector_num_layers=3, use_bn=True))
+  config.model.final_features = 512
   config.augment.crop_scale = (0.4, 1.0)
-  config.augment.local_crops.update(num=4, output_size=12, crop_scale=(0.05, 0.4))
-  config.total_steps = 500
+  config.augment.local_crops.update(num=2, output_size=12, crop_scale=(0.05, 0.4))
+  config.global_batch_size = 128
+  config.total_steps = 1300
   if runlocal:
     config.total_steps = 20
     config.method_args.update(warmup_teacher_temp_steps=10, freeze_last_layer_steps=5)
