@@ -154,21 +154,19 @@ def test_teacher_step_is_the_same_on_1_and_8_devices(method):
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("method, extra", [("byol", {"heads.predictor_hidden_dim": 8}),
-                                           ("moco_v2", {"method_args.queue_size": 48})])
-def test_sigkill_and_rerun_resumes_exactly_with_target_and_queue(method, extra, fake_fmnist,
-                                                                 tmp_path):
-  flags = dict(experiment=f"fashion_mnist/{method}.py", total_steps=8, checkpoint_every_steps=4,
-               **extra)
+def test_sigkill_and_rerun_resumes_exactly_with_target_and_queue(fake_fmnist, tmp_path):
+  # MoCo v2 holds both kinds of extra state (an EMA target and a queue); BYOL's target is
+  # the same mechanism, so one method covers them (each case is three trainer processes).
+  flags = dict(experiment="fashion_mnist/moco_v2.py", total_steps=8, checkpoint_every_steps=4,
+               **{"method_args.queue_size": 48})
   reference, resumed = tmp_path / "reference", tmp_path / "resumed"
   ts.run(ts.trainer_args(reference, *fake_fmnist, **flags))
   args = ts.trainer_args(resumed, *fake_fmnist, **flags)
   killed = ts.run(args, harness_flags=["--kill_at_step=6", "--kill_signal=KILL"], check=False)
   assert killed.returncode == -signal.SIGKILL
   ts.run(args)
-  if method == "moco_v2":
-    assert "/embeddings" in ts.final_params(resumed, "method_state")[1]
-  fields = ("params", "target_params") + (("method_state",) if method == "moco_v2" else ())
+  assert "/embeddings" in ts.final_params(resumed, "method_state")[1]
+  fields = ("params", "target_params", "method_state")
   for field in fields:
     step_a, state_a = ts.final_params(resumed, field)
     step_b, state_b = ts.final_params(reference, field)

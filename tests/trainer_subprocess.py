@@ -1,15 +1,26 @@
 """Helpers to run the trainer as a real subprocess, as users and schedulers do."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARNESS = os.path.join(ROOT, "tests", "harness", "run_trainer.py")
+
+# One persistent XLA compilation cache per test process, shared by the trainer processes it
+# starts: a rerun after a kill loads the executables its first run compiled (as a preempted
+# job with `JAX_COMPILATION_CACHE_DIR` set would) instead of compiling them again. The same
+# program either way, so exactness checks are unaffected; in-process tests never use it (the
+# compile counter of test_train.py counts real compilations).
+COMPILATION_CACHE = tempfile.mkdtemp(prefix="jax_ssl_test_compilation_cache_")
+atexit.register(shutil.rmtree, COMPILATION_CACHE, ignore_errors=True)
 
 TINY_OVERRIDES = {
     "model.width": 4, "heads.projector_hidden_dim": 16, "heads.projector_output_dim": 8,
@@ -25,7 +36,8 @@ def trainer_args(workdir, source_dir, data_dir, experiment="fashion_mnist/simclr
 
 def run(args, *, devices=8, extra_env=None, harness_flags=(), timeout=600, check=True, wait=True):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, **(extra_env or {})}
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, "JAX_COMPILATION_CACHE_DIR": COMPILATION_CACHE,
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **(extra_env or {})}
   command = [sys.executable, HARNESS, *harness_flags, *args]
   if not wait:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
