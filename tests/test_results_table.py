@@ -22,8 +22,11 @@ def test_table_rows_baselines_and_finetune_verdicts(tmp_path):
   cnn_init = {"knn_top1": 0.76, "linear_top1": 0.82, "linear_1pct_top1": 0.73}
   vit_init = {"knn_top1": 0.70, "linear_top1": 0.78, "linear_1pct_top1": 0.65,
               "finetune_top1": 0.86}
+  wide_init = {"knn_top1": 0.77, "linear_top1": 0.85, "linear_1pct_top1": 0.75}
   runs = [
-      _run(tmp_path, "a", "simclr", {"knn_top1": 0.80, "linear_top1": 0.86,
+      # Beats its own baselines; below the wider encoder's random init on linear, which is
+      # not its baseline.
+      _run(tmp_path, "a", "simclr", {"knn_top1": 0.80, "linear_top1": 0.845,
                                      "linear_1pct_top1": 0.79},
            {"raw_pixels": pixels, "random_init": cnn_init}),
       # Beats its random init on 1% and fine-tuning, not the pixels on kNN.
@@ -34,16 +37,25 @@ def test_table_rows_baselines_and_finetune_verdicts(tmp_path):
       _run(tmp_path, "c", "simmim", {"knn_top1": 0.72, "linear_top1": 0.80,
                                      "linear_1pct_top1": 0.68, "finetune_top1": 0.85},
            {"raw_pixels": pixels, "random_init": vit_init}),
+      # A 512-d representation: beats the pixels and its own (higher) random init.
+      _run(tmp_path, "d", "dino", {"knn_top1": 0.80, "linear_top1": 0.87,
+                                   "linear_1pct_top1": 0.78},
+           {"raw_pixels": pixels, "random_init": wide_init}),
+      # Beats the pixels, not its own random init on linear.
+      _run(tmp_path, "e", "jigsaw", {"knn_top1": 0.80, "linear_top1": 0.845,
+                                     "linear_1pct_top1": 0.78},
+           {"raw_pixels": pixels, "random_init": wide_init}),
   ]
   lines = results_table.table(runs).splitlines()
   assert lines[0].endswith("| linear_1pct_top1 | finetune_top1 |")
-  assert lines[2].endswith("| encoder | 0.8000 | 0.8600 | 0.7900 | — |")
+  assert lines[2].endswith("| encoder | 0.8000 | 0.8450 | 0.7900 | — |")
   assert lines[3].endswith("| encoder | 0.7500 | 0.8500 | 0.7000 | 0.8800 |")
   # Baselines once each: pixels (shared), the CNN's and the ViT's random init.
   baseline_rows = [line for line in lines if "| raw_pixels |" in line or "| random_init |" in line]
-  assert len(baseline_rows) == 3
+  assert len(baseline_rows) == 4
   assert baseline_rows[2].endswith("| random_init | 0.7000 | 0.7800 | 0.6500 | 0.8600 |")
-  assert lines[-2] == "Encoders above the best baseline on all three protocols: simclr (1 of 3)."
+  assert lines[-2] == ("Encoders above raw pixels and their own random initialisation on all "
+                       "three protocols: simclr, dino (2 of 5).")
   assert lines[-1] == ("Fine-tuned encoders above their random initialisation on "
                        "linear_1pct_top1 and finetune_top1: mae (1 of 2).")
 
