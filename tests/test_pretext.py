@@ -59,6 +59,25 @@ def test_normalize_tiles():
   np.testing.assert_allclose(out.std(axis=(2, 3)), 1.0, rtol=1e-3)
 
 
+def test_normalize_tiles_to_the_images_statistics():
+  rng = np.random.default_rng(1)
+  tile = rng.uniform(0, 5, size=(2, 4, 7, 7, 3)).astype(np.float32)
+  images = rng.uniform(size=(2, 28, 28, 3)).astype(np.float32) * [0.5, 1.0, 2.0] + [0, 1, 3]
+  out = np.asarray(tiles.normalize_tiles(tile, statistics="images", images=images))
+  # Every tile and channel: the pixel mean and std of that channel over the whole batch.
+  np.testing.assert_allclose(out.mean(axis=(2, 3)), np.broadcast_to(
+      images.mean(axis=(0, 1, 2)), (2, 4, 3)), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(out.std(axis=(2, 3)), np.broadcast_to(
+      images.std(axis=(0, 1, 2)), (2, 4, 3)), rtol=1e-3)
+  # The unit-normalised tile, affinely mapped: the arrangement of pixels is unchanged.
+  unit = np.asarray(tiles.normalize_tiles(tile))
+  np.testing.assert_allclose(out, unit * images.std(axis=(0, 1, 2)) + images.mean(axis=(0, 1, 2)),
+                             rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="tile_statistics='image'; use one of") as info:
+    tiles.normalize_tiles(tile, statistics="image", images=images)
+  assert "\n" not in str(info.value)
+
+
 def test_permutation_set_is_a_deterministic_maximal_hamming_set():
   perms = tiles.permutation_set(30, 9, 0)
   assert perms.shape == (30, 9) and perms.dtype == np.int32
@@ -116,7 +135,7 @@ PRETEXT = {  # method: (method_args, steps); relative_position steps are ~10x ch
     "rotation": ({}, 60),
     "jigsaw": ({"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 8, "permutation_seed": 0},
                60),
-    "relative_position": ({"gap": 1, "jitter": 1}, 300),
+    "relative_position": ({"gap": 1, "jitter": 1, "tile_statistics": "images"}, 300),
 }
 
 

@@ -21,15 +21,18 @@ from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
 
 def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.Array, *, grid: int,
-                  gap: int, jitter: int, tile_resize: int = 0) -> tuple[jax.Array, jax.Array]:
+                  gap: int, jitter: int, tile_resize: int = 0, tile_statistics: str = "unit"
+                  ) -> tuple[jax.Array, jax.Array]:
   """-> ([B, T, s, s, C] normalised tiles in shuffled order, [B] permutation indices);
-  s = `tile_resize` when > 0 (`tiles.resize_tiles`).
+  s = `tile_resize` when > 0 (`tiles.resize_tiles`), tiles normalised to `tile_statistics`
+  (`tiles.normalize_tiles`).
 
   Position j of example b holds source tile `permutations[label_b, j]`.
   """
   tile_rng, label_rng = jax.random.split(rng)
   cut = tiles.resize_tiles(tiles.normalize_tiles(tiles.grid_tiles(
-      tile_rng, images, grid=grid, gap=gap, jitter=jitter)), tile_resize)
+      tile_rng, images, grid=grid, gap=gap, jitter=jitter), statistics=tile_statistics,
+      images=images), tile_resize)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, permutations.shape[0])
   order = permutations[labels]
   return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels
@@ -44,11 +47,13 @@ def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapp
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, grid: int, gap: int, jitter: int,
-              num_permutations: int, permutation_seed: int, tile_resize: int):
+              num_permutations: int, permutation_seed: int, tile_resize: int,
+              tile_statistics: str):
   permutations = jnp.asarray(tiles.permutation_set(num_permutations, grid * grid,
                                                    permutation_seed))
   shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
-                                   jitter=jitter, tile_resize=tile_resize)
+                                   jitter=jitter, tile_resize=tile_resize,
+                                   tile_statistics=tile_statistics)
   batch, num_tiles = shuffled.shape[:2]
   # One backbone pass over every tile of every example (shared weights, as the paper's
   # siamese-ennead), then the tile features side by side in shuffled order.
@@ -64,5 +69,5 @@ SPEC = MethodSpec(
     make_heads=make_heads,
     objective=objective,
     default_method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
-                         "permutation_seed": 0, "tile_resize": 0},
+                         "permutation_seed": 0, "tile_resize": 0, "tile_statistics": "unit"},
 )

@@ -23,12 +23,15 @@ NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre
 
 
 def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
-                         tile_resize: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+                         tile_resize: int = 0, tile_statistics: str = "unit"
+                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7);
-  s = `tile_resize` when > 0 (`tiles.resize_tiles`)."""
+  s = `tile_resize` when > 0 (`tiles.resize_tiles`), tiles normalised to
+  `tile_statistics` (`tiles.normalize_tiles`)."""
   tile_rng, label_rng = jax.random.split(rng)
   cut = tiles.resize_tiles(tiles.normalize_tiles(tiles.grid_tiles(
-      tile_rng, images, grid=3, gap=gap, jitter=jitter)), tile_resize)
+      tile_rng, images, grid=3, gap=gap, jitter=jitter), statistics=tile_statistics,
+      images=images), tile_resize)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
   neighbour = jnp.take_along_axis(
       cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]
@@ -41,9 +44,11 @@ def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapp
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, gap: int, jitter: int, tile_resize: int):
+              context: StepContext, *, gap: int, jitter: int, tile_resize: int,
+              tile_statistics: str):
   centre, neighbour, labels = centre_and_neighbour(context.rng, views[0], gap=gap,
-                                                   jitter=jitter, tile_resize=tile_resize)
+                                                   jitter=jitter, tile_resize=tile_resize,
+                                                   tile_statistics=tile_statistics)
   features = model.backbone(jnp.concatenate([centre, neighbour]))  # one pass, shared weights
   pair = jnp.concatenate(jnp.split(features, 2), axis=-1)
   logits = model.heads["classifier"](pair)
@@ -56,5 +61,5 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0},
+    default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0, "tile_statistics": "unit"},
 )

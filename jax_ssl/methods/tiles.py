@@ -47,11 +47,28 @@ def grid_tiles(rng: jax.Array, images: jax.Array, *, grid: int, gap: int,
   return jax.vmap(jax.vmap(crop, in_axes=(None, 0, 0)))(images, top, left)
 
 
-def normalize_tiles(tiles: jax.Array, eps: float = 1e-5) -> jax.Array:
-  """Each tile (and channel) to zero mean and unit standard deviation; [..., s, s, C]."""
+TILE_STATISTICS = ("unit", "images")
+
+
+def normalize_tiles(tiles: jax.Array, eps: float = 1e-5, *, statistics: str = "unit",
+                    images: jax.Array | None = None) -> jax.Array:
+  """Each tile (and channel) to the same mean and standard deviation; [..., s, s, C].
+
+  `statistics="unit"`: zero mean, unit standard deviation (the papers' per-tile
+  normalisation: no tile can be placed by its brightness or contrast). `"images"`: the same,
+  then scaled to the per-channel pixel mean and standard deviation of `images` (the batch
+  the tiles were cut from, [B, H, W, C]): still one mean and std for every tile, but those of
+  the whole images the encoder is evaluated on, so its first layers and BatchNorm statistics
+  see inputs of the range they will be used on.
+  """
+  if statistics not in TILE_STATISTICS:
+    raise ValueError(f"method_args.tile_statistics={statistics!r}; use one of {TILE_STATISTICS}")
   mean = jnp.mean(tiles, axis=(-3, -2), keepdims=True)
   variance = jnp.var(tiles, axis=(-3, -2), keepdims=True)
-  return (tiles - mean) * jax.lax.rsqrt(variance + eps)
+  unit = (tiles - mean) * jax.lax.rsqrt(variance + eps)
+  if statistics == "unit":
+    return unit
+  return unit * jnp.std(images, axis=(0, 1, 2)) + jnp.mean(images, axis=(0, 1, 2))
 
 
 def resize_tiles(tiles: jax.Array, size: int) -> jax.Array:
