@@ -37,7 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "relative_position"
-  config.method_args = ml_collections.ConfigDict({"gap": 1, "jitter": 1, "tile_resize": 28})
+  config.method_args = ml_collections.ConfigDict({"gap": 1, "jitter": 1, "tile_resize": 28,
+                                                  "tile_statistics": "unit"})
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=256,
                                                 classifier_num_layers=2))
   config.total_steps = 1000
