@@ -22,6 +22,8 @@ conv to a 512-d representation, Kolesnikov et al. 2019's lesson that pretext tas
 wide representation) with batch 128 and 2000 steps (13.7 min of training, 3.7 min of
 evaluation): knn 0.7950, linear 0.8651, 1% 0.7744 — above raw pixels and its own
 random-init encoder (512-d: 0.7739 / 0.8495 / 0.7537) on kNN and linear, 0.004 short on 1%.
+The same with a 1024-d representation (13.7 + 3.6 min): 0.7922 / 0.8743 / 0.7748, again
+0.003 short on 1% (its 1024-d random init: 0.7772 / 0.8609 / 0.7676).
 """
 
 import os
