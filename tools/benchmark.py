@@ -223,8 +223,8 @@ def torch_peer(config, in_channels: int):
     for index in range(blocks):
       layers.append(torch_block(cin, width * 2**stage, 2 if stage > 0 and index == 0 else 1))
       cin = width * 2**stage * torch_block.expansion
-  if config.model.get("final_features", 0):  # the final 1x1 conv + BN + ReLU before pooling
-    final = config.model.final_features
+  final = config.model.final_features
+  if final:  # the final 1x1 conv + BN + ReLU before pooling
     layers += [nn.Conv2d(cin, final, 1, bias=False), nn.BatchNorm2d(final), nn.ReLU()]
     cin = final
   layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]

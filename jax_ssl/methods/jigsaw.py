@@ -23,16 +23,14 @@ from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.Array, *, grid: int,
                   gap: int, jitter: int, tile_resize: int = 0, tile_statistics: str = "unit"
                   ) -> tuple[jax.Array, jax.Array]:
-  """-> ([B, T, s, s, C] normalised tiles in shuffled order, [B] permutation indices);
-  s = `tile_resize` when > 0 (`tiles.resize_tiles`), tiles normalised to `tile_statistics`
-  (`tiles.normalize_tiles`).
+  """-> ([B, T, s, s, C] tiles of `tiles.cut_tiles` in shuffled order, [B] permutation
+  indices).
 
   Position j of example b holds source tile `permutations[label_b, j]`.
   """
   tile_rng, label_rng = jax.random.split(rng)
-  cut = tiles.resize_tiles(tiles.normalize_tiles(tiles.grid_tiles(
-      tile_rng, images, grid=grid, gap=gap, jitter=jitter), statistics=tile_statistics,
-      images=images), tile_resize)
+  cut = tiles.cut_tiles(tile_rng, images, grid=grid, gap=gap, jitter=jitter,
+                        tile_resize=tile_resize, tile_statistics=tile_statistics)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, permutations.shape[0])
   order = permutations[labels]
   return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels

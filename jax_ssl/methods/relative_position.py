@@ -25,13 +25,11 @@ NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre
 def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
                          tile_resize: int = 0, tile_statistics: str = "unit"
                          ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7);
-  s = `tile_resize` when > 0 (`tiles.resize_tiles`), tiles normalised to
-  `tile_statistics` (`tiles.normalize_tiles`)."""
+  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7), cut
+  by `tiles.cut_tiles` from a 3x3 grid."""
   tile_rng, label_rng = jax.random.split(rng)
-  cut = tiles.resize_tiles(tiles.normalize_tiles(tiles.grid_tiles(
-      tile_rng, images, grid=3, gap=gap, jitter=jitter), statistics=tile_statistics,
-      images=images), tile_resize)
+  cut = tiles.cut_tiles(tile_rng, images, grid=3, gap=gap, jitter=jitter,
+                        tile_resize=tile_resize, tile_statistics=tile_statistics)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
   neighbour = jnp.take_along_axis(
       cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]

@@ -81,6 +81,14 @@ def resize_tiles(tiles: jax.Array, size: int) -> jax.Array:
   return jax.image.resize(tiles, (*tiles.shape[:-3], size, size, tiles.shape[-1]), "bilinear")
 
 
+def cut_tiles(rng: jax.Array, images: jax.Array, *, grid: int, gap: int, jitter: int,
+              tile_resize: int = 0, tile_statistics: str = "unit") -> jax.Array:
+  """[B, H, W, C] -> [B, grid * grid, s, s, C]: `grid_tiles`, then `normalize_tiles` to
+  `tile_statistics`, then `resize_tiles` to s = `tile_resize` (when > 0)."""
+  return resize_tiles(normalize_tiles(grid_tiles(rng, images, grid=grid, gap=gap, jitter=jitter),
+                                      statistics=tile_statistics, images=images), tile_resize)
+
+
 @functools.lru_cache(maxsize=8)
 def permutation_set(count: int, num_tiles: int, seed: int) -> np.ndarray:
   """`count` permutations of `num_tiles` tiles with a large minimal Hamming distance.
