@@ -124,13 +124,15 @@ def test_finetune_random_init_baseline_and_low_label_switch(evaluated_run, tmp_p
   assert "finetune_top1" not in results["baselines"]["raw_pixels"]
 
 
-def test_export_features_and_report_only(evaluated_run, fake_fmnist, tmp_path):
+def test_export_features_and_report_only(evaluated_run, fake_fmnist, tmp_path, monkeypatch):
   workdir = _copy(evaluated_run, tmp_path)
   shutil.rmtree(workdir / "report")
   os.remove(workdir / "report.md")
   results_before = (workdir / "results.json").read_text()
   out = tmp_path / "features"
-  evaluate_workdir(str(workdir), report=True, export_dir=str(out))
+  # A relative --workdir (as typed on the command line): Orbax needs absolute paths.
+  monkeypatch.chdir(tmp_path)
+  evaluate_workdir("run", report=True, export_dir=str(out))
   # Nothing re-evaluated (results.json holds this step), the report rewritten.
   assert (workdir / "results.json").read_text() == results_before
   assert "](report/embedding.png)" in (workdir / "report.md").read_text()

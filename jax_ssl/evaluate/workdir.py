@@ -80,7 +80,8 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   spec = methods.get_method(config.method)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
-  directory = os.path.join(workdir, "checkpoints")
+  # Absolute: Orbax refuses a relative checkpoint path (`--workdir runs/x` must work).
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   checkpointer = checkpoint.Checkpointer(directory, keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
   try:
