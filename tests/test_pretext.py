@@ -11,6 +11,7 @@ import pytest
 
 from conftest import tiny_config
 from jax_ssl import train
+from jax_ssl.errors import ConfigError
 from jax_ssl.methods import jigsaw, relative_position, rotation, tiles
 
 
@@ -119,6 +120,37 @@ def test_jigsaw_shuffle_is_undone_by_its_permutation():
       np.testing.assert_array_equal(shuffled[b, position], grid[b, order[position]])
 
 
+def test_jigsaw_image_layout_puts_the_shuffled_tiles_in_the_cells():
+  """layout="image" (JiGen): cell j of the scrambled image holds source tile perm[j]; with
+  no gap or jitter the tiles fill their cells exactly and assembling undoes the cut."""
+  images = ramp_images(batch=8)
+  whole = tiles.grid_tiles(jax.random.key(0), images, grid=2, gap=0, jitter=0)
+  np.testing.assert_array_equal(tiles.assemble_tiles(whole, grid=2, height=28, width=28),
+                                images)
+  perms = jnp.asarray(tiles.permutation_set(24, 4, 0))
+  scrambled, labels = jigsaw.scrambled_images(jax.random.key(2), images, perms, grid=2, gap=0,
+                                              jitter=0, tile_statistics="images")
+  assert scrambled.shape == images.shape and len(set(np.asarray(labels).tolist())) > 3
+  grid = tiles.normalize_tiles(whole, statistics="images", images=images)
+  for b in range(8):
+    order = np.asarray(perms[labels[b]])
+    for position in range(4):
+      row, col = divmod(position, 2)
+      np.testing.assert_allclose(scrambled[b, 14 * row:14 * row + 14, 14 * col:14 * col + 14],
+                                 grid[b, order[position]], atol=1e-6)
+  # With a gap the 12-px tiles are resized to the 14-px cells; 3x3 cells (27 px) are resized
+  # to the input's 28.
+  gapped, _ = jigsaw.scrambled_images(jax.random.key(2), images, perms, grid=2, gap=1, jitter=1)
+  three, _ = jigsaw.scrambled_images(jax.random.key(2), images,
+                                     jnp.asarray(tiles.permutation_set(5, 9, 0)), grid=3,
+                                     gap=1, jitter=1)
+  assert gapped.shape == three.shape == images.shape
+  with pytest.raises(ConfigError, match="layout='image'.*set tile_resize=0"):
+    jigsaw.check_layout("image", 28)
+  with pytest.raises(ConfigError, match="method_args.layout='tile'; use one of"):
+    jigsaw.check_layout("tile", 0)
+
+
 def test_relative_position_neighbour_is_at_its_label():
   images = ramp_images(batch=32)
   centre, neighbour, labels = relative_position.centre_and_neighbour(
@@ -131,17 +163,21 @@ def test_relative_position_neighbour_is_at_its_label():
     np.testing.assert_array_equal(neighbour[b], grid[b, relative_position.NEIGHBOURS[labels[b]]])
 
 
-PRETEXT = {  # method: (method_args, steps); relative_position steps are ~10x cheaper
+PRETEXT = {  # case: (method_args, steps); relative_position steps are ~10x cheaper
     "rotation": ({}, 60),
     "jigsaw": ({"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 8, "permutation_seed": 0},
                60),
+    "jigsaw-image": ({"grid": 2, "gap": 1, "jitter": 1, "num_permutations": 8,
+                      "permutation_seed": 0, "layout": "image", "tile_statistics": "images"},
+                     60),
     "relative_position": ({"gap": 1, "jitter": 1, "tile_statistics": "images"}, 300),
 }
 
 
-@pytest.mark.parametrize("method", sorted(PRETEXT))
-def test_pretext_accuracy_rises_during_training(method, fake_fmnist, tmp_path):
-  method_args, steps = PRETEXT[method]
+@pytest.mark.parametrize("case", sorted(PRETEXT))
+def test_pretext_accuracy_rises_during_training(case, fake_fmnist, tmp_path):
+  method = case.split("-")[0]
+  method_args, steps = PRETEXT[case]
   config = tiny_config(*fake_fmnist, total_steps=steps, checkpoint_every_steps=1000)
   config.method = method
   config.method_args = ml_collections.ConfigDict(method_args)

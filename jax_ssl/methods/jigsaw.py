@@ -6,6 +6,13 @@ Puzzles", ECCV 2016. The image is cut into a 3x3 grid of tiles with gaps and jit
 `num_permutations` permutations chosen for a large Hamming distance (Algorithm 1), each
 tile goes through the shared backbone (the "context-free network"), and a classifier on
 the concatenated tile features predicts the permutation's index.
+
+`layout="image"` instead puts the shuffled tiles back together into one image of the
+input's size (each tile resized to its cell) and the backbone sees that whole scrambled
+image; the classifier predicts the permutation from its pooled features (Carlucci et al.,
+"Domain Generalization by Solving Jigsaw Puzzles", CVPR 2019, JiGen). The encoder then
+learns at the scale and field of view it is evaluated at, for a quarter (2x2) or a ninth
+(3x3) of the tile layout's backbone cost.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_ssl.errors import ConfigError
 from jax_ssl.methods import classification, tiles
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
@@ -36,30 +44,59 @@ def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.Array, *,
   return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels
 
 
+LAYOUTS = ("tiles", "image")
+
+
+def check_layout(layout: str, tile_resize: int) -> None:
+  if layout not in LAYOUTS:
+    raise ConfigError(f"method_args.layout={layout!r}; use one of {LAYOUTS}")
+  if layout == "image" and tile_resize:
+    raise ConfigError(f"method_args.tile_resize={tile_resize} with layout='image', which "
+                      "resizes every tile to its cell; set tile_resize=0")
+
+
+def scrambled_images(rng: jax.Array, images: jax.Array, permutations: jax.Array, *,
+                     grid: int, gap: int, jitter: int, tile_statistics: str = "unit"
+                     ) -> tuple[jax.Array, jax.Array]:
+  """-> ([B, H, W, C] images whose grid cells hold `shuffle_tiles`' tiles (each resized to
+  the cell), [B] permutation indices): the `layout="image"` input."""
+  _, height, width, _ = images.shape
+  shuffled, labels = shuffle_tiles(rng, images, permutations, grid=grid, gap=gap,
+                                   jitter=jitter, tile_resize=min(height, width) // grid,
+                                   tile_statistics=tile_statistics)
+  return tiles.assemble_tiles(shuffled, grid=grid, height=height, width=width), labels
+
+
 def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
                rngs: nnx.Rngs):
-  num_tiles = method_args["grid"] ** 2
-  return classification.classifier_head(num_tiles * feature_dim,
+  check_layout(method_args["layout"], method_args["tile_resize"])
+  inputs = 1 if method_args["layout"] == "image" else method_args["grid"] ** 2
+  return classification.classifier_head(inputs * feature_dim,
                                         method_args["num_permutations"], head_args, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, grid: int, gap: int, jitter: int,
               num_permutations: int, permutation_seed: int, tile_resize: int,
-              tile_statistics: str):
+              tile_statistics: str, layout: str):
   permutations = jnp.asarray(tiles.permutation_set(num_permutations, grid * grid,
                                                    permutation_seed))
-  shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
-                                   jitter=jitter, tile_resize=tile_resize,
-                                   tile_statistics=tile_statistics)
-  batch, num_tiles = shuffled.shape[:2]
-  # One backbone pass over every tile of every example (shared weights, as the paper's
-  # siamese-ennead), then the tile features side by side in shuffled order.
-  features = model.backbone(shuffled.reshape(batch * num_tiles, *shuffled.shape[2:]))
-  logits = model.heads["classifier"](features.reshape(batch, -1))
+  if layout == "image":
+    scrambled, labels = scrambled_images(context.rng, views[0], permutations, grid=grid,
+                                         gap=gap, jitter=jitter,
+                                         tile_statistics=tile_statistics)
+    logits = model.heads["classifier"](model.backbone(scrambled))
+  else:
+    shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
+                                     jitter=jitter, tile_resize=tile_resize,
+                                     tile_statistics=tile_statistics)
+    batch, num_tiles = shuffled.shape[:2]
+    # One backbone pass over every tile of every example (shared weights, as the paper's
+    # siamese-ennead), then the tile features side by side in shuffled order.
+    features = model.backbone(shuffled.reshape(batch * num_tiles, *shuffled.shape[2:]))
+    logits = model.heads["classifier"](features.reshape(batch, -1))
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
   return loss, {"jigsaw": loss, "jigsaw_accuracy": accuracy}, {}
-
 
 SPEC = MethodSpec(
     name="jigsaw",
@@ -67,5 +104,6 @@ SPEC = MethodSpec(
     make_heads=make_heads,
     objective=objective,
     default_method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
-                         "permutation_seed": 0, "tile_resize": 0, "tile_statistics": "unit"},
+                         "permutation_seed": 0, "tile_resize": 0, "tile_statistics": "unit",
+                         "layout": "tiles"},
 )

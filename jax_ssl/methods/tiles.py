@@ -89,6 +89,20 @@ def cut_tiles(rng: jax.Array, images: jax.Array, *, grid: int, gap: int, jitter:
                                       statistics=tile_statistics, images=images), tile_resize)
 
 
+def assemble_tiles(tiles: jax.Array, *, grid: int, height: int, width: int) -> jax.Array:
+  """[B, grid * grid, s, s, C] tiles in row-major cell order -> [B, height, width, C]: the
+  tiles side by side in a grid x grid image, resized (bilinear) to height x width when
+  grid * s differs from it. The inverse of cutting without gap or jitter."""
+  batch, num_tiles, size, _, channels = tiles.shape
+  if num_tiles != grid * grid:
+    raise ValueError(f"{num_tiles} tiles do not fill a {grid}x{grid} grid")
+  image = tiles.reshape(batch, grid, grid, size, size, channels).transpose(0, 1, 3, 2, 4, 5)
+  image = image.reshape(batch, grid * size, grid * size, channels)
+  if (grid * size, grid * size) == (height, width):
+    return image
+  return jax.image.resize(image, (batch, height, width, channels), "bilinear")
+
+
 @functools.lru_cache(maxsize=8)
 def permutation_set(count: int, num_tiles: int, seed: int) -> np.ndarray:
   """`count` permutations of `num_tiles` tiles with a large minimal Hamming distance.
