@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from flax import nnx
 
 from conftest import tiny_config
 from jax_ssl import train
@@ -146,9 +147,47 @@ def test_jigsaw_image_layout_puts_the_shuffled_tiles_in_the_cells():
                                      gap=1, jitter=1)
   assert gapped.shape == three.shape == images.shape
   with pytest.raises(ConfigError, match="layout='image'.*set tile_resize=0"):
-    jigsaw.check_layout("image", 28)
+    jigsaw.check_args("image", 28, 0.0)
   with pytest.raises(ConfigError, match="method_args.layout='tile'; use one of"):
-    jigsaw.check_layout("tile", 0)
+    jigsaw.check_args("tile", 0, 0.0)
+  with pytest.raises(ConfigError, match="unshuffled_fraction=1.0; use a fraction in"):
+    jigsaw.check_args("image", 0, 1.0)
+
+
+def test_jigsaw_unshuffled_fraction_leaves_examples_in_order():
+  """JiGen's ordered images: about that fraction of the examples keep the identity order and
+  its label; the identity becomes one more class when the set lacks it."""
+  single = jigsaw.puzzle_permutations(1, 9, 0, 0.0)  # one random permutation, not the identity
+  assert single.shape == (1, 9) and not (single == np.arange(9)).all()
+  with_order = jigsaw.puzzle_permutations(1, 9, 0, 0.3)
+  np.testing.assert_array_equal(with_order, [single[0], np.arange(9)])
+  assert jigsaw.identity_index(with_order) == 1
+  # The maximal-Hamming set takes the identity early (lexicographically first): kept as is.
+  perms = jigsaw.puzzle_permutations(10, 9, 0, 0.3)
+  np.testing.assert_array_equal(perms, tiles.permutation_set(10, 9, 0))
+  identity = jigsaw.identity_index(perms)
+  images = ramp_images(batch=512)
+  shuffled, labels = jigsaw.shuffle_tiles(jax.random.key(5), images, perms, grid=3, gap=1,
+                                          jitter=1, unshuffled_fraction=0.3)
+  labels = np.asarray(labels)
+  ordered = labels == identity
+  # 0.3 kept in order plus 0.7 / 10 drawn as the identity: 0.37 expected.
+  assert 0.30 < ordered.mean() < 0.44, ordered.mean()
+  assert set(labels[~ordered].tolist()) == set(range(10)) - {identity}
+  tile_rng, _ = jax.random.split(jax.random.key(5))
+  grid = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=3, gap=1, jitter=1))
+  np.testing.assert_array_equal(shuffled[ordered], grid[ordered])
+  assert not np.allclose(shuffled[~ordered], grid[~ordered])
+  _, never = jigsaw.shuffle_tiles(jax.random.key(5), images, perms, grid=3, gap=1, jitter=1)
+  # The classifier has a class for the identity when the set lacks it.
+  args = {**jigsaw.SPEC.default_method_args, "num_permutations": 1, "unshuffled_fraction": 0.3}
+  heads = jigsaw.SPEC.make_heads(4, {"classifier_hidden_dim": 8, "classifier_num_layers": 2},
+                                 args, nnx.Rngs(0))
+  assert heads["classifier"](jnp.ones((3, 9 * 4))).shape == (3, 2)
+  assert 0 < np.mean(np.asarray(never) == identity) < 0.2
+  with pytest.raises(ValueError, match="no identity permutation"):
+    jigsaw.shuffle_tiles(jax.random.key(5), images, single, grid=3, gap=1, jitter=1,
+                         unshuffled_fraction=0.5)
 
 
 def test_relative_position_neighbour_is_at_its_label():

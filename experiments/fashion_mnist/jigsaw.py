@@ -38,7 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.method = "jigsaw"
   config.method_args = ml_collections.ConfigDict(
       {"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100, "permutation_seed": 0,
-       "tile_resize": 0, "tile_statistics": "unit", "layout": "tiles"})
+       "tile_resize": 0, "tile_statistics": "unit", "layout": "tiles",
+       "unshuffled_fraction": 0.0})
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=512,
                                                 classifier_num_layers=2))
   config.total_steps = 1600

@@ -12,7 +12,9 @@ input's size (each tile resized to its cell) and the backbone sees that whole sc
 image; the classifier predicts the permutation from its pooled features (Carlucci et al.,
 "Domain Generalization by Solving Jigsaw Puzzles", CVPR 2019, JiGen). The encoder then
 learns at the scale and field of view it is evaluated at, for a quarter (2x2) or a ninth
-(3x3) of the tile layout's backbone cost.
+(3x3) of the tile layout's backbone cost. JiGen also leaves a fraction of the examples in
+order (its "data bias" beta; here `unshuffled_fraction`), so the encoder sees whole images
+as they are evaluated; the identity permutation is their class.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jax_ssl.errors import ConfigError
@@ -28,26 +31,56 @@ from jax_ssl.methods import classification, tiles
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
 
-def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.Array, *, grid: int,
-                  gap: int, jitter: int, tile_resize: int = 0, tile_statistics: str = "unit"
+def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.typing.ArrayLike, *,
+                  grid: int, gap: int, jitter: int, tile_resize: int = 0,
+                  tile_statistics: str = "unit", unshuffled_fraction: float = 0.0
                   ) -> tuple[jax.Array, jax.Array]:
   """-> ([B, T, s, s, C] tiles of `tiles.cut_tiles` in shuffled order, [B] permutation
   indices).
 
-  Position j of example b holds source tile `permutations[label_b, j]`.
+  Position j of example b holds source tile `permutations[label_b, j]`. With
+  `unshuffled_fraction` > 0 each example is, with that probability, left in order (the
+  label of the identity permutation, which `permutations` must hold).
   """
   tile_rng, label_rng = jax.random.split(rng)
   cut = tiles.cut_tiles(tile_rng, images, grid=grid, gap=gap, jitter=jitter,
                         tile_resize=tile_resize, tile_statistics=tile_statistics)
+  permutations = np.asarray(permutations)
+  if unshuffled_fraction > 0:
+    label_rng, keep_rng = jax.random.split(label_rng)
   labels = jax.random.randint(label_rng, (images.shape[0],), 0, permutations.shape[0])
-  order = permutations[labels]
+  if unshuffled_fraction > 0:
+    keep = jax.random.bernoulli(keep_rng, unshuffled_fraction, labels.shape)
+    labels = jnp.where(keep, identity_index(permutations), labels)
+  order = jnp.asarray(permutations)[labels]
   return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels
+
+
+def identity_index(permutations: np.ndarray) -> int:
+  """Row of the identity permutation in `permutations` [P, T]."""
+  rows = np.flatnonzero((permutations == np.arange(permutations.shape[1])).all(axis=1))
+  if not len(rows):
+    raise ValueError("the permutation set has no identity permutation to leave tiles in order")
+  return int(rows[0])
+
+
+def puzzle_permutations(num_permutations: int, num_tiles: int, seed: int,
+                        unshuffled_fraction: float) -> np.ndarray:
+  """The classes: `tiles.permutation_set`, plus the identity as one more (last) class when
+  some examples stay in order (`unshuffled_fraction` > 0) and the set lacks it."""
+  permutations = tiles.permutation_set(num_permutations, num_tiles, seed)
+  if unshuffled_fraction > 0 and not (permutations == np.arange(num_tiles)).all(axis=1).any():
+    permutations = np.concatenate([permutations, np.arange(num_tiles, dtype=np.int32)[None]])
+  return permutations
 
 
 LAYOUTS = ("tiles", "image")
 
 
-def check_layout(layout: str, tile_resize: int) -> None:
+def check_args(layout: str, tile_resize: int, unshuffled_fraction: float) -> None:
+  if not 0 <= unshuffled_fraction < 1:
+    raise ConfigError(f"method_args.unshuffled_fraction={unshuffled_fraction}; use a fraction "
+                      "in [0, 1) (0: every example shuffled)")
   if layout not in LAYOUTS:
     raise ConfigError(f"method_args.layout={layout!r}; use one of {LAYOUTS}")
   if layout == "image" and tile_resize:
@@ -55,41 +88,47 @@ def check_layout(layout: str, tile_resize: int) -> None:
                       "resizes every tile to its cell; set tile_resize=0")
 
 
-def scrambled_images(rng: jax.Array, images: jax.Array, permutations: jax.Array, *,
-                     grid: int, gap: int, jitter: int, tile_statistics: str = "unit"
-                     ) -> tuple[jax.Array, jax.Array]:
+def scrambled_images(rng: jax.Array, images: jax.Array, permutations: jax.typing.ArrayLike, *,
+                     grid: int, gap: int, jitter: int, tile_statistics: str = "unit",
+                     unshuffled_fraction: float = 0.0) -> tuple[jax.Array, jax.Array]:
   """-> ([B, H, W, C] images whose grid cells hold `shuffle_tiles`' tiles (each resized to
   the cell), [B] permutation indices): the `layout="image"` input."""
   _, height, width, _ = images.shape
   shuffled, labels = shuffle_tiles(rng, images, permutations, grid=grid, gap=gap,
                                    jitter=jitter, tile_resize=min(height, width) // grid,
-                                   tile_statistics=tile_statistics)
+                                   tile_statistics=tile_statistics,
+                                   unshuffled_fraction=unshuffled_fraction)
   return tiles.assemble_tiles(shuffled, grid=grid, height=height, width=width), labels
 
 
 def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
                rngs: nnx.Rngs):
-  check_layout(method_args["layout"], method_args["tile_resize"])
+  check_args(method_args["layout"], method_args["tile_resize"],
+             method_args["unshuffled_fraction"])
   inputs = 1 if method_args["layout"] == "image" else method_args["grid"] ** 2
-  return classification.classifier_head(inputs * feature_dim,
-                                        method_args["num_permutations"], head_args, rngs)
+  classes = len(puzzle_permutations(method_args["num_permutations"], method_args["grid"] ** 2,
+                                    method_args["permutation_seed"],
+                                    method_args["unshuffled_fraction"]))
+  return classification.classifier_head(inputs * feature_dim, classes, head_args, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, grid: int, gap: int, jitter: int,
               num_permutations: int, permutation_seed: int, tile_resize: int,
-              tile_statistics: str, layout: str):
-  permutations = jnp.asarray(tiles.permutation_set(num_permutations, grid * grid,
-                                                   permutation_seed))
+              tile_statistics: str, layout: str, unshuffled_fraction: float):
+  permutations = puzzle_permutations(num_permutations, grid * grid, permutation_seed,
+                                     unshuffled_fraction)
   if layout == "image":
     scrambled, labels = scrambled_images(context.rng, views[0], permutations, grid=grid,
                                          gap=gap, jitter=jitter,
-                                         tile_statistics=tile_statistics)
+                                         tile_statistics=tile_statistics,
+                                         unshuffled_fraction=unshuffled_fraction)
     logits = model.heads["classifier"](model.backbone(scrambled))
   else:
     shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
                                      jitter=jitter, tile_resize=tile_resize,
-                                     tile_statistics=tile_statistics)
+                                     tile_statistics=tile_statistics,
+                                     unshuffled_fraction=unshuffled_fraction)
     batch, num_tiles = shuffled.shape[:2]
     # One backbone pass over every tile of every example (shared weights, as the paper's
     # siamese-ennead), then the tile features side by side in shuffled order.
@@ -105,5 +144,5 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
                          "permutation_seed": 0, "tile_resize": 0, "tile_statistics": "unit",
-                         "layout": "tiles"},
+                         "layout": "tiles", "unshuffled_fraction": 0.0},
 )
