@@ -78,6 +78,7 @@ LAYOUTS = ("tiles", "image")
 
 
 def check_args(layout: str, tile_resize: int, unshuffled_fraction: float) -> None:
+  """Raises ConfigError (one line, naming the fix) for arguments no layout can use."""
   if not 0 <= unshuffled_fraction < 1:
     raise ConfigError(f"method_args.unshuffled_fraction={unshuffled_fraction}; use a fraction "
                       "in [0, 1) (0: every example shuffled)")
@@ -136,6 +137,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
     logits = model.heads["classifier"](features.reshape(batch, -1))
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
   return loss, {"jigsaw": loss, "jigsaw_accuracy": accuracy}, {}
+
 
 SPEC = MethodSpec(
     name="jigsaw",
