@@ -35,8 +35,9 @@ def restore_for_evaluation(directory: str, step: int, state: TrainState,
   """
   needed = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats}
   abstract = checkpoint.abstract_like(needed, sharding)
+  # Absolute: Orbax refuses a relative path (`--workdir runs/x` must work).
   restored = ocp.PyTreeCheckpointer().restore(
-      os.path.join(directory, str(step), "state"),
+      os.path.abspath(os.path.join(directory, str(step), "state")),
       args=ocp.args.PyTreeRestore(
           item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
           partial_restore=True))
@@ -80,8 +81,7 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   spec = methods.get_method(config.method)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
-  # Absolute: Orbax refuses a relative checkpoint path (`--workdir runs/x` must work).
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  directory = os.path.join(workdir, "checkpoints")
   checkpointer = checkpoint.Checkpointer(directory, keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
   try:

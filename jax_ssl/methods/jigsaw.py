@@ -56,9 +56,14 @@ def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.typing.Ar
   return jnp.take_along_axis(cut, order[:, :, None, None, None], axis=1), labels
 
 
+def _identity_rows(permutations: np.ndarray) -> np.ndarray:
+  """Indices of the rows of `permutations` [P, T] that are the identity."""
+  return np.flatnonzero((permutations == np.arange(permutations.shape[1])).all(axis=1))
+
+
 def identity_index(permutations: np.ndarray) -> int:
   """Row of the identity permutation in `permutations` [P, T]."""
-  rows = np.flatnonzero((permutations == np.arange(permutations.shape[1])).all(axis=1))
+  rows = _identity_rows(permutations)
   if not len(rows):
     raise ValueError("the permutation set has no identity permutation to leave tiles in order")
   return int(rows[0])
@@ -69,7 +74,7 @@ def puzzle_permutations(num_permutations: int, num_tiles: int, seed: int,
   """The classes: `tiles.permutation_set`, plus the identity as one more (last) class when
   some examples stay in order (`unshuffled_fraction` > 0) and the set lacks it."""
   permutations = tiles.permutation_set(num_permutations, num_tiles, seed)
-  if unshuffled_fraction > 0 and not (permutations == np.arange(num_tiles)).all(axis=1).any():
+  if unshuffled_fraction > 0 and not len(_identity_rows(permutations)):
     permutations = np.concatenate([permutations, np.arange(num_tiles, dtype=np.int32)[None]])
   return permutations
 
