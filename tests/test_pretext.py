@@ -2,6 +2,7 @@
 they claim, and each task's accuracy rises during a short run of a tiny model."""
 
 import json
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -202,6 +203,39 @@ def test_relative_position_neighbour_is_at_its_label():
     np.testing.assert_array_equal(neighbour[b], grid[b, relative_position.NEIGHBOURS[labels[b]]])
 
 
+def test_relative_position_all_neighbours_pairs_each_with_its_label():
+  images = ramp_images(batch=6)
+  grid, labels = relative_position.centre_and_all_neighbours(jax.random.key(3), images,
+                                                             gap=1, jitter=1)
+  centre, neighbour, drawn = relative_position.centre_and_neighbour(jax.random.key(3), images,
+                                                                    gap=1, jitter=1)
+  np.testing.assert_array_equal(labels, np.arange(8))
+  np.testing.assert_array_equal(grid[:, 4], centre)  # same grid as the one-neighbour draw
+  for b in range(6):
+    np.testing.assert_array_equal(grid[b, relative_position.NEIGHBOURS[drawn[b]]], neighbour[b])
+  # The objective pairs the centre with neighbour k under label k, for every image.
+  seen = []
+
+  class Recorder(nnx.Module):
+    def __call__(self, pair):
+      seen.append(pair)
+      return jnp.zeros((pair.shape[0], 8))
+
+  backbone = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731  (features = the tile's pixels)
+  model = SimpleNamespace(backbone=backbone, heads={"classifier": Recorder()})
+  context = SimpleNamespace(rng=jax.random.key(3))
+  args = dict(gap=1, jitter=1, tile_resize=0, tile_statistics="unit")
+  loss, metrics, _ = relative_position.objective(model, [images], None, context,
+                                                  neighbours="all", **args)
+  pair = seen[0].reshape(6, 8, 2, -1)
+  for k, cell in enumerate(relative_position.NEIGHBOURS):
+    np.testing.assert_array_equal(pair[:, k, 0], grid[:, 4].reshape(6, -1))
+    np.testing.assert_array_equal(pair[:, k, 1], grid[:, cell].reshape(6, -1))
+  np.testing.assert_allclose(loss, np.log(8), rtol=1e-6)  # uniform logits over 8 classes
+  with pytest.raises(ConfigError, match="neighbours='both'; use one of"):
+    relative_position.make_heads(4, {}, {"neighbours": "both"}, nnx.Rngs(0))
+
+
 PRETEXT = {  # case: (method_args, steps); relative_position steps are ~10x cheaper
     "rotation": ({}, 60),
     "jigsaw": ({"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 8, "permutation_seed": 0},
@@ -210,6 +244,8 @@ PRETEXT = {  # case: (method_args, steps); relative_position steps are ~10x chea
                       "permutation_seed": 0, "layout": "image", "tile_statistics": "images"},
                      60),
     "relative_position": ({"gap": 1, "jitter": 1, "tile_statistics": "images"}, 300),
+    "relative_position-all": ({"gap": 1, "jitter": 1, "tile_statistics": "images",
+                               "neighbours": "all"}, 100),
 }
 
 
