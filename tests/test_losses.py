@@ -45,6 +45,39 @@ def test_nt_xent_matches_reference(temperature):
       reference_nt_xent(z1, z2, temperature), rel=1e-5)
 
 
+def reference_nt_xent_multi_view(views, temperature):
+  """Loop-by-loop multi-positive NT-Xent in float64: -log(sum_pos exp / sum_{b != a} exp)."""
+  z = np.concatenate(views).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  n, total = len(views[0]), 0.0
+  for a in range(len(z)):
+    others = [b for b in range(len(z)) if b != a]
+    positives = [b for b in others if b % n == a % n]
+    exp = {b: math.exp(z[a] @ z[b] / temperature) for b in others}
+    total += -math.log(sum(exp[b] for b in positives) / sum(exp.values()))
+  return total / len(z)
+
+
+@pytest.mark.parametrize("num_views", [3, 5])
+def test_nt_xent_multi_view_matches_reference(num_views):
+  views = list(np.random.default_rng(num_views).normal(size=(num_views, 6, 4)))
+  assert float(losses.nt_xent_multi_view(views, 0.3)) == pytest.approx(
+      reference_nt_xent_multi_view(views, 0.3), rel=1e-5)
+
+
+def test_nt_xent_multi_view_of_two_views_is_nt_xent():
+  z1, z2 = np.random.default_rng(4).normal(size=(2, 7, 5))
+  assert float(losses.nt_xent_multi_view([z1, z2], 0.1)) == pytest.approx(
+      float(losses.nt_xent(z1, z2, 0.1)), rel=1e-5)
+  # Known answer: 3 identical views of 2 orthogonal examples. Each anchor: 2 positives of
+  # similarity 1, 3 negatives of 0 -> -log(2 e^(1/T) / (2 e^(1/T) + 3)).
+  z = np.eye(2)
+  expected = -math.log(2 * math.exp(2) / (2 * math.exp(2) + 3))
+  assert float(losses.nt_xent_multi_view([z, z, z], 0.5)) == pytest.approx(expected, rel=1e-6)
+  with pytest.raises(ValueError, match="at least 2 views"):
+    losses.nt_xent_multi_view([z], 0.5)
+
+
 def test_nt_xent_scale_invariant():
   rng = np.random.default_rng(1)
   z1, z2 = rng.normal(size=(2, 8, 4)).astype(np.float32)

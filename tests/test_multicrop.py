@@ -14,6 +14,7 @@ from flax import nnx
 import trainer_subprocess as ts
 from conftest import tiny_config
 from jax_ssl import config as config_lib
+from jax_ssl import losses
 from jax_ssl.data import augment
 from jax_ssl.errors import ConfigError
 from jax_ssl.methods import dino, swav
@@ -25,12 +26,14 @@ from test_teacher import _images, _setup
 HEADS = {"dino": dict(projector_hidden_dim=16, bottleneck_dim=8, num_prototypes=12,
                       projector_num_layers=3, use_bn=True),
          "swav": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
-                      num_prototypes=12)}
+                      num_prototypes=12),
+         "simclr": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2)}
 ARGS = {"dino": dict(student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
                      warmup_teacher_temp_steps=4, center_momentum=0.9,
                      freeze_last_layer_steps=1, base_momentum=0.9),
         "swav": dict(temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_size=96,
-                     queue_start_step=2, freeze_prototypes_steps=1)}
+                     queue_start_step=2, freeze_prototypes_steps=1),
+        "simclr": dict(temperature=0.2)}
 
 
 def multicrop_config(method, num_local=2, **overrides):
@@ -62,7 +65,8 @@ def test_view_configs_global_overrides_then_local_crops():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: setattr(c, "method", "simclr"), "does not use multi-crop"),
+    (lambda c: setattr(c, "method", "barlow_twins"),
+     r"does not use multi-crop local views; set it to 0 \(dino and simclr and swav use them\)"),
     (lambda c: c.augment.update(view_overrides=({"blur_prb": 1.0},)), "did you mean 'blur_prob'"),
     (lambda c: c.augment.update(view_overrides=({}, {}, {})), "at most 2"),
     (lambda c: c.augment.local_crops.update(crop_scale=(0.5, 0.1)), "augment.local_crops"),
@@ -70,10 +74,10 @@ def test_view_configs_global_overrides_then_local_crops():
 def test_bad_multicrop_config_is_one_clear_error(change, message):
   config = multicrop_config("dino")
   change(config)
-  if config.method == "simclr":
+  if config.method == "barlow_twins":
     config.heads = ml_collections.ConfigDict(dict(projector_hidden_dim=16, projector_output_dim=8,
                                                   projector_num_layers=2))
-    config.method_args = ml_collections.ConfigDict({"temperature": 0.5})
+    config.method_args = ml_collections.ConfigDict({"off_diagonal_weight": 5e-3})
   with pytest.raises(ConfigError, match=message):
     config_lib.validate(config, 1)
 
@@ -167,13 +171,32 @@ def test_swav_queue_takes_the_global_views_and_is_used_from_its_start_step():
   assert after[0] == pytest.approx(after[1], rel=1e-5)  # the queue's order does not matter
 
 
-@pytest.mark.parametrize("method", ["dino", "swav"])
+@pytest.mark.parametrize("method", ["dino", "swav", "simclr"])
 def test_multicrop_step_is_the_same_on_1_and_8_devices(method):
   config = multicrop_config(method)
   one, eight = _step_losses(config, 1, steps=4), _step_losses(config, 8, steps=4)
   for a, b in zip(one, eight):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)
+
+
+def test_simclr_with_local_crops_contrasts_every_crop():
+  # 2 global + 2 local views: the step's loss is nt_xent_multi_view over all 4 embeddings.
+  config = multicrop_config("simclr")
+  _, graphdef, _, state, step = _setup(config)
+  images = _images(config)
+  rng = jax.random.key_data(jax.random.key(0))
+  _, metrics = step(state, images, rng)
+  views = _views(config, images, rng)
+  assert [v.shape[1] for v in views] == [28, 28, 12, 12]
+  model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
+  model.train()
+  z = []  # one encoder pass per crop size, as the step's BatchNorm sees the views
+  for pair in (views[:2], views[2:]):
+    z += jnp.split(model.heads["projector"](model.backbone(jnp.concatenate(pair))), 2)
+  expected = losses.nt_xent_multi_view(z, 0.2)
+  assert float(metrics["nt_xent"]) == pytest.approx(float(expected), rel=1e-4)
+  assert float(metrics["nt_xent"]) != pytest.approx(float(losses.nt_xent(*z[:2], 0.2)), rel=1e-3)
 
 
 def test_dino_with_local_crops_in_a_mix_and_under_gradient_accumulation():

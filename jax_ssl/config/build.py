@@ -70,8 +70,9 @@ def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfi
                            f"augment.view_overrides[{i}]") for i in range(num_global)]
   if local["num"] > 0:
     if not spec.local_views:
+      users = " and ".join(sorted(name for name, m in methods.METHODS.items() if m.local_views))
       raise ConfigError(f"augment.local_crops.num={local['num']} but {config.method} does not "
-                        f"use multi-crop local views; set it to 0 (dino and swav use them)")
+                        f"use multi-crop local views; set it to 0 ({users} use them)")
     local_aug = {**aug, "output_size": local["output_size"], "crop_scale": local["crop_scale"]}
     views += [_augment_config(local_aug, dict(local["overrides"]), "augment.local_crops")
               ] * local["num"]

@@ -8,7 +8,8 @@ Grouped by family in submodules; everything public is re-exported here, so
 """
 
 from jax_ssl.losses.clustering import dino, dino_center_update, sinkhorn_knopp, swav
-from jax_ssl.losses.contrastive import info_nce, l2_normalize, moco_v2, nearest_neighbour, nnclr, nt_xent
+from jax_ssl.losses.contrastive import (info_nce, l2_normalize, moco_v2, nearest_neighbour, nnclr,
+                                        nt_xent, nt_xent_multi_view)
 from jax_ssl.losses.mim_targets import beit, maskfeat, perplexity, vq_vae
 from jax_ssl.losses.masked import mae, normalized_patches, simmim
 from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_directions, sigreg,
@@ -16,5 +17,5 @@ from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_d
 
 __all__ = ["barlow_twins", "beit", "byol", "dino", "dino_center_update", "info_nce",
            "l2_normalize", "lejepa", "mae", "maskfeat", "moco_v2", "nearest_neighbour", "nnclr",
-           "normalized_patches", "nt_xent", "perplexity", "random_directions", "sigreg",
+           "normalized_patches", "nt_xent", "nt_xent_multi_view", "perplexity", "random_directions", "sigreg",
            "simmim", "simsiam", "sinkhorn_knopp", "swav", "vicreg", "vq_vae"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -44,6 +46,33 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float) -> jax.Array:
       [jnp.arange(num_pairs) + num_pairs, jnp.arange(num_pairs)])
   positive_logit = jnp.take_along_axis(logits, positive_index[:, None], axis=1)[:, 0]
   return jnp.mean(jax.nn.logsumexp(logits, axis=1) - positive_logit)
+
+
+def nt_xent_multi_view(views: Sequence[ArrayLike], temperature: float) -> jax.Array:
+  """NT-Xent over V >= 2 views of the same N examples (multi-crop SimCLR, as solo-learn's).
+
+  Args:
+    views: V arrays [N, D]; row i of every view comes from example i (global crops and
+      multi-crop local crops alike).
+    temperature: softmax temperature tau > 0.
+
+  Returns:
+    Scalar: mean over the V*N anchors a of
+    -log( sum_{p in P(a)} exp(s(a, p)/tau) / sum_{b != a} exp(s(a, b)/tau) ), with P(a) the
+    V - 1 other views of a's example and s the cosine similarity; every view of every other
+    example is a negative. With V = 2 this is `nt_xent`.
+  """
+  if len(views) < 2:
+    raise ValueError(f"nt_xent_multi_view needs at least 2 views, got {len(views)}")
+  num_examples = jnp.shape(views[0])[0]
+  z = l2_normalize(jnp.concatenate([jnp.asarray(v, jnp.float32) for v in views], axis=0))
+  logits = (z @ z.T) / temperature
+  example = jnp.tile(jnp.arange(num_examples), len(views))
+  self_pair = jnp.eye(z.shape[0], dtype=bool)
+  logits = jnp.where(self_pair, -jnp.inf, logits)
+  positive = (example[:, None] == example[None, :]) & ~self_pair
+  positive_logsumexp = jax.nn.logsumexp(jnp.where(positive, logits, -jnp.inf), axis=1)
+  return jnp.mean(jax.nn.logsumexp(logits, axis=1) - positive_logsumexp)
 
 
 def _diagonal_cross_entropy(logits: jax.Array) -> jax.Array:

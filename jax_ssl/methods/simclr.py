@@ -3,6 +3,10 @@
 Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
 ICML 2020. Under `jax.jit` over global arrays the similarity matrix spans every device's
 and every host's examples, so each anchor has 2N-1 global negatives.
+
+Multi-crop (`augment.local_crops.num` = L > 0, Caron et al. 2020): the 2 global views and L
+smaller local crops all go through the encoder and `losses.nt_xent_multi_view` takes every
+other crop of the same image as a positive (solo-learn's multi-crop SimCLR).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *,
               temperature: float):
-  z1, z2 = embed_views(model, views)
-  loss = losses.nt_xent(z1, z2, temperature)
+  z = embed_views(model, views)
+  loss = (losses.nt_xent(*z, temperature) if len(z) == 2
+          else losses.nt_xent_multi_view(z, temperature))
   return loss, {"nt_xent": loss}, {}
 
 
@@ -30,4 +35,5 @@ SPEC = MethodSpec(
     make_heads=projector_heads,
     objective=objective,
     default_method_args={"temperature": 0.2},
+    local_views=True,
 )
