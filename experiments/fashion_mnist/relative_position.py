@@ -36,7 +36,8 @@ score 0.7913 / 0.8469 / 0.7780:
   900 steps, about the same tiles per run; 8.1 + 1.6 min): 0.7733 / 0.8351 / 0.7389, below
   random init, with about the same pretext accuracy (0.51 vs 0.50, mean of the last 10 logged
   steps) from 4.4x fewer images (57,600 vs 256,000);
-- 1000 steps instead of 2000 (3.8 + 1.6 min): 0.7808 / 0.8576 / 0.7584.
+- 1000 steps instead of 2000 (3.8 + 1.6 min): 0.7808 / 0.8576 / 0.7584; 3500 steps (13.0 +
+  1.6 min): 0.7906 / 0.8730 / 0.7704.
 """
 
 import os
