@@ -17,5 +17,6 @@ from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_d
 
 __all__ = ["barlow_twins", "beit", "byol", "dino", "dino_center_update", "info_nce",
            "l2_normalize", "lejepa", "mae", "maskfeat", "moco_v2", "nearest_neighbour", "nnclr",
-           "normalized_patches", "nt_xent", "nt_xent_multi_view", "perplexity", "random_directions", "sigreg",
-           "simmim", "simsiam", "sinkhorn_knopp", "swav", "vicreg", "vq_vae"]
+           "normalized_patches", "nt_xent", "nt_xent_multi_view", "perplexity",
+           "random_directions", "sigreg", "simmim", "simsiam", "sinkhorn_knopp", "swav", "vicreg",
+           "vq_vae"]

@@ -28,30 +28,29 @@ NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre
 NEIGHBOUR_MODES = ("one", "all")
 
 
-def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
-                         tile_resize: int = 0, tile_statistics: str = "unit"
-                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7), cut
-  by `tiles.cut_tiles` from a 3x3 grid."""
-  tile_rng, label_rng = jax.random.split(rng)
-  cut = tiles.cut_tiles(tile_rng, images, grid=3, gap=gap, jitter=jitter,
-                        tile_resize=tile_resize, tile_statistics=tile_statistics)
-  labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
-  neighbour = jnp.take_along_axis(
-      cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]
-  return cut[:, CENTRE], neighbour, labels
-
-
 def centre_and_all_neighbours(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
                               tile_resize: int = 0, tile_statistics: str = "unit"
                               ) -> tuple[jax.Array, jax.Array]:
   """-> (the 9 tiles [B, 9, s, s, C] of `tiles.cut_tiles`' 3x3 grid, row-major, labels [8]
-  = 0..7): neighbour `NEIGHBOURS[k]` of each image has label k. Same grid as
-  `centre_and_neighbour` draws from with the same `rng`."""
+  = 0..7): neighbour `NEIGHBOURS[k]` of each image has label k."""
   tile_rng, _ = jax.random.split(rng)
   cut = tiles.cut_tiles(tile_rng, images, grid=3, gap=gap, jitter=jitter,
                         tile_resize=tile_resize, tile_statistics=tile_statistics)
   return cut, jnp.arange(len(NEIGHBOURS))
+
+
+def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
+                         tile_resize: int = 0, tile_statistics: str = "unit"
+                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7): one
+  random neighbour per image from the grid `centre_and_all_neighbours` cuts with `rng`."""
+  cut, _ = centre_and_all_neighbours(rng, images, gap=gap, jitter=jitter,
+                                     tile_resize=tile_resize, tile_statistics=tile_statistics)
+  _, label_rng = jax.random.split(rng)
+  labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
+  neighbour = jnp.take_along_axis(
+      cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]
+  return cut[:, CENTRE], neighbour, labels
 
 
 def check_args(neighbours: str) -> None:
