@@ -29,23 +29,14 @@ def nt_xent(z1: ArrayLike, z2: ArrayLike, temperature: float) -> jax.Array:
   Returns:
     Scalar: mean over the 2N anchors a of
     -log( exp(s(a, pos(a))/tau) / sum_{b != a} exp(s(a, b)/tau) ), with s the cosine
-    similarity; every other view of the batch is a negative.
+    similarity; every other view of the batch is a negative. The 2-view case of
+    `nt_xent_multi_view`, which computes it.
 
   References:
     Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations",
     ICML 2020, eq. (1).
   """
-  z1 = jnp.asarray(z1, jnp.float32)
-  z2 = jnp.asarray(z2, jnp.float32)
-  num_pairs = z1.shape[0]
-  z = l2_normalize(jnp.concatenate([z1, z2], axis=0))
-  logits = (z @ z.T) / temperature
-  # An anchor is never its own negative: drop the diagonal from the softmax.
-  logits = jnp.where(jnp.eye(2 * num_pairs, dtype=bool), -jnp.inf, logits)
-  positive_index = jnp.concatenate(
-      [jnp.arange(num_pairs) + num_pairs, jnp.arange(num_pairs)])
-  positive_logit = jnp.take_along_axis(logits, positive_index[:, None], axis=1)[:, 0]
-  return jnp.mean(jax.nn.logsumexp(logits, axis=1) - positive_logit)
+  return nt_xent_multi_view([z1, z2], temperature)
 
 
 def nt_xent_multi_view(views: Sequence[ArrayLike], temperature: float) -> jax.Array:

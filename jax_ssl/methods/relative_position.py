@@ -71,9 +71,9 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   cut = dict(gap=gap, jitter=jitter, tile_resize=tile_resize, tile_statistics=tile_statistics)
   if neighbours == "all":
     grid, neighbour_labels = centre_and_all_neighbours(context.rng, views[0], **cut)
-    batch = grid.shape[0]
+    batch, num_tiles = grid.shape[:2]
     features = model.backbone(grid.reshape(-1, *grid.shape[2:]))  # one pass, shared weights
-    features = features.reshape(batch, 9, -1)
+    features = features.reshape(batch, num_tiles, -1)
     others = features[:, jnp.asarray(NEIGHBOURS)]  # [B, 8, D]
     centre = jnp.broadcast_to(features[:, CENTRE:CENTRE + 1], others.shape)
     pair = jnp.concatenate([centre, others], axis=-1).reshape(batch * len(NEIGHBOURS), -1)

@@ -23,9 +23,7 @@ from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *,
               temperature: float):
-  z = embed_views(model, views)
-  loss = (losses.nt_xent(*z, temperature) if len(z) == 2
-          else losses.nt_xent_multi_view(z, temperature))
+  loss = losses.nt_xent_multi_view(embed_views(model, views), temperature)
   return loss, {"nt_xent": loss}, {}
 
 
