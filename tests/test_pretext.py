@@ -193,7 +193,7 @@ def test_jigsaw_unshuffled_fraction_leaves_examples_in_order():
 
 def test_relative_position_neighbour_is_at_its_label():
   images = ramp_images(batch=32)
-  centre, neighbour, labels = relative_position.centre_and_neighbour(
+  centre, neighbour, labels = relative_position.tile_and_neighbour(
       jax.random.key(3), images, gap=1, jitter=1)
   assert set(np.asarray(labels).tolist()) == set(range(8))
   tile_rng, _ = jax.random.split(jax.random.key(3))
@@ -207,7 +207,7 @@ def test_relative_position_all_neighbours_pairs_each_with_its_label():
   images = ramp_images(batch=6)
   grid, labels = relative_position.centre_and_all_neighbours(jax.random.key(3), images,
                                                              gap=1, jitter=1)
-  centre, neighbour, drawn = relative_position.centre_and_neighbour(jax.random.key(3), images,
+  centre, neighbour, drawn = relative_position.tile_and_neighbour(jax.random.key(3), images,
                                                                     gap=1, jitter=1)
   np.testing.assert_array_equal(labels, np.arange(8))
   np.testing.assert_array_equal(grid[:, 4], centre)  # same grid as the one-neighbour draw
@@ -224,7 +224,7 @@ def test_relative_position_all_neighbours_pairs_each_with_its_label():
   backbone = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731  (features = the tile's pixels)
   model = SimpleNamespace(backbone=backbone, heads={"classifier": Recorder()})
   context = SimpleNamespace(rng=jax.random.key(3))
-  args = dict(gap=1, jitter=1, tile_resize=0, tile_statistics="unit")
+  args = dict(gap=1, jitter=1, tile_resize=0, tile_statistics="unit", grid=3)
   loss, metrics, _ = relative_position.objective(model, [images], None, context,
                                                   neighbours="all", **args)
   pair = seen[0].reshape(6, 8, 2, -1)
@@ -233,7 +233,34 @@ def test_relative_position_all_neighbours_pairs_each_with_its_label():
     np.testing.assert_array_equal(pair[:, k, 1], grid[:, cell].reshape(6, -1))
   np.testing.assert_allclose(loss, np.log(8), rtol=1e-6)  # uniform logits over 8 classes
   with pytest.raises(ConfigError, match="neighbours='both'; use one of"):
-    relative_position.make_heads(4, {}, {"neighbours": "both"}, nnx.Rngs(0))
+    relative_position.make_heads(4, {}, {"neighbours": "both", "grid": 3}, nnx.Rngs(0))
+
+
+def test_relative_position_pairs_of_a_2x2_grid():
+  np.testing.assert_array_equal(relative_position.neighbour_pairs(3),
+                                [(4, cell, k) for k, cell in enumerate(relative_position.NEIGHBOURS)])
+  pairs = relative_position.neighbour_pairs(2)
+  # Cells 0 1 / 2 3; labels: 0 up-left, 1 up, 2 up-right, 3 left, 4 right, 5 down-left,
+  # 6 down, 7 down-right.
+  assert sorted(map(tuple, pairs.tolist())) == sorted([
+      (0, 1, 4), (0, 2, 6), (0, 3, 7), (1, 0, 3), (1, 2, 5), (1, 3, 6),
+      (2, 0, 1), (2, 1, 2), (2, 3, 4), (3, 0, 0), (3, 1, 1), (3, 2, 3)])
+  images = ramp_images(batch=64)
+  first, neighbour, labels = relative_position.tile_and_neighbour(
+      jax.random.key(4), images, gap=1, jitter=1, grid=2)
+  assert first.shape == (64, 12, 12, 1)  # 14-px cells less gap and jitter
+  tile_rng, label_rng = jax.random.split(jax.random.key(4))
+  grid = tiles.normalize_tiles(tiles.grid_tiles(tile_rng, images, grid=2, gap=1, jitter=1))
+  drawn = pairs[np.asarray(jax.random.randint(label_rng, (64,), 0, 12))]
+  np.testing.assert_array_equal(labels, drawn[:, 2])
+  for b in range(64):
+    np.testing.assert_array_equal(first[b], grid[b, drawn[b, 0]])
+    np.testing.assert_array_equal(neighbour[b], grid[b, drawn[b, 1]])
+  assert len(set(map(tuple, drawn[:, :2].tolist()))) == 12  # every pair gets drawn
+  with pytest.raises(ConfigError, match="method_args.grid=4; use one of"):
+    relative_position.make_heads(4, {}, {"neighbours": "one", "grid": 4}, nnx.Rngs(0))
+  with pytest.raises(ConfigError, match="set method_args.grid=3 or method_args.neighbours='one'"):
+    relative_position.make_heads(4, {}, {"neighbours": "all", "grid": 2}, nnx.Rngs(0))
 
 
 PRETEXT = {  # case: (method_args, steps); relative_position steps are ~10x cheaper
@@ -246,6 +273,8 @@ PRETEXT = {  # case: (method_args, steps); relative_position steps are ~10x chea
     "relative_position": ({"gap": 1, "jitter": 1, "tile_statistics": "images"}, 300),
     "relative_position-all": ({"gap": 1, "jitter": 1, "tile_statistics": "images",
                                "neighbours": "all"}, 100),
+    "relative_position-grid2": ({"gap": 1, "jitter": 1, "tile_statistics": "images",
+                                 "grid": 2}, 300),
 }
 
 
@@ -272,7 +301,7 @@ def test_pretext_accuracy_rises_during_training(case, fake_fmnist, tmp_path):
 
 def test_tiles_resized_to_the_evaluation_resolution():
   images = ramp_images(batch=4)
-  centre, neighbour, labels = relative_position.centre_and_neighbour(
+  centre, neighbour, labels = relative_position.tile_and_neighbour(
       jax.random.key(3), images, gap=1, jitter=1, tile_resize=28)
   assert centre.shape == neighbour.shape == (4, 28, 28, 1)
   tile_rng, _ = jax.random.split(jax.random.key(3))

@@ -61,7 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.method = "relative_position"
   config.method_args = ml_collections.ConfigDict({"gap": 1, "jitter": 1, "tile_resize": 28,
                                                   "tile_statistics": "unit",
-                                                  "neighbours": "one"})
+                                                  "neighbours": "one", "grid": 3})
   config.heads = ml_collections.ConfigDict(dict(classifier_hidden_dim=256,
                                                 classifier_num_layers=2))
   config.model.final_features = 512

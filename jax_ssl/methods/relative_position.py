@@ -6,6 +6,12 @@ tile normalised on its own), the centre tile and one random neighbour go through
 backbone; a classifier on the two feature vectors side by side predicts the neighbour's
 position (8 classes, row-major: 0 = top-left ... 7 = bottom-right).
 
+`grid=2` cuts a 2x2 grid instead (tiles of a quarter of the image, 2.25x the pixels of a
+3x3 grid's): the grid has no centre, so the first tile is any cell and the second any other
+(every two cells of a 2x2 grid are neighbours); the label is still the second tile's
+direction from the first, one of the same 8 (12 ordered pairs: each horizontal and vertical
+direction twice, each diagonal once).
+
 `neighbours="all"` classifies every one of the 8 neighbours against the centre instead of
 one drawn at random: 9 tiles through the backbone give 8 labelled pairs (one neighbour: 2
 tiles, 1 pair), so each step carries 8 / 9 pairs per encoded tile instead of 1 / 2.
@@ -17,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jax_ssl.errors import ConfigError
@@ -26,49 +33,73 @@ from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 CENTRE = 4
 NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre, row-major
 NEIGHBOUR_MODES = ("one", "all")
+GRIDS = (2, 3)
+
+
+def neighbour_pairs(grid: int) -> np.ndarray:
+  """[P, 3] int: (first cell, second cell, label) for every pair the task draws from, in
+  row-major cell order; label k = the second cell lies in the direction of `NEIGHBOURS[k]`
+  from the 3x3 centre. grid 3: the centre and each of its 8 neighbours (label = row);
+  grid 2: every ordered pair of distinct cells."""
+  directions = [(cell // 3 - 1, cell % 3 - 1) for cell in NEIGHBOURS]
+  firsts = [CENTRE] if grid == 3 else range(grid * grid)
+  pairs = [(a, b, directions.index((b // grid - a // grid, b % grid - a % grid)))
+           for a in firsts for b in range(grid * grid)
+           if (b // grid - a // grid, b % grid - a % grid) in directions]
+  return np.asarray(pairs, dtype=np.int32)
 
 
 def centre_and_all_neighbours(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
-                              tile_resize: int = 0, tile_statistics: str = "unit"
-                              ) -> tuple[jax.Array, jax.Array]:
-  """-> (the 9 tiles [B, 9, s, s, C] of `tiles.cut_tiles`' 3x3 grid, row-major, labels [8]
-  = 0..7): neighbour `NEIGHBOURS[k]` of each image has label k."""
+                              tile_resize: int = 0, tile_statistics: str = "unit",
+                              grid: int = 3) -> tuple[jax.Array, jax.Array]:
+  """-> (the grid * grid tiles [B, grid * grid, s, s, C] of `tiles.cut_tiles`, row-major,
+  labels [8] = 0..7): on the 3x3 grid, neighbour `NEIGHBOURS[k]` of each image has label k."""
   tile_rng, _ = jax.random.split(rng)
-  cut = tiles.cut_tiles(tile_rng, images, grid=3, gap=gap, jitter=jitter,
+  cut = tiles.cut_tiles(tile_rng, images, grid=grid, gap=gap, jitter=jitter,
                         tile_resize=tile_resize, tile_statistics=tile_statistics)
   return cut, jnp.arange(len(NEIGHBOURS))
 
 
-def centre_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
-                         tile_resize: int = 0, tile_statistics: str = "unit"
-                         ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """-> (centre tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7): one
-  random neighbour per image from the grid `centre_and_all_neighbours` cuts with `rng`."""
-  cut, _ = centre_and_all_neighbours(rng, images, gap=gap, jitter=jitter,
+def tile_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: int,
+                       tile_resize: int = 0, tile_statistics: str = "unit", grid: int = 3
+                       ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """-> (first tiles [B, s, s, C], neighbour tiles [B, s, s, C], labels [B] in 0..7): one
+  random pair of `neighbour_pairs(grid)` per image (on the 3x3 grid: the centre and one of
+  its neighbours) from the tiles `centre_and_all_neighbours` cuts with `rng`."""
+  cut, _ = centre_and_all_neighbours(rng, images, gap=gap, jitter=jitter, grid=grid,
                                      tile_resize=tile_resize, tile_statistics=tile_statistics)
   _, label_rng = jax.random.split(rng)
-  labels = jax.random.randint(label_rng, (images.shape[0],), 0, len(NEIGHBOURS))
-  neighbour = jnp.take_along_axis(
-      cut, jnp.asarray(NEIGHBOURS)[labels][:, None, None, None, None], axis=1)[:, 0]
-  return cut[:, CENTRE], neighbour, labels
+  pairs = jnp.asarray(neighbour_pairs(grid))
+  drawn = pairs[jax.random.randint(label_rng, (images.shape[0],), 0, len(pairs))]
+
+  def tile(cells):
+    return jnp.take_along_axis(cut, cells[:, None, None, None, None], axis=1)[:, 0]
+
+  return tile(drawn[:, 0]), tile(drawn[:, 1]), drawn[:, 2]
 
 
-def check_args(neighbours: str) -> None:
-  """Raises ConfigError (one line, naming the fix) for an unknown `neighbours`."""
+def check_args(neighbours: str, grid: int) -> None:
+  """Raises ConfigError (one line, naming the fix) for an unknown `neighbours` or `grid`."""
   if neighbours not in NEIGHBOUR_MODES:
     raise ConfigError(f"method_args.neighbours={neighbours!r}; use one of {NEIGHBOUR_MODES}")
+  if grid not in GRIDS:
+    raise ConfigError(f"method_args.grid={grid!r}; use one of {GRIDS}")
+  if neighbours == "all" and grid != 3:
+    raise ConfigError(f"method_args.neighbours='all' needs the 3x3 grid's centre; set "
+                      f"method_args.grid=3 or method_args.neighbours='one'")
 
 
 def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
                rngs: nnx.Rngs):
-  check_args(method_args["neighbours"])
+  check_args(method_args["neighbours"], method_args["grid"])
   return classification.classifier_head(2 * feature_dim, len(NEIGHBOURS), head_args, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, gap: int, jitter: int, tile_resize: int,
-              tile_statistics: str, neighbours: str):
-  cut = dict(gap=gap, jitter=jitter, tile_resize=tile_resize, tile_statistics=tile_statistics)
+              tile_statistics: str, neighbours: str, grid: int):
+  cut = dict(gap=gap, jitter=jitter, tile_resize=tile_resize, tile_statistics=tile_statistics,
+             grid=grid)
   if neighbours == "all":
     grid, neighbour_labels = centre_and_all_neighbours(context.rng, views[0], **cut)
     batch, num_tiles = grid.shape[:2]
@@ -79,8 +110,8 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
     pair = jnp.concatenate([centre, others], axis=-1).reshape(batch * len(NEIGHBOURS), -1)
     labels = jnp.tile(neighbour_labels, batch)
   else:
-    centre, neighbour, labels = centre_and_neighbour(context.rng, views[0], **cut)
-    features = model.backbone(jnp.concatenate([centre, neighbour]))  # one pass, shared weights
+    first, neighbour, labels = tile_and_neighbour(context.rng, views[0], **cut)
+    features = model.backbone(jnp.concatenate([first, neighbour]))  # one pass, shared weights
     pair = jnp.concatenate(jnp.split(features, 2), axis=-1)
   logits = model.heads["classifier"](pair)
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
@@ -93,5 +124,5 @@ SPEC = MethodSpec(
     make_heads=make_heads,
     objective=objective,
     default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0, "tile_statistics": "unit",
-                         "neighbours": "one"},
+                         "neighbours": "one", "grid": 3},
 )
