@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_ssl.kernels import conv as kernel_conv
+
 _KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torchvision's BatchNorm momentum 0.1 is Flax's 0.9 (weight of the running value).
 _BN_MOMENTUM = 0.9
@@ -26,7 +28,7 @@ def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
   pad = (kernel - 1) // 2
   return nnx.Conv(in_features, out_features, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_KAIMING,
-                  rngs=rngs)
+                  conv_general_dilated=kernel_conv.conv_general_dilated, rngs=rngs)
 
 
 def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:

@@ -1,0 +1,158 @@
+"""A 2-D convolution with its own CPU kernels (forward, input gradient, weight gradient).
+
+`conv_general_dilated` is a drop-in for `jax.lax.conv_general_dilated` (the argument
+`nnx.Conv` takes): where this module's kernels apply and win, it runs `conv2d`, a
+`jax.custom_vjp` whose forward pass and two gradients are each either a kernel of
+`conv2d.cc` (through the XLA FFI) or XLA's own convolution, chosen per layer shape by
+`choose`; everywhere else it is `lax.conv_general_dilated` itself.
+
+The kernels apply to: float32, NHWC activations with HWIO kernels, 2-D, equal strides, no
+dilation or groups, non-negative explicit padding; on the CPU backend. `JAX_SSL_CPU_KERNELS`
+chooses: `auto` (default: with one device, each op where `choose` says it wins; with several,
+none, since XLA's partitioner would gather a sharded batch onto every device for a custom
+call), `1` (every op that applies, with any number of devices: for tests) or `0` (never).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jax_ssl.kernels import build
+
+MODES = ("auto", "1", "0")
+LANES = 16  # the kernels' vector width: the vectorised channel count must be a multiple
+
+
+def mode() -> str:
+  value = os.environ.get("JAX_SSL_CPU_KERNELS", "auto")
+  if value not in MODES:
+    raise ValueError(f"JAX_SSL_CPU_KERNELS={value!r}; use one of {MODES}")
+  return value
+
+
+def _lax_conv(x, w, stride, padding):
+  return lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def choose(op: str, x_shape: Sequence[int], w_shape: Sequence[int], stride: int) -> bool:
+  """Whether `op` ("forward", "input_grad", "weight_grad") of this layer runs on the kernels:
+  the vectorised channels must be a multiple of 16 (output channels for the forward pass and
+  the weight gradient, input channels for the input gradient); in `auto` mode, also where
+  the kernel was measured faster than XLA's Eigen path (tools/conv_layers.py)."""
+  _, _, _, cin = x_shape
+  kh, kw, _, cout = w_shape
+  vector = cin if op == "input_grad" else cout
+  if vector % LANES or mode() == "0" or build.load() is None:
+    return False
+  if mode() == "1":
+    return True
+  return op == "weight_grad"
+
+
+def _pad(x, padding):
+  return jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+
+
+def _ffi(name, shape, *args, **attrs):
+  call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(tuple(shape), jnp.float32))
+  return call(*args, **{k: np.int64(v) for k, v in attrs.items()})
+
+
+def _output_shape(x_shape, w_shape, stride, padding):
+  n, h, w, _ = x_shape
+  kh, kw, _, cout = w_shape
+  return (n, (h + sum(padding[0]) - kh) // stride + 1, (w + sum(padding[1]) - kw) // stride + 1,
+          cout)
+
+
+def _forward(x, w, stride, padding):
+  if choose("forward", x.shape, w.shape, stride):
+    return _ffi("JaxSslConvForward", _output_shape(x.shape, w.shape, stride, padding),
+                _pad(x, padding), w, stride=stride)
+  return _lax_conv(x, w, stride, padding)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+  """NHWC x HWIO -> NHWC convolution, stride `stride`, padding ((top, bottom), (left, right))."""
+  return _forward(x, w, stride, padding)
+
+
+def _conv2d_fwd(x, w, stride, padding):
+  return _forward(x, w, stride, padding), (x, w)
+
+
+def _conv2d_bwd(stride, padding, residuals, g):
+  x, w = residuals
+  n, h, width, cin = x.shape
+  (top, bottom), (left, right) = padding
+  kh, kw = w.shape[:2]
+  if stride == 1 and choose("input_grad", x.shape, w.shape, stride) and max(
+      top, bottom) < kh and max(left, right) < kw:
+    # Stride 1: the input gradient is the forward convolution of the padded output gradient
+    # with the kernel flipped and its channels swapped (the forward kernel is the faster one).
+    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+    dx = _ffi("JaxSslConvForward", x.shape,
+              _pad(g, ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))),
+              flipped, stride=1)
+  elif choose("input_grad", x.shape, w.shape, stride):
+    dx = _ffi("JaxSslConvInputGrad", (n, h + top + bottom, width + left + right, cin), g, w,
+              stride=stride)[:, top:top + h, left:left + width]
+  else:
+    dx = jax.vjp(lambda x: _lax_conv(x, w, stride, padding), x)[1](g)[0]
+  if choose("weight_grad", x.shape, w.shape, stride):
+    dw = _ffi("JaxSslConvWeightGrad", w.shape, _pad(x, padding), g, kernel_h=w.shape[0],
+              kernel_w=w.shape[1], stride=stride)
+  else:
+    dw = jax.vjp(lambda w: _lax_conv(x, w, stride, padding), w)[1](g)[0]
+  return dx, dw
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, preferred_element_type,
+            out_sharding=None) -> bool:
+  """Whether `conv2d` can stand in for this `lax.conv_general_dilated` call."""
+  if mode() == "0" or jax.default_backend() != "cpu":
+    return False
+  if mode() == "auto" and jax.device_count() != 1:
+    return False
+  if lhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return False
+  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  if dimension_numbers is None or lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, dimension_numbers) != nhwc:
+    return False
+  if isinstance(padding, str) or any(p < 0 for pair in padding for p in pair):
+    return False
+  if len(set(window_strides)) != 1 or feature_group_count != 1 or batch_group_count != 1:
+    return False
+  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
+    return False
+  if preferred_element_type not in (None, jnp.float32) or out_sharding is not None:
+    return False
+  return build.load() is not None
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None,
+                         out_sharding=None):
+  """`lax.conv_general_dilated`, running `conv2d` where its kernels apply (module docstring)."""
+  if applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+             feature_group_count, batch_group_count, preferred_element_type, out_sharding):
+    padding = tuple(tuple(int(p) for p in pair) for pair in padding)
+    return conv2d(lhs, rhs, int(window_strides[0]), padding)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                  dimension_numbers, feature_group_count, batch_group_count,
+                                  precision, preferred_element_type, out_sharding=out_sharding)

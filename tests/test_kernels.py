@@ -1,0 +1,147 @@
+"""The library's CPU convolution kernels (jax_ssl/kernels) against XLA's own convolution."""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from jax_ssl.kernels import build
+from jax_ssl.kernels import conv as kernel_conv
+from jax_ssl.models import resnet
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+# (batch, height, width, in channels, out channels, kernel, stride, padding)
+SHAPES = [
+    (4, 12, 12, 16, 16, 3, 1, ((1, 1), (1, 1))),    # the small encoder's stage 1 (row kernel)
+    (3, 11, 9, 16, 32, 3, 2, ((1, 1), (1, 1))),     # stride 2, odd sizes (16 -> 32 row kernel)
+    (2, 7, 7, 32, 64, 3, 2, ((1, 1), (1, 1))),      # 4 x 4 output: generic blocks only
+    (2, 5, 6, 64, 48, 3, 1, ((2, 0), (1, 2))),      # asymmetric padding, 48 output channels
+    (2, 9, 9, 16, 32, 1, 2, ((0, 0), (0, 0))),      # 1x1 stride-2 projection shortcut
+    (3, 10, 10, 1, 16, 3, 1, ((1, 1), (1, 1))),     # stem: 1 input channel (no input gradient)
+    (2, 6, 6, 3, 16, 5, 2, ((2, 2), (2, 2))),       # 5x5, 3 input channels
+    (2, 16, 16, 32, 32, 3, 1, ((1, 1), (1, 1))),    # stride 1, 32 -> 32 (row kernel)
+]
+
+
+@pytest.fixture
+def kernels_on(monkeypatch):
+  """Every op the kernels apply to runs on them (not only where `auto` picks them)."""
+  if build.load() is None:
+    pytest.skip("no C++ compiler")
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "1")
+
+
+def _lax(x, w, stride, padding):
+  return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=NHWC)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:7])))
+def test_conv2d_values_and_gradients_equal_xla(shape, kernels_on):
+  n, h, w_, cin, cout, k, stride, padding = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w_, cin))
+  w = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) / np.sqrt(k * k * cin)
+  probe = jax.random.normal(jax.random.key(2), _lax(x, w, stride, padding).shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, stride, padding)) * probe)
+
+  expected = jax.jit(jax.value_and_grad(loss(_lax), argnums=(0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(loss(kernel_conv.conv2d), argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(kernel_conv.conv2d(x, w, stride, padding), _lax(x, w, stride, padding),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(got[1], expected[1]):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(e))))
+  # The kernels ran (not XLA's convolution): their custom calls are in the compiled step.
+  hlo = jax.jit(jax.grad(loss(kernel_conv.conv2d), argnums=(0, 1))).lower(x, w).as_text()
+  assert "@JaxSslConvForward(" in hlo and "@JaxSslConvWeightGrad(" in hlo
+  if cin % 16 == 0:  # input gradient: stride 1 as a forward convolution, stride 2 its own kernel
+    assert hlo.count("@JaxSslConvForward(") == 2 if stride == 1 else "@JaxSslConvInputGrad(" in hlo
+
+
+def test_kernels_are_deterministic(kernels_on):
+  x = jax.random.normal(jax.random.key(0), (8, 14, 14, 16))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+  grad = jax.jit(jax.grad(lambda x, w: jnp.sum(kernel_conv.conv2d(x, w, 1, ((1, 1), (1, 1)))**2),
+                          argnums=(0, 1)))
+  first, second = grad(x, w), grad(x, w)
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resnet_step_equals_xla_path(kernels_on, monkeypatch):
+  """The small encoder's forward pass and every parameter gradient, kernels vs XLA."""
+  model = resnet.ResNet([1, 1, 1, 1], resnet.BasicBlock, 16, "cifar", 1, rngs=nnx.Rngs(0))
+  graphdef, state = nnx.split(model)
+  images = jax.random.normal(jax.random.key(3), (6, 28, 28, 1))
+
+  def loss(state, images):
+    return jnp.sum(jnp.sin(nnx.merge(graphdef, state)(images)))
+
+  got = jax.jit(jax.value_and_grad(loss))(state, images)
+  assert "JaxSslConv" in jax.jit(jax.grad(loss)).lower(state, images).as_text()
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "0")
+  expected = jax.jit(jax.value_and_grad(loss))(state, images)
+  assert "JaxSslConv" not in jax.jit(jax.grad(loss)).lower(state, images).as_text()
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(jax.tree.leaves(got[1]), jax.tree.leaves(expected[1])):
+    np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * (float(jnp.max(jnp.abs(e))) + 1e-6))
+
+
+@pytest.mark.parametrize("case", ["groups", "dilation", "bfloat16", "same", "nchw"])
+def test_unsupported_convolutions_stay_on_xla(case, kernels_on):
+  x = jnp.ones((2, 8, 8, 16))
+  w = jnp.ones((3, 3, 16, 16))
+  args = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=NHWC)
+  if case == "groups":
+    w, args["feature_group_count"] = jnp.ones((3, 3, 8, 16)), 2
+  elif case == "dilation":
+    args["rhs_dilation"] = (2, 2)
+  elif case == "bfloat16":
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  elif case == "same":
+    args["padding"] = "SAME"
+  else:
+    x, args["dimension_numbers"] = jnp.ones((2, 16, 8, 8)), ("NCHW", "HWIO", "NCHW")
+  hlo = jax.jit(lambda x, w: kernel_conv.conv_general_dilated(x, w, **args)).lower(x, w).as_text()
+  assert "JaxSslConv" not in hlo and "convolution" in hlo
+  np.testing.assert_allclose(kernel_conv.conv_general_dilated(x, w, **args),
+                             lax.conv_general_dilated(x, w, **args))
+
+
+def test_without_a_compiler_convolutions_stay_on_xla(monkeypatch, caplog):
+  monkeypatch.setenv("CXX", "no-such-compiler-jax-ssl")
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "1")
+  build.load.cache_clear()
+  try:
+    with caplog.at_level(logging.WARNING):
+      assert build.load() is None
+    assert "no C++ compiler" in caplog.text and "install g++" in caplog.text
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 16))
+    hlo = jax.jit(lambda x, w: kernel_conv.conv2d(x, w, 1, ((1, 1), (1, 1)))).lower(x, w).as_text()
+    assert "JaxSslConv" not in hlo
+  finally:
+    build.load.cache_clear()
+
+
+def test_a_bad_mode_is_one_line_naming_the_choices(monkeypatch):
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "yes")
+  with pytest.raises(ValueError, match=r"JAX_SSL_CPU_KERNELS='yes'; use one of \('auto', '1', '0'\)"):
+    kernel_conv.mode()
+
+
+def test_library_name_follows_source_compiler_and_cpu(monkeypatch, tmp_path):
+  if build._compiler() is None:
+    pytest.skip("no C++ compiler")
+  monkeypatch.setenv("JAX_SSL_KERNEL_CACHE", str(tmp_path))
+  path = build.library_path(build._compiler())
+  assert path.startswith(str(tmp_path)) and path.endswith(".so")
+  monkeypatch.setattr(build, "_cpu_id", lambda: "another cpu")
+  assert build.library_path(build._compiler()) != path
