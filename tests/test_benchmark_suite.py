@@ -49,3 +49,6 @@ def test_conv_layers_table_matches_the_models():
   rows = conv_layers.layer_times("small", batch=2, repeats=1)
   assert [r["layer"] for r in rows][:2] == ["stem", "stage1"]
   assert all(r["fwd"] > 0 and r["dx"] > 0 and r["dw"] > 0 for r in rows)
+  # The kernels time every op they apply to: all but the stem's input gradient (1 channel).
+  assert rows[0]["dx_kernel"] is None and rows[0]["fwd_kernel"] > 0
+  assert all(r[op + "_kernel"] > 0 for r in rows[1:] for op in conv_layers.OPS)

@@ -1,13 +1,18 @@
 r"""Per-layer convolution timings of a benchmark model: forward, input gradient, weight gradient.
 
-Where does the step's convolution time go, and which XLA:CPU path runs it? Each distinct
+Where does the step's convolution time go, and which path should run it? Each distinct
 convolution of the model (shape, stride) is jitted on its own and timed three ways:
 `fwd` (the convolution), `dx` (its input gradient) and `dw` (its weight gradient), each
-multiplied by how many times the model has that layer. Run it twice to compare the routing
-that `jax_ssl.xla_flags` sets (Eigen) with XLA's default (YNNPACK for eligible convs):
+multiplied by how many times the model has that layer, once on XLA's own convolution
+(`JAX_SSL_CPU_KERNELS=0`) and once on the library's kernels (`jax_ssl/kernels`, every op they
+apply to); `*` marks the path `JAX_SSL_CPU_KERNELS=auto` (the default) picks, and the last
+row totals XLA, the kernels and the auto choice. The table behind `jax_ssl.kernels.conv.choose`:
 
   python tools/conv_layers.py --model small
-  JAX_SSL_XLA_DEFAULTS=0 python tools/conv_layers.py --model small
+  python tools/conv_layers.py --model resnet18
+
+With `JAX_SSL_XLA_DEFAULTS=0` the XLA columns are XLA's default routing (YNNPACK for eligible
+convs) instead of the Eigen routing `jax_ssl.xla_flags` sets.
 
 Models: `small` (the Fashion-MNIST default encoder, resnet_small width 16, 512 views of
 28x28x1) and `resnet18` (CIFAR stem, 256 views of 32x32x3), as in `tools/benchmark.py
@@ -26,7 +31,8 @@ import jax_ssl  # noqa: E402,F401  (sets the library's XLA flags before JAX star
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from jax import lax  # noqa: E402
+
+from jax_ssl.kernels import conv as kernel_conv  # noqa: E402
 
 # name, in channels, out channels, kernel, stride, input size, layers of this shape
 LAYERS = {
@@ -47,9 +53,12 @@ LAYERS = {
 }
 
 
+OPS = ("fwd", "dx", "dw")
+CHOOSE_OP = {"fwd": "forward", "dx": "input_grad", "dw": "weight_grad"}
+
+
 def _conv(x, w, stride, pad):
-  return lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return kernel_conv.conv2d(x, w, stride, ((pad, pad), (pad, pad)))
 
 
 def _seconds(fn, args, repeats):
@@ -61,25 +70,54 @@ def _seconds(fn, args, repeats):
   return (time.perf_counter() - start) / repeats
 
 
+def _op_seconds(op, x, w, g, stride, pad, repeats):
+  if op == "fwd":
+    return _seconds(jax.jit(lambda x, w: _conv(x, w, stride, pad)), (x, w), repeats)
+  argnum = 0 if op == "dx" else 1
+  fn = jax.jit(lambda x, w, g: jax.vjp(lambda *a: _conv(*a, stride, pad), x, w)[1](g)[argnum])
+  return _seconds(fn, (x, w, g), repeats)
+
+
 def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[dict]:
-  """Per distinct layer: seconds of fwd, dx and dw, times the layer's count in the model."""
+  """Per distinct layer and op: seconds on XLA (`op`), on the kernels (`op_kernel`, None where
+  they do not apply) and whether auto mode picks the kernels (`op_auto`), times the layer's
+  count in the model."""
   default_batch, layers = LAYERS[model]
   batch = batch or default_batch
   rows = []
-  for name, c_in, c_out, kernel, stride, size, count in layers:
-    rng = np.random.default_rng(0)
-    pad = (kernel - 1) // 2
-    x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
-    w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
-    g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape, jnp.float32)
-    fwd = jax.jit(lambda x, w: _conv(x, w, stride, pad))
-    dx = jax.jit(lambda x, w, g: jax.vjp(lambda x_: _conv(x_, w, stride, pad), x)[1](g)[0])
-    dw = jax.jit(lambda x, w, g: jax.vjp(lambda w_: _conv(x, w_, stride, pad), w)[1](g)[0])
-    rows.append(dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}",
-                     fwd=count * _seconds(fwd, (x, w), repeats),
-                     dx=count * _seconds(dx, (x, w, g), repeats),
-                     dw=count * _seconds(dw, (x, w, g), repeats)))
+  saved = os.environ.get("JAX_SSL_CPU_KERNELS")
+  try:
+    for name, c_in, c_out, kernel, stride, size, count in layers:
+      rng = np.random.default_rng(0)
+      pad = (kernel - 1) // 2
+      x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
+      w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
+      g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
+                   jnp.float32)
+      row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
+      for op in OPS:
+        os.environ["JAX_SSL_CPU_KERNELS"] = "auto"
+        row[op + "_auto"] = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
+        os.environ["JAX_SSL_CPU_KERNELS"] = "1"
+        applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
+        row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
+                               if applies else None)
+        os.environ["JAX_SSL_CPU_KERNELS"] = "0"
+        row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
+      rows.append(row)
+  finally:
+    if saved is None:
+      os.environ.pop("JAX_SSL_CPU_KERNELS", None)
+    else:
+      os.environ["JAX_SSL_CPU_KERNELS"] = saved
   return rows
+
+
+def _cell(row, op):
+  xla, kernel, auto = row[op], row[op + "_kernel"], row[op + "_auto"]
+  xla_text = f"{xla * 1e3:.1f}" + ("" if auto else "*")
+  kernel_text = "-" if kernel is None else f"{kernel * 1e3:.1f}" + ("*" if auto else "")
+  return f"{xla_text} | {kernel_text}"
 
 
 def main(argv=None) -> None:
@@ -89,13 +127,18 @@ def main(argv=None) -> None:
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args(argv)
   rows = layer_times(args.model, args.batch or None, args.repeats)
-  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-  print("| layer | x count | shape | fwd ms | dx ms | dw ms |\n|---|---|---|---|---|---|")
+  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms per step; * = auto's choice")
+  print("| layer | x count | shape | fwd XLA | fwd kernel | dx XLA | dx kernel | dw XLA | "
+        "dw kernel |\n|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['layer']} | {r['count']} | {r['shape']} | {r['fwd'] * 1e3:.1f} | "
-          f"{r['dx'] * 1e3:.1f} | {r['dw'] * 1e3:.1f} |")
-  total = {k: sum(r[k] for r in rows) * 1e3 for k in ("fwd", "dx", "dw")}
-  print(f"| total | | | {total['fwd']:.1f} | {total['dx']:.1f} | {total['dw']:.1f} |")
+    print(f"| {r['layer']} | {r['count']} | {r['shape']} | " +
+          " | ".join(_cell(r, op) for op in OPS) + " |")
+  xla = sum(r[op] for r in rows for op in OPS)
+  kernels = sum(r[op] if r[op + "_kernel"] is None else r[op + "_kernel"]
+                for r in rows for op in OPS)
+  auto = sum(r[op + "_kernel"] if r[op + "_auto"] else r[op] for r in rows for op in OPS)
+  print(f"\ntotal ms: XLA {xla * 1e3:.1f}, kernels {kernels * 1e3:.1f} (XLA where they do not "
+        f"apply), auto {auto * 1e3:.1f}")
 
 
 if __name__ == "__main__":

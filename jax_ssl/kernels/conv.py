@@ -43,27 +43,32 @@ def _lax_conv(x, w, stride, padding):
 
 
 def choose(op: str, x_shape: Sequence[int], w_shape: Sequence[int], stride: int) -> bool:
-  """Whether `op` ("forward", "input_grad", "weight_grad") of this layer runs on the kernels:
-  the vectorised channels must be a multiple of 16 (output channels for the forward pass and
-  the weight gradient, input channels for the input gradient); in `auto` mode, also where
-  the kernel was measured faster than XLA's Eigen path (tools/conv_layers.py)."""
-  _, _, _, cin = x_shape
+  """Whether `op` ("forward", "input_grad", "weight_grad") of this layer runs on the kernels.
+
+  The vectorised channels must be a multiple of 16 (output channels for the forward pass and
+  the weight gradient, input channels for the input gradient). In `auto` mode the rule is
+  where the kernels measured faster than XLA's Eigen path, layer by layer, for the small
+  encoder and ResNet-18 (`python tools/conv_layers.py --model small|resnet18`): everywhere
+  but the gradients of layers with outputs of 4x4 or fewer pixels and 256 or more input
+  channels (ResNet-18's last stage), where XLA's are as fast or faster."""
+  _, h, w, cin = x_shape
   kh, kw, _, cout = w_shape
   vector = cin if op == "input_grad" else cout
   if vector % LANES or mode() == "0" or build.load() is None:
     return False
-  if mode() == "1":
+  if mode() == "1" or op == "forward":
     return True
-  return op == "weight_grad"
-
-
-def _pad(x, padding):
-  return jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+  return not (-(-h // stride) * -(-w // stride) <= 16 and cin >= 256)
 
 
 def _ffi(name, shape, *args, **attrs):
   call = jax.ffi.ffi_call(name, jax.ShapeDtypeStruct(tuple(shape), jnp.float32))
   return call(*args, **{k: np.int64(v) for k, v in attrs.items()})
+
+
+def _padding_attrs(padding):
+  (top, bottom), (left, right) = padding
+  return dict(pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right)
 
 
 def _output_shape(x_shape, w_shape, stride, padding):
@@ -75,8 +80,8 @@ def _output_shape(x_shape, w_shape, stride, padding):
 
 def _forward(x, w, stride, padding):
   if choose("forward", x.shape, w.shape, stride):
-    return _ffi("JaxSslConvForward", _output_shape(x.shape, w.shape, stride, padding),
-                _pad(x, padding), w, stride=stride)
+    return _ffi("JaxSslConvForward", _output_shape(x.shape, w.shape, stride, padding), x, w,
+                stride=stride, **_padding_attrs(padding))
   return _lax_conv(x, w, stride, padding)
 
 
@@ -92,25 +97,22 @@ def _conv2d_fwd(x, w, stride, padding):
 
 def _conv2d_bwd(stride, padding, residuals, g):
   x, w = residuals
-  n, h, width, cin = x.shape
   (top, bottom), (left, right) = padding
   kh, kw = w.shape[:2]
   if stride == 1 and choose("input_grad", x.shape, w.shape, stride) and max(
       top, bottom) < kh and max(left, right) < kw:
-    # Stride 1: the input gradient is the forward convolution of the padded output gradient
-    # with the kernel flipped and its channels swapped (the forward kernel is the faster one).
+    # Stride 1: the input gradient is the forward convolution of the output gradient, padded
+    # by the kernel size less the padding, with the kernel flipped and its channels swapped.
     flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-    dx = _ffi("JaxSslConvForward", x.shape,
-              _pad(g, ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))),
-              flipped, stride=1)
+    dx = _ffi("JaxSslConvForward", x.shape, g, flipped, stride=1,
+              **_padding_attrs(((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))))
   elif choose("input_grad", x.shape, w.shape, stride):
-    dx = _ffi("JaxSslConvInputGrad", (n, h + top + bottom, width + left + right, cin), g, w,
-              stride=stride)[:, top:top + h, left:left + width]
+    dx = _ffi("JaxSslConvInputGrad", x.shape, g, w, stride=stride, **_padding_attrs(padding))
   else:
     dx = jax.vjp(lambda x: _lax_conv(x, w, stride, padding), x)[1](g)[0]
   if choose("weight_grad", x.shape, w.shape, stride):
-    dw = _ffi("JaxSslConvWeightGrad", w.shape, _pad(x, padding), g, kernel_h=w.shape[0],
-              kernel_w=w.shape[1], stride=stride)
+    dw = _ffi("JaxSslConvWeightGrad", w.shape, x, g, kernel_h=kh, kernel_w=kw, stride=stride,
+              **_padding_attrs(padding))
   else:
     dw = jax.vjp(lambda w: _lax_conv(x, w, stride, padding), w)[1](g)[0]
   return dx, dw

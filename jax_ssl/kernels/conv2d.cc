@@ -1,11 +1,11 @@
 // 2-D convolution kernels for XLA:CPU through the XLA FFI (NHWC activations, HWIO kernels,
 // float32), used by jax_ssl/kernels/conv.py. Built on first use by jax_ssl/kernels/build.py.
 //
-// The input arrives already padded (the Python side pads it), so every kernel is a VALID
-// convolution with stride s and no bounds checks:
+// Each kernel works on groups of images copied into a zero-padded scratch buffer (in cache),
+// so the inner loops are a VALID convolution with stride s and no bounds checks:
 //   forward:        y[n, oy, ox, o]   = sum_{ky, kx, i} x[n, s oy + ky, s ox + kx, i] w[ky, kx, i, o]
 //   input gradient: dx[n, s oy + ky, s ox + kx, i] += sum_o g[n, oy, ox, o] w[ky, kx, i, o]
-//                   (written into a zeroed padded buffer; the caller crops the padding)
+//                   (accumulated in the padded scratch buffer, then cropped into dx)
 //   weight grad.:   dw[ky, kx, i, o]  = sum_{n, oy, ox} x[n, s oy + ky, s ox + kx, i] g[n, oy, ox, o]
 // The vector dimension is the output channels (forward, weight gradient) or the input
 // channels (input gradient): it must be a multiple of 16 (the Python side checks). Inner loops
@@ -72,59 +72,92 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t chunks, std::function<void(int64
 }
 
 struct Geometry {
-  int64_t n, hp, wp, ci, kh, kw, co, oh, ow, stride;
-  int64_t x_offset(int64_t pixel) const {  // start of the window of output pixel `pixel`
-    int64_t b = pixel / (oh * ow), r = pixel % (oh * ow);
+  int64_t n, h, w, ci, kh, kw, co, stride, pt, pl;  // unpadded input, kernel, padding
+  int64_t hp, wp, oh, ow;                           // padded input, output
+  // Start of the window of output pixel `pixel` (of a group: image-major) in the group's
+  // padded buffer.
+  int64_t x_offset(int64_t pixel) const {
+    const int64_t b = pixel / (oh * ow), r = pixel % (oh * ow);
     return ((b * hp + (r / ow) * stride) * wp + (r % ow) * stride) * ci;
   }
+  int64_t padded_image() const { return hp * wp * ci; }
 };
 
-// Forward: P pixels x V output-channel vectors in registers.
-template <int P, int V>
-void ForwardBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
-                  float* __restrict y, const int64_t* x_offsets, int64_t pixel0, int64_t o0) {
-  Vec acc[P][V];
-  #pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
-    #pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) acc[p][v] = Vec{};
-  const int64_t ci = g.ci, co = g.co, row = g.wp * ci;
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      const float* xs[P];
-      #pragma GCC unroll 32
-      for (int p = 0; p < P; ++p) xs[p] = x + x_offsets[p] + ky * row + kx * ci;
-      const float* wt = w + (ky * g.kw + kx) * ci * co + o0;
-      for (int64_t i = 0; i < ci; ++i) {
-        Vec wv[V];
-        #pragma GCC unroll 32
-        for (int v = 0; v < V; ++v) wv[v] = Load(wt + i * co + v * kLanes);
-        #pragma GCC unroll 32
-        for (int p = 0; p < P; ++p) {
-          const float xv = xs[p][i];
-          #pragma GCC unroll 32
-          for (int v = 0; v < V; ++v) acc[p][v] += xv * wv[v];
-        }
-      }
-    }
-  }
-  #pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
-    #pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) Store(y + (pixel0 + p) * co + o0 + v * kLanes, acc[p][v]);
+Geometry MakeGeometry(int64_t n, int64_t h, int64_t w, int64_t ci, int64_t kh, int64_t kw,
+                      int64_t co, int64_t stride, int64_t pt, int64_t pb, int64_t pl,
+                      int64_t pr) {
+  Geometry g{n, h, w, ci, kh, kw, co, stride, pt, pl};
+  g.hp = h + pt + pb;
+  g.wp = w + pl + pr;
+  g.oh = (g.hp - kh) / stride + 1;
+  g.ow = (g.wp - kw) / stride + 1;
+  return g;
 }
 
-// Pixels per tile: the tile's weights pass (each channel block of them) is reused by every
-// pixel of the tile while it sits in cache; channels wide enough get longer tiles.
-int64_t TilePixels(const Geometry& g) {
-  return std::clamp<int64_t>((256 * 1024) / (4 * (g.ci * g.kh * g.kw + g.co)), 32, 512);
+// Images per group: enough pixels per group for the register blocks and tiles, a padded
+// buffer that stays in the L2 cache.
+int64_t GroupImages(const Geometry& g, int64_t pixels) {
+  const int64_t by_pixels = (pixels + g.oh * g.ow - 1) / (g.oh * g.ow);
+  const int64_t by_bytes = std::max<int64_t>(1, (512 * 1024) / (4 * g.padded_image()));
+  return std::max<int64_t>(1, std::min({by_pixels, by_bytes, g.n}));
+}
+
+// Images [b0, b0 + count) of x [n, h, w, ci] into buf [count, hp, wp, ci], zero-padded.
+void PadImages(const Geometry& g, const float* x, int64_t b0, int64_t count, float* buf) {
+  std::memset(buf, 0, sizeof(float) * count * g.padded_image());
+  const int64_t row = g.w * g.ci;
+  for (int64_t b = 0; b < count; ++b)
+    for (int64_t y = 0; y < g.h; ++y)
+      std::memcpy(buf + ((b * g.hp + y + g.pt) * g.wp + g.pl) * g.ci,
+                  x + ((b0 + b) * g.h + y) * row, sizeof(float) * row);
+}
+
+// Forward, one tap (ky, kx) of P pixels x V output-channel vectors in registers, one
+// pointer per pixel; the first tap starts from zero, the others add to y.
+template <int P, int V>
+void ForwardTapBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                     float* __restrict y, const int64_t* x_offsets, int64_t o0, int64_t ky,
+                     int64_t kx) {
+  Vec acc[P][V];
+  const int64_t ci = g.ci, co = g.co;
+  const bool first = ky == 0 && kx == 0;
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) acc[p][v] = first ? Vec{} : Load(y + p * co + o0 + v * kLanes);
+  const float* xs[P];
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p) xs[p] = x + x_offsets[p] + (ky * g.wp + kx) * ci;
+  const float* wt = w + (ky * g.kw + kx) * ci * co + o0;
+  for (int64_t i = 0; i < ci; ++i) {
+    Vec wv[V];
+#pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) wv[v] = Load(wt + i * co + v * kLanes);
+#pragma GCC unroll 32
+    for (int p = 0; p < P; ++p) {
+      const float xv = xs[p][i];
+#pragma GCC unroll 32
+      for (int v = 0; v < V; ++v) acc[p][v] += xv * wv[v];
+    }
+  }
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 32
+    for (int v = 0; v < V; ++v) Store(y + p * co + o0 + v * kLanes, acc[p][v]);
+}
+
+template <int P, int V>
+void ForwardBlock(const Geometry& g, const float* x, const float* w, float* y,
+                  const int64_t* x_offsets, int64_t o0) {
+  for (int64_t ky = 0; ky < g.kh; ++ky)
+    for (int64_t kx = 0; kx < g.kw; ++kx) ForwardTapBlock<P, V>(g, x, w, y, x_offsets, o0, ky, kx);
 }
 
 // Forward of P pixels of one output row: their windows start PS floats apart (PS = stride x
 // input channels, known at compile time), so one base register addresses all of them.
 template <int P, int V, int PS>
 void ForwardRowBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
-                     float* __restrict y, int64_t x0, int64_t pixel0, int64_t o0) {
+                     float* __restrict y, int64_t x0, int64_t o0) {
   Vec acc[P][V];
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
@@ -151,265 +184,277 @@ void ForwardRowBlock(const Geometry& g, const float* __restrict x, const float* 
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) Store(y + (pixel0 + p) * co + o0 + v * kLanes, acc[p][v]);
+    for (int v = 0; v < V; ++v) Store(y + p * co + o0 + v * kLanes, acc[p][v]);
 }
 
-// Forward over whole output rows [row0, row1) (rows of all images, flattened), in blocks of
-// P pixels per row; the rest of each row goes through the generic kernel.
-template <int P, int V, int PS>
-void ForwardRows(const Geometry& g, const float* x, const float* w, float* y, int64_t row0,
-                 int64_t row1) {
-  int64_t offsets[8];
-  for (int64_t r = row0; r < row1; ++r) {
-    const int64_t pixel = r * g.ow;
-    for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
-      int64_t p = 0;
-      for (; p + P <= g.ow; p += P)
-        ForwardRowBlock<P, V, PS>(g, x, w, y, g.x_offset(pixel + p), pixel + p, o0);
-      for (; p < g.ow; ++p) {
-        offsets[0] = g.x_offset(pixel + p);
-        ForwardBlock<1, V>(g, x, w, y, offsets, pixel + p, o0);
+// Forward of a group's pixels [0, pixels) from its padded buffer x into y (the group's first
+// output pixel): blocks of P pixels across rows and images, one tap at a time over the whole
+// group (the tap's weights, ci x V vectors, stay in cache).
+template <int P, int V>
+void ForwardGroup(const Geometry& g, const float* x, const float* w, float* y, int64_t pixels) {
+  std::vector<int64_t> offsets(pixels);
+  for (int64_t p = 0; p < pixels; ++p) offsets[p] = g.x_offset(p);
+  for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
+    for (int64_t ky = 0; ky < g.kh; ++ky) {
+      for (int64_t kx = 0; kx < g.kw; ++kx) {
+        int64_t pixel = 0;
+        for (; pixel + P <= pixels; pixel += P)
+          ForwardTapBlock<P, V>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, ky, kx);
+        for (; pixel < pixels; ++pixel)
+          ForwardTapBlock<1, V>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, ky, kx);
       }
     }
   }
 }
 
-template <int P, int V>
-void ForwardRange(const Geometry& g, const float* x, const float* w, float* y, int64_t begin,
-                  int64_t end) {
-  const int64_t tile = TilePixels(g);
-  std::vector<int64_t> offsets(tile);
-  for (int64_t t0 = begin; t0 < end; t0 += tile) {
-    const int64_t count = std::min(tile, end - t0);
-    for (int64_t p = 0; p < count; ++p) offsets[p] = g.x_offset(t0 + p);
+// The same with the row kernel: blocks of P pixels within each output row, the rest of the
+// row one pixel at a time.
+template <int P, int V, int PS>
+void ForwardGroupRows(const Geometry& g, const float* x, const float* w, float* y,
+                      int64_t pixels) {
+  int64_t offsets[1];
+  for (int64_t row = 0; row * g.ow < pixels; ++row) {
+    const int64_t first = row * g.ow;
     for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
       int64_t p = 0;
-      for (; p + P <= count; p += P) ForwardBlock<P, V>(g, x, w, y, &offsets[p], t0 + p, o0);
-      for (; p < count; ++p) ForwardBlock<1, V>(g, x, w, y, &offsets[p], t0 + p, o0);
+      for (; p + P <= g.ow; p += P)
+        ForwardRowBlock<P, V, PS>(g, x, w, y + (first + p) * g.co, g.x_offset(first + p), o0);
+      for (; p < g.ow; ++p) {
+        offsets[0] = g.x_offset(first + p);
+        ForwardBlock<1, V>(g, x, w, y + (first + p) * g.co, offsets, o0);
+      }
     }
   }
 }
 
-// Input gradient: P pixels of g, V input-channel vectors of dx; wt is w transposed to
-// [kh, kw, co, ci].
+void ForwardGroupAny(const Geometry& g, const float* x, const float* w, float* y,
+                     int64_t pixels) {
+  const int64_t pixel_stride = g.stride * g.ci;
+#ifdef __AVX512F__
+  if (g.ow >= 14 && g.co == kLanes && pixel_stride == 1)
+    return ForwardGroupRows<14, 1, 1>(g, x, w, y, pixels);
+  if (g.ow >= 14 && g.co == kLanes && pixel_stride == 16)
+    return ForwardGroupRows<14, 1, 16>(g, x, w, y, pixels);
+  if (g.ow >= 14 && g.co % (2 * kLanes) == 0 && g.co < 4 * kLanes && pixel_stride == 32)
+    return ForwardGroupRows<14, 2, 32>(g, x, w, y, pixels);
+#endif
+  if (g.co % (4 * kLanes) == 0) return ForwardGroup<6, 4>(g, x, w, y, pixels);
+  if (g.co % (2 * kLanes) == 0) return ForwardGroup<8, 2>(g, x, w, y, pixels);
+  return ForwardGroup<8, 1>(g, x, w, y, pixels);
+}
+
+// Input gradient: P pixels of g, V input-channel vectors of dx (a group's padded buffer); wt
+// is w transposed to [kh, kw, co, ci]. The pixels of one block are distinct, so at one tap
+// they write distinct dx locations.
 template <int P, int V>
-void InputGradBlock(const Geometry& g, const float* gy, const float* wt, float* dx,
-                    const int64_t* x_offsets, int64_t pixel0, int64_t i0) {
+void InputGradBlock(const Geometry& g, const float* __restrict gy, const float* __restrict wt,
+                    float* __restrict dx, const int64_t* x_offsets, int64_t i0) {
   for (int64_t ky = 0; ky < g.kh; ++ky) {
     for (int64_t kx = 0; kx < g.kw; ++kx) {
       const int64_t tap = (ky * g.wp + kx) * g.ci + i0;
       const float* wk = wt + (ky * g.kw + kx) * g.co * g.ci + i0;
       Vec acc[P][V];
-      #pragma GCC unroll 32
+#pragma GCC unroll 32
       for (int p = 0; p < P; ++p)
-        #pragma GCC unroll 32
+#pragma GCC unroll 32
         for (int v = 0; v < V; ++v) acc[p][v] = Load(dx + x_offsets[p] + tap + v * kLanes);
       for (int64_t o = 0; o < g.co; ++o) {
         Vec wv[V];
-        #pragma GCC unroll 32
+#pragma GCC unroll 32
         for (int v = 0; v < V; ++v) wv[v] = Load(wk + o * g.ci + v * kLanes);
-        #pragma GCC unroll 32
+#pragma GCC unroll 32
         for (int p = 0; p < P; ++p) {
-          const float gv = gy[(pixel0 + p) * g.co + o];
-          #pragma GCC unroll 32
+          const float gv = gy[p * g.co + o];
+#pragma GCC unroll 32
           for (int v = 0; v < V; ++v) acc[p][v] += gv * wv[v];
         }
       }
-      #pragma GCC unroll 32
+#pragma GCC unroll 32
       for (int p = 0; p < P; ++p)
-        #pragma GCC unroll 32
+#pragma GCC unroll 32
         for (int v = 0; v < V; ++v) Store(dx + x_offsets[p] + tap + v * kLanes, acc[p][v]);
     }
   }
 }
 
-// Input gradient of images [b0, b1): their dx is zeroed, then every output pixel adds its
-// taps. The pixels of one block are distinct, so at one tap they write distinct dx locations.
 template <int P, int V>
-void InputGradImages(const Geometry& g, const float* gy, const float* wt, float* dx, int64_t b0,
-                     int64_t b1) {
-  const int64_t image = g.hp * g.wp * g.ci;
-  std::memset(dx + b0 * image, 0, sizeof(float) * (b1 - b0) * image);
-  const int64_t tile = TilePixels(g);
-  std::vector<int64_t> offsets(tile);
-  const int64_t end = b1 * g.oh * g.ow;
-  for (int64_t t0 = b0 * g.oh * g.ow; t0 < end; t0 += tile) {
-    const int64_t count = std::min(tile, end - t0);
-    for (int64_t p = 0; p < count; ++p) offsets[p] = g.x_offset(t0 + p);
-    for (int64_t i0 = 0; i0 < g.ci; i0 += V * kLanes) {
-      int64_t p = 0;
-      for (; p + P <= count; p += P) InputGradBlock<P, V>(g, gy, wt, dx, &offsets[p], t0 + p, i0);
-      for (; p < count; ++p) InputGradBlock<1, V>(g, gy, wt, dx, &offsets[p], t0 + p, i0);
+void InputGradGroup(const Geometry& g, const float* gy, const float* wt, float* dx,
+                    int64_t pixels) {
+  int64_t offsets[P];
+  for (int64_t i0 = 0; i0 < g.ci; i0 += V * kLanes) {
+    int64_t pixel = 0;
+    for (; pixel + P <= pixels; pixel += P) {
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) offsets[p] = g.x_offset(pixel + p);
+      InputGradBlock<P, V>(g, gy + pixel * g.co, wt, dx, offsets, i0);
+    }
+    for (; pixel < pixels; ++pixel) {
+      offsets[0] = g.x_offset(pixel);
+      InputGradBlock<1, V>(g, gy + pixel * g.co, wt, dx, offsets, i0);
     }
   }
 }
 
-// Weight gradient over pixels [begin, end): I input channels x V output-channel vectors in
-// registers, accumulated into `dw` (a chunk's partial sum, [kh, kw, ci, co]).
+// Weight gradient of a group's pixels [0, pixels): I input channels x V output-channel
+// vectors in registers, accumulated into `dw` ([kh, kw, ci, co], this chunk's partial sum).
+// The output-channel block is the outer loop, so its panel of g (pixels x V vectors) is
+// reused from cache by every tap and input-channel block.
 template <int I, int V>
-void WeightGradRange(const Geometry& g, const float* x, const float* gy, float* dw,
-                     int64_t begin, int64_t end) {
-  const int64_t tile = TilePixels(g);
-  std::vector<int64_t> offsets(tile);
-  for (int64_t t0 = begin; t0 < end; t0 += tile) {
-    const int64_t count = std::min(tile, end - t0);
-    for (int64_t p = 0; p < count; ++p) offsets[p] = g.x_offset(t0 + p);
-    const float* gt = gy + t0 * g.co;
+void WeightGradBlock(const Geometry& g, const float* __restrict x, const float* __restrict gy,
+                     float* __restrict dwt, int64_t pixels, const int64_t* offsets, int64_t tap,
+                     int64_t i0, int64_t o0) {
+          Vec acc[I][V];
+#pragma GCC unroll 32
+          for (int i = 0; i < I; ++i)
+#pragma GCC unroll 32
+            for (int v = 0; v < V; ++v) acc[i][v] = Load(dwt + (i0 + i) * g.co + o0 + v * kLanes);
+          for (int64_t p = 0; p < pixels; ++p) {
+            Vec gv[V];
+#pragma GCC unroll 32
+            for (int v = 0; v < V; ++v) gv[v] = Load(gy + p * g.co + o0 + v * kLanes);
+            const float* xp = x + offsets[p] + tap + i0;
+#pragma GCC unroll 32
+            for (int i = 0; i < I; ++i) {
+              const float xv = xp[i];
+#pragma GCC unroll 32
+              for (int v = 0; v < V; ++v) acc[i][v] += xv * gv[v];
+            }
+          }
+#pragma GCC unroll 32
+          for (int i = 0; i < I; ++i)
+#pragma GCC unroll 32
+            for (int v = 0; v < V; ++v) Store(dwt + (i0 + i) * g.co + o0 + v * kLanes, acc[i][v]);
+}
+
+// Blocks of I input channels, the last ones (ci not a multiple of I) one channel at a time.
+template <int I, int V>
+void WeightGradGroup(const Geometry& g, const float* __restrict x, const float* __restrict gy,
+                     float* __restrict dw, int64_t pixels, int64_t* offsets) {
+  for (int64_t p = 0; p < pixels; ++p) offsets[p] = g.x_offset(p);
+  for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
     for (int64_t ky = 0; ky < g.kh; ++ky) {
       for (int64_t kx = 0; kx < g.kw; ++kx) {
         const int64_t tap = (ky * g.wp + kx) * g.ci;
         float* dwt = dw + (ky * g.kw + kx) * g.ci * g.co;
-        for (int64_t i0 = 0; i0 + I <= g.ci; i0 += I) {
-          for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
-            Vec acc[I][V];
-            #pragma GCC unroll 32
-            for (int i = 0; i < I; ++i)
-              #pragma GCC unroll 32
-              for (int v = 0; v < V; ++v) acc[i][v] = Load(dwt + (i0 + i) * g.co + o0 + v * kLanes);
-            for (int64_t p = 0; p < count; ++p) {
-              Vec gv[V];
-              #pragma GCC unroll 32
-              for (int v = 0; v < V; ++v) gv[v] = Load(gt + p * g.co + o0 + v * kLanes);
-              const float* xp = x + offsets[p] + tap + i0;
-              #pragma GCC unroll 32
-              for (int i = 0; i < I; ++i) {
-                const float xv = xp[i];
-                #pragma GCC unroll 32
-                for (int v = 0; v < V; ++v) acc[i][v] += xv * gv[v];
-              }
-            }
-            #pragma GCC unroll 32
-            for (int i = 0; i < I; ++i)
-              #pragma GCC unroll 32
-              for (int v = 0; v < V; ++v) Store(dwt + (i0 + i) * g.co + o0 + v * kLanes, acc[i][v]);
-          }
-        }
+        int64_t i0 = 0;
+        for (; i0 + I <= g.ci; i0 += I)
+          WeightGradBlock<I, V>(g, x, gy, dwt, pixels, offsets, tap, i0, o0);
+        for (; i0 < g.ci; ++i0)
+          WeightGradBlock<1, V>(g, x, gy, dwt, pixels, offsets, tap, i0, o0);
       }
     }
   }
 }
 
-Geometry MakeGeometry(ffi::Span<const int64_t> x_dims, ffi::Span<const int64_t> w_dims,
-                      int64_t stride) {
-  Geometry g;
-  g.n = x_dims[0];
-  g.hp = x_dims[1];
-  g.wp = x_dims[2];
-  g.ci = x_dims[3];
-  g.kh = w_dims[0];
-  g.kw = w_dims[1];
-  g.co = w_dims[3];
-  g.stride = stride;
-  g.oh = (g.hp - g.kh) / stride + 1;
-  g.ow = (g.wp - g.kw) / stride + 1;
-  return g;
+// Chunks of images for the pool: a few per thread (load balance), each a whole number of
+// groups; at least one image each.
+int64_t ImageChunks(ffi::ThreadPool& pool, const Geometry& g, int64_t group) {
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t groups = (g.n + group - 1) / group;
+  return std::max<int64_t>(1, std::min(groups, threads * 4));
 }
 
-int64_t PixelChunks(ffi::ThreadPool& pool, int64_t pixels) {
-  int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  return std::max<int64_t>(1, std::min<int64_t>(pixels / 256, threads * 8));
+// Runs body(b0, count, scratch) over groups of `group` images, chunked over the pool.
+template <typename Body>
+void ForEachGroup(ffi::ThreadPool& pool, const Geometry& g, int64_t group, int64_t chunks,
+                  Body body) {
+  const int64_t groups = (g.n + group - 1) / group;
+  ParallelFor(pool, chunks, [&](int64_t c) {
+    std::vector<float> scratch(group * g.padded_image());
+    for (int64_t k = groups * c / chunks; k < groups * (c + 1) / chunks; ++k) {
+      const int64_t b0 = k * group;
+      body(c, b0, std::min(group, g.n - b0), scratch.data());
+    }
+  });
 }
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                   int64_t stride, ffi::ResultBuffer<ffi::F32> y) {
-  const Geometry g = MakeGeometry(x.dimensions(), w.dimensions(), stride);
-  const float* xd = x.typed_data();
-  const float* wd = w.typed_data();
-  float* yd = y->typed_data();
-  const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t chunks = PixelChunks(pool, pixels);
-  const int64_t rows = g.n * g.oh;
-  const int64_t pixel_stride = g.stride * g.ci;
-  const int64_t row_pixels = g.ow >= 14 ? 14 : 0;  // the row kernels' block: 1 or 2 per row
-#ifdef __AVX512F__
-  if (row_pixels && g.co == kLanes && (pixel_stride == 1 || pixel_stride == 16)) {
-    ParallelFor(pool, std::min(chunks, rows), [&](int64_t c) {
-      const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
-      if (pixel_stride == 1) ForwardRows<14, 1, 1>(g, xd, wd, yd, r0, r1);
-      else ForwardRows<14, 1, 16>(g, xd, wd, yd, r0, r1);
-    });
-    return ffi::Error::Success();
-  }
-  if (row_pixels && g.co % (2 * kLanes) == 0 && pixel_stride == 32) {
-    ParallelFor(pool, std::min(chunks, rows), [&](int64_t c) {
-      const int64_t r0 = rows * c / chunks, r1 = rows * (c + 1) / chunks;
-      ForwardRows<14, 2, 32>(g, xd, wd, yd, r0, r1);
-    });
-    return ffi::Error::Success();
-  }
-#endif
-  ParallelFor(pool, chunks, [&](int64_t c) {
-    const int64_t begin = pixels * c / chunks, end = pixels * (c + 1) / chunks;
-    if (g.co % (4 * kLanes) == 0) {
-      ForwardRange<6, 4>(g, xd, wd, yd, begin, end);
-    } else if (g.co % (2 * kLanes) == 0) {
-      ForwardRange<8, 2>(g, xd, wd, yd, begin, end);
-    } else {
-      ForwardRange<8, 1>(g, xd, wd, yd, begin, end);
-    }
-  });
+                   int64_t stride, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                   int64_t pad_right, ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions(), wd = w.dimensions();
+  const Geometry g = MakeGeometry(xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], stride,
+                                  pad_top, pad_bottom, pad_left, pad_right);
+  const int64_t group = GroupImages(g, 256);
+  const float* xs = x.typed_data();
+  const float* ws = w.typed_data();
+  float* ys = y->typed_data();
+  ForEachGroup(pool, g, group, ImageChunks(pool, g, group),
+               [&](int64_t, int64_t b0, int64_t count, float* buf) {
+                 PadImages(g, xs, b0, count, buf);
+                 ForwardGroupAny(g, buf, ws, ys + b0 * g.oh * g.ow * g.co,
+                                 count * g.oh * g.ow);
+               });
   return ffi::Error::Success();
 }
 
 ffi::Error InputGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> gy, ffi::Buffer<ffi::F32> w,
-                     int64_t stride, ffi::ResultBuffer<ffi::F32> dx) {
-  const auto w_dims = w.dimensions();
-  const Geometry g = MakeGeometry(dx->dimensions(), w_dims, stride);
+                     int64_t stride, int64_t pad_top, int64_t pad_bottom, int64_t pad_left,
+                     int64_t pad_right, ffi::ResultBuffer<ffi::F32> dx) {
+  const auto xd = dx->dimensions(), wd = w.dimensions();
+  const Geometry g = MakeGeometry(xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], stride,
+                                  pad_top, pad_bottom, pad_left, pad_right);
   // w [kh, kw, ci, co] -> wt [kh, kw, co, ci]
   std::vector<float> wt(w.element_count());
-  const float* wd = w.typed_data();
+  const float* ws = w.typed_data();
   for (int64_t k = 0; k < g.kh * g.kw; ++k)
     for (int64_t i = 0; i < g.ci; ++i)
-      for (int64_t o = 0; o < g.co; ++o)
-        wt[(k * g.co + o) * g.ci + i] = wd[(k * g.ci + i) * g.co + o];
-  const float* gd = gy.typed_data();
-  float* dxd = dx->typed_data();
-  const int64_t chunks = std::min<int64_t>(g.n, PixelChunks(pool, g.n * g.oh * g.ow));
-  ParallelFor(pool, chunks, [&](int64_t c) {
-    const int64_t b0 = g.n * c / chunks, b1 = g.n * (c + 1) / chunks;
-    if (g.ci % (2 * kLanes) == 0) {
-      InputGradImages<6, 2>(g, gd, wt.data(), dxd, b0, b1);
-    } else {
-      InputGradImages<12, 1>(g, gd, wt.data(), dxd, b0, b1);
-    }
-  });
+      for (int64_t o = 0; o < g.co; ++o) wt[(k * g.co + o) * g.ci + i] = ws[(k * g.ci + i) * g.co + o];
+  const int64_t group = GroupImages(g, 256);
+  const float* gs = gy.typed_data();
+  float* dxs = dx->typed_data();
+  ForEachGroup(pool, g, group, ImageChunks(pool, g, group),
+               [&](int64_t, int64_t b0, int64_t count, float* buf) {
+                 std::memset(buf, 0, sizeof(float) * count * g.padded_image());
+                 const float* gb = gs + b0 * g.oh * g.ow * g.co;
+                 if (g.ci % (2 * kLanes) == 0) {
+                   InputGradGroup<6, 2>(g, gb, wt.data(), buf, count * g.oh * g.ow);
+                 } else {
+                   InputGradGroup<8, 1>(g, gb, wt.data(), buf, count * g.oh * g.ow);
+                 }
+                 const int64_t row = g.w * g.ci;
+                 for (int64_t b = 0; b < count; ++b)
+                   for (int64_t r = 0; r < g.h; ++r)
+                     std::memcpy(dxs + ((b0 + b) * g.h + r) * row,
+                                 buf + ((b * g.hp + r + g.pt) * g.wp + g.pl) * g.ci,
+                                 sizeof(float) * row);
+               });
   return ffi::Error::Success();
 }
 
 ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> gy,
-                      int64_t kernel_h, int64_t kernel_w, int64_t stride,
+                      int64_t kernel_h, int64_t kernel_w, int64_t stride, int64_t pad_top,
+                      int64_t pad_bottom, int64_t pad_left, int64_t pad_right,
                       ffi::ResultBuffer<ffi::F32> dw) {
-  const auto x_dims = x.dimensions();
-  const auto g_dims = gy.dimensions();
-  Geometry g;
-  g.n = x_dims[0];
-  g.hp = x_dims[1];
-  g.wp = x_dims[2];
-  g.ci = x_dims[3];
-  g.kh = kernel_h;
-  g.kw = kernel_w;
-  g.oh = g_dims[1];
-  g.ow = g_dims[2];
-  g.co = g_dims[3];
-  g.stride = stride;
+  const auto xd = x.dimensions();
+  const int64_t co = gy.dimensions()[3];
+  const Geometry g = MakeGeometry(xd[0], xd[1], xd[2], xd[3], kernel_h, kernel_w, co, stride,
+                                  pad_top, pad_bottom, pad_left, pad_right);
   const int64_t size = g.kh * g.kw * g.ci * g.co;
-  const int64_t pixels = g.n * g.oh * g.ow;
-  const int64_t chunks = std::min<int64_t>(PixelChunks(pool, pixels),
-                                           std::max<int64_t>(1, pool.num_threads()));
+  // Longer groups than the other kernels': the partial sums are loaded and stored once per
+  // group and weight-block, so more pixels amortise them.
+  const int64_t group = GroupImages(g, 1024);
+  // One partial sum per chunk, as many chunks as threads, summed in chunk order: the result
+  // does not depend on which thread ran which chunk.
+  const int64_t chunks = std::min(ImageChunks(pool, g, group),
+                                  std::max<int64_t>(1, pool.num_threads()));
   std::vector<float> partial(chunks * size, 0.0f);
-  const float* xd = x.typed_data();
-  const float* gd = gy.typed_data();
-  ParallelFor(pool, chunks, [&](int64_t c) {
-    const int64_t begin = pixels * c / chunks, end = pixels * (c + 1) / chunks;
-    float* out = partial.data() + c * size;
-    if (g.ci % 4 == 0 && g.co % (2 * kLanes) == 0) {
-      WeightGradRange<4, 2>(g, xd, gd, out, begin, end);
-    } else if (g.ci % 8 == 0) {
-      WeightGradRange<8, 1>(g, xd, gd, out, begin, end);
-    } else {
-      WeightGradRange<1, 1>(g, xd, gd, out, begin, end);
-    }
-  });
+  const float* xs = x.typed_data();
+  const float* gs = gy.typed_data();
+  ForEachGroup(pool, g, group, chunks,
+               [&](int64_t c, int64_t b0, int64_t count, float* buf) {
+                 PadImages(g, xs, b0, count, buf);
+                 const int64_t pixels = count * g.oh * g.ow;
+                 std::vector<int64_t> offsets(pixels);
+                 const float* gb = gs + b0 * g.oh * g.ow * g.co;
+                 float* out = partial.data() + c * size;
+                 if (g.co % (4 * kLanes) == 0) {
+                   WeightGradGroup<6, 4>(g, buf, gb, out, pixels, offsets.data());
+                 } else if (g.co % (2 * kLanes) == 0) {
+                   WeightGradGroup<8, 2>(g, buf, gb, out, pixels, offsets.data());
+                 } else {
+                   WeightGradGroup<12, 1>(g, buf, gb, out, pixels, offsets.data());
+                 }
+               });
   float* out = dw->typed_data();
   std::memcpy(out, partial.data(), sizeof(float) * size);
   for (int64_t c = 1; c < chunks; ++c)
@@ -419,20 +464,25 @@ ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
 
 }  // namespace
 
+#define JAX_SSL_PADDING_ATTRS                 \
+  .Attr<int64_t>("stride")                    \
+      .Attr<int64_t>("pad_top")               \
+      .Attr<int64_t>("pad_bottom")            \
+      .Attr<int64_t>("pad_left")              \
+      .Attr<int64_t>("pad_right")
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxSslConvForward, Forward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
+                                  .Arg<ffi::Buffer<ffi::F32>>() JAX_SSL_PADDING_ATTRS
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxSslConvInputGrad, InputGrad,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("stride")
+                                  .Arg<ffi::Buffer<ffi::F32>>() JAX_SSL_PADDING_ATTRS
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxSslConvWeightGrad, WeightGrad,
@@ -441,6 +491,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxSslConvWeightGrad, WeightGrad,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("kernel_h")
-                                  .Attr<int64_t>("kernel_w")
-                                  .Attr<int64_t>("stride")
+                                  .Attr<int64_t>("kernel_w") JAX_SSL_PADDING_ATTRS
                                   .Ret<ffi::Buffer<ffi::F32>>());
