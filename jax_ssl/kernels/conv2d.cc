@@ -326,7 +326,7 @@ void WeightGradBlock(const Geometry& g, const float* __restrict x, const float* 
             for (int v = 0; v < V; ++v) Store(dwt + (i0 + i) * g.co + o0 + v * kLanes, acc[i][v]);
 }
 
-// Blocks of I input channels, the last ones (ci not a multiple of I) one channel at a time.
+// Blocks of I input channels, the last ones (ci not a multiple of I) two or one at a time.
 template <int I, int V>
 void WeightGradGroup(const Geometry& g, const float* __restrict x, const float* __restrict gy,
                      float* __restrict dw, int64_t pixels, int64_t* offsets) {
@@ -339,6 +339,8 @@ void WeightGradGroup(const Geometry& g, const float* __restrict x, const float* 
         int64_t i0 = 0;
         for (; i0 + I <= g.ci; i0 += I)
           WeightGradBlock<I, V>(g, x, gy, dwt, pixels, offsets, tap, i0, o0);
+        for (; i0 + 2 <= g.ci; i0 += 2)
+          WeightGradBlock<2, V>(g, x, gy, dwt, pixels, offsets, tap, i0, o0);
         for (; i0 < g.ci; ++i0)
           WeightGradBlock<1, V>(g, x, gy, dwt, pixels, offsets, tap, i0, o0);
       }
@@ -451,6 +453,8 @@ ffi::Error WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer
                    WeightGradGroup<6, 4>(g, buf, gb, out, pixels, offsets.data());
                  } else if (g.co % (2 * kLanes) == 0) {
                    WeightGradGroup<8, 2>(g, buf, gb, out, pixels, offsets.data());
+                 } else if (g.ci % 16 == 0) {
+                   WeightGradGroup<16, 1>(g, buf, gb, out, pixels, offsets.data());
                  } else {
                    WeightGradGroup<12, 1>(g, buf, gb, out, pixels, offsets.data());
                  }
