@@ -34,6 +34,8 @@ from jax_ssl import config as config_lib
 from jax_ssl import methods, sharding
 from jax_ssl.methods.spec import StepContext, with_modules
 from jax_ssl.state import create_train_state
+from jax_ssl.kernels import build as kernel_build
+from jax_ssl.kernels import conv as kernel_conv
 from jax_ssl.step import make_train_step
 
 
@@ -307,6 +309,7 @@ def main():
   results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
+             "cpu_kernels": kernel_conv.mode() if kernel_build.load() else "unavailable",
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
   results.update(benchmark_jax(config, args.steps, in_channels, image_size,
                                model_step=not args.trainer_only or args.compare_torch))

@@ -33,13 +33,14 @@ TORCH_COMPARISONS = (
 )
 
 
-def run_benchmark(config: str, args: list[str], steps: int) -> dict:
-  """tools/benchmark.py's JSON, or {"error": its last line} when it fails."""
+def run_benchmark(config: str, args: list[str], steps: int, env: dict | None = None) -> dict:
+  """tools/benchmark.py's JSON, or {"error": its last line} when it fails; `env`: extra
+  environment variables."""
   with tempfile.NamedTemporaryFile(suffix=".json") as out:
     command = [sys.executable, BENCHMARK, "--config", os.path.join(ROOT, config),
                "--steps", str(steps), "--json", out.name, *args]
     proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
     if proc.returncode != 0:
       return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
     return json.load(open(out.name))
@@ -75,6 +76,9 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
       f"- Machine: {first['cpu']}, {first['cpu_count']} CPUs, device `{first['device']}` "
       f"x {first['device_count']}, jax {first['jax_version']}",
       f"- Command: `{command}`",
+      f"- Convolutions: `JAX_SSL_CPU_KERNELS={first.get('cpu_kernels', 'n/a')}` (the library's "
+      "CPU kernels where `jax_ssl.kernels.conv.choose` picks them; `unavailable`: no g++, "
+      "XLA's own)",
       f"- f32 matmul ceiling (2048^3, jitted): {_f(ceiling, 1)} GFLOP/s",
       "",
       "## Every method's Fashion-MNIST default (trainer step)",
@@ -119,14 +123,17 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
         "## Same model, JAX vs PyTorch (forward + backward + optimizer on pre-made views)",
         "",
         "The PyTorch peer is the same architecture in plain torch.nn (channels_last), same "
-        "views, AdamW, `torch.set_num_threads` = CPU count. > 1 means JAX is faster.",
+        "views, AdamW, `torch.set_num_threads` = CPU count. > 1 means JAX is faster. The "
+        "last column is the same JAX step with XLA's own convolutions "
+        "(`JAX_SSL_CPU_KERNELS=0`).",
         "",
-        "| model | JAX s/step | PyTorch s/step | JAX / PyTorch speed | torch |",
-        "|---|---|---|---|---|",
+        "| model | JAX s/step | PyTorch s/step | JAX / PyTorch speed | torch | JAX, XLA's convolutions s/step |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in torch_rows:
       lines.append(f"| {name} | {_f(r['model_step_s'])} | {_f(r.get('torch_model_step_s'))} "
-                   f"| {_f(r.get('jax_over_torch_speed'), 2)}x | {r.get('torch_version', 'n/a')} |")
+                   f"| {_f(r.get('jax_over_torch_speed'), 2)}x | {r.get('torch_version', 'n/a')} "
+                   f"| {_f(r.get('xla_convolutions_model_step_s'))} |")
   return "\n".join(lines) + "\n"
 
 
@@ -156,7 +163,10 @@ def main():
     for name, config, extra in TORCH_COMPARISONS:
       print(f"benchmarking {name} against PyTorch", flush=True)
       steps = 3 if "resnet18" in config else args.steps
-      torch_rows.append((name, run_benchmark(config, ["--compare-torch", *extra], steps)))
+      row = run_benchmark(config, ["--compare-torch", *extra], steps)
+      xla = run_benchmark(config, extra, steps, env={"JAX_SSL_CPU_KERNELS": "0"})
+      row["xla_convolutions_model_step_s"] = xla.get("model_step_s")
+      torch_rows.append((name, row))
   command = "python " + " ".join(["tools/benchmark_suite.py", *sys.argv[1:]])
   with open(args.out, "w") as f:
     f.write(render(rows, torch_rows, command))
