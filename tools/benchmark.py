@@ -22,6 +22,7 @@ import os
 import platform
 import resource
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -56,8 +57,27 @@ def _time(fn, steps: int) -> float:
   return (time.perf_counter() - start) / steps
 
 
+def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
+  """XLA's FLOP count of `step(*args)` compiled with XLA's own convolutions: its cost
+  analysis does not see into the library's convolution kernels (custom calls), and the
+  arithmetic is the same either way. (A new function object, so no cached trace is reused.)"""
+  saved = os.environ.get("JAX_SSL_CPU_KERNELS")
+  os.environ["JAX_SSL_CPU_KERNELS"] = "0"
+  try:
+    jitted = jax.jit(lambda *a: step(*a), **jit_kwargs)  # noqa: PLW0108
+    cost = jitted.lower(*args).compile().cost_analysis()
+  finally:
+    if saved is None:
+      os.environ.pop("JAX_SSL_CPU_KERNELS")
+    else:
+      os.environ["JAX_SSL_CPU_KERNELS"] = saved
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost["flops"]) if cost and "flops" in cost else None
+
+
 def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
-                  model_step: bool = True) -> dict:
+                  model_step: bool = True) -> tuple[dict, Callable | None]:
+  """-> (results, a function running one model-only step, or None without `model_step`)."""
   mesh = sharding.make_mesh()
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spec = methods.get_method(config.method)
@@ -80,19 +100,18 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
   results = {}
 
   # Trainer step.
-  step_fn = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
-                                    schedule, config_lib.view_configs(config),
-                                    total_steps=config.total_steps,
-                                    grad_accum_steps=config.grad_accum_steps,
-                                    online_probe=config.online_probe),
-                    in_shardings=(replicated, batch_sharding, replicated),
-                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+  train_step = make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
+                               schedule, config_lib.view_configs(config),
+                               total_steps=config.total_steps,
+                               grad_accum_steps=config.grad_accum_steps,
+                               online_probe=config.online_probe)
+  jit_kwargs = dict(in_shardings=(replicated, batch_sharding, replicated),
+                    out_shardings=(replicated, replicated))
+  step_fn = jax.jit(train_step, donate_argnums=(0,), **jit_kwargs)
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, rng).compile()
   results["trainer_compile_s"] = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  results["trainer_flops"] = float(cost["flops"]) if cost and "flops" in cost else None
+  results["trainer_flops"] = _flops_without_kernels(train_step, jit_kwargs, state, batch, rng)
   memory = compiled.memory_analysis()
   if memory is not None:  # XLA's buffer assignment: live arguments + outputs + temporaries
     results["trainer_peak_bytes"] = int(
@@ -108,7 +127,7 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
   results["trainer_step_s"] = _time(run_trainer, steps)
 
   if not model_step:
-    return results
+    return results, None
 
   # Model-only step on fixed views (what a PyTorch loop times).
   objective = functools.partial(spec.objective, **config_lib.method_args(config))
@@ -144,7 +163,7 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
 
   jax.block_until_ready(run_model())
   results["model_step_s"] = _time(run_model, steps)
-  return results
+  return results, run_model
 
 
 def matmul_ceiling(size: int = 2048, steps: int = 10) -> float:
@@ -237,7 +256,8 @@ def torch_peer(config, in_channels: int):
   return nn.Sequential(*layers, *projector).to(memory_format=torch.channels_last)
 
 
-def benchmark_torch(config, steps: int, in_channels: int, image_size: int) -> dict:
+def torch_step(config, in_channels: int, image_size: int) -> tuple[Callable, dict]:
+  """-> (a function running one step of the PyTorch peer, warmed up; version info)."""
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
   model = torch_peer(config, in_channels)
@@ -262,11 +282,24 @@ def benchmark_torch(config, steps: int, in_channels: int, image_size: int) -> di
     return loss
 
   step()
-  start = time.perf_counter()
-  for _ in range(steps):
-    step()
-  return {"torch_model_step_s": (time.perf_counter() - start) / steps,
-          "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+  return step, {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+def compare_torch(run_model: Callable, torch_run: Callable, steps: int, rounds: int) -> dict:
+  """JAX's and PyTorch's model steps timed in alternating rounds of `steps` steps each, so
+  both see the same machine state (a 2-vCPU VM's speed drifts by 20% within minutes); the
+  medians over rounds give the speeds and their ratio."""
+  jax_times, torch_times = [], []
+  for _ in range(rounds):
+    jax_times.append(_time(run_model, steps))
+    start = time.perf_counter()
+    for _ in range(steps):
+      torch_run()
+    torch_times.append((time.perf_counter() - start) / steps)
+  jax_median, torch_median = float(np.median(jax_times)), float(np.median(torch_times))
+  return {"model_step_s": jax_median, "torch_model_step_s": torch_median,
+          "jax_over_torch_speed": torch_median / jax_median, "compare_rounds": rounds,
+          "jax_round_step_s": jax_times, "torch_round_step_s": torch_times}
 
 
 def _cpu_model() -> str:
@@ -285,6 +318,8 @@ def main():
   parser.add_argument("--config", required=True)
   parser.add_argument("--steps", type=int, default=15)
   parser.add_argument("--compare-torch", action="store_true")
+  parser.add_argument("--rounds", type=int, default=5,
+                      help="--compare-torch: alternating JAX/PyTorch rounds of --steps steps")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override, e.g. --set model.width=24 (repeatable)")
   parser.add_argument("--json", help="also write the results to this file")
@@ -311,8 +346,9 @@ def main():
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
              "cpu_kernels": kernel_conv.mode() if kernel_build.load() else "unavailable",
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
-  results.update(benchmark_jax(config, args.steps, in_channels, image_size,
-                               model_step=not args.trainer_only or args.compare_torch))
+  jax_results, run_model = benchmark_jax(config, args.steps, in_channels, image_size,
+                                         model_step=not args.trainer_only or args.compare_torch)
+  results.update(jax_results)
   results["trainer_images_per_s"] = batch / results["trainer_step_s"]
   if "model_step_s" in results:
     results["model_images_per_s"] = batch / results["model_step_s"]
@@ -326,8 +362,10 @@ def main():
   results["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
   if args.compare_torch:
     try:
-      results.update(benchmark_torch(config, args.steps, in_channels, image_size))
-      results["jax_over_torch_speed"] = results["torch_model_step_s"] / results["model_step_s"]
+      torch_run, torch_info = torch_step(config, in_channels, image_size)
+      results.update(torch_info)
+      results.update(compare_torch(run_model, torch_run, args.steps, args.rounds))
+      results["model_images_per_s"] = batch / results["model_step_s"]
     except ImportError:
       results["torch"] = "not importable"
   print(json.dumps(results, indent=2))
