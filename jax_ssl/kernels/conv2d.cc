@@ -112,72 +112,44 @@ void PadImages(const Geometry& g, const float* x, int64_t b0, int64_t count, flo
                   x + ((b0 + b) * g.h + y) * row, sizeof(float) * row);
 }
 
-// Forward, one tap (ky, kx) of P pixels x V output-channel vectors in registers, one
-// pointer per pixel; the first tap starts from zero, the others add to y.
-template <int P, int V>
-void ForwardTapBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
-                     float* __restrict y, const int64_t* x_offsets, int64_t o0, int64_t ky,
-                     int64_t kx) {
+// Forward of P pixels x V output-channel vectors in registers over the taps [tap0, tap1)
+// (tap = ky * kw + kx): the first tap starts from zero, later ones add to y. PS == 0: pixel
+// p's window starts at x_offsets[p] (a pointer register per pixel); PS > 0: the P pixels lie
+// in one output row, PS floats apart (stride x input channels, known at compile time), so one
+// base register addresses them all.
+template <int P, int V, int PS>
+void ForwardBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
+                  float* __restrict y, const int64_t* x_offsets, int64_t o0, int64_t tap0,
+                  int64_t tap1) {
   Vec acc[P][V];
   const int64_t ci = g.ci, co = g.co;
-  const bool first = ky == 0 && kx == 0;
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) acc[p][v] = first ? Vec{} : Load(y + p * co + o0 + v * kLanes);
-  const float* xs[P];
+    for (int v = 0; v < V; ++v) acc[p][v] = tap0 == 0 ? Vec{} : Load(y + p * co + o0 + v * kLanes);
+  for (int64_t tap = tap0; tap < tap1; ++tap) {
+    const int64_t shift = ((tap / g.kw) * g.wp + tap % g.kw) * ci;
+    const float* xs[P];  // PS == 0 only
+    const float* x0 = x + x_offsets[0] + shift;
+    if constexpr (PS == 0) {
 #pragma GCC unroll 32
-  for (int p = 0; p < P; ++p) xs[p] = x + x_offsets[p] + (ky * g.wp + kx) * ci;
-  const float* wt = w + (ky * g.kw + kx) * ci * co + o0;
-  for (int64_t i = 0; i < ci; ++i) {
-    Vec wv[V];
-#pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) wv[v] = Load(wt + i * co + v * kLanes);
-#pragma GCC unroll 32
-    for (int p = 0; p < P; ++p) {
-      const float xv = xs[p][i];
-#pragma GCC unroll 32
-      for (int v = 0; v < V; ++v) acc[p][v] += xv * wv[v];
+      for (int p = 0; p < P; ++p) xs[p] = x + x_offsets[p] + shift;
     }
-  }
+    const float* wt = w + tap * ci * co + o0;
+    for (int64_t i = 0; i < ci; ++i) {
+      Vec wv[V];
 #pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
+      for (int v = 0; v < V; ++v) wv[v] = Load(wt + i * co + v * kLanes);
 #pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) Store(y + p * co + o0 + v * kLanes, acc[p][v]);
-}
-
-template <int P, int V>
-void ForwardBlock(const Geometry& g, const float* x, const float* w, float* y,
-                  const int64_t* x_offsets, int64_t o0) {
-  for (int64_t ky = 0; ky < g.kh; ++ky)
-    for (int64_t kx = 0; kx < g.kw; ++kx) ForwardTapBlock<P, V>(g, x, w, y, x_offsets, o0, ky, kx);
-}
-
-// Forward of P pixels of one output row: their windows start PS floats apart (PS = stride x
-// input channels, known at compile time), so one base register addresses all of them.
-template <int P, int V, int PS>
-void ForwardRowBlock(const Geometry& g, const float* __restrict x, const float* __restrict w,
-                     float* __restrict y, int64_t x0, int64_t o0) {
-  Vec acc[P][V];
-#pragma GCC unroll 32
-  for (int p = 0; p < P; ++p)
-#pragma GCC unroll 32
-    for (int v = 0; v < V; ++v) acc[p][v] = Vec{};
-  const int64_t ci = g.ci, co = g.co, row = g.wp * ci;
-  for (int64_t ky = 0; ky < g.kh; ++ky) {
-    for (int64_t kx = 0; kx < g.kw; ++kx) {
-      const float* xs = x + x0 + ky * row + kx * ci;
-      const float* wt = w + (ky * g.kw + kx) * ci * co + o0;
-      for (int64_t i = 0; i < ci; ++i) {
-        Vec wv[V];
-#pragma GCC unroll 32
-        for (int v = 0; v < V; ++v) wv[v] = Load(wt + i * co + v * kLanes);
-#pragma GCC unroll 32
-        for (int p = 0; p < P; ++p) {
-          const float xv = xs[p * PS + i];
-#pragma GCC unroll 32
-          for (int v = 0; v < V; ++v) acc[p][v] += xv * wv[v];
+      for (int p = 0; p < P; ++p) {
+        float xv;
+        if constexpr (PS == 0) {
+          xv = xs[p][i];
+        } else {
+          xv = x0[p * PS + i];
         }
+#pragma GCC unroll 32
+        for (int v = 0; v < V; ++v) acc[p][v] += xv * wv[v];
       }
     }
   }
@@ -198,10 +170,11 @@ void ForwardGroup(const Geometry& g, const float* x, const float* w, float* y, i
     for (int64_t ky = 0; ky < g.kh; ++ky) {
       for (int64_t kx = 0; kx < g.kw; ++kx) {
         int64_t pixel = 0;
+        const int64_t tap = ky * g.kw + kx;
         for (; pixel + P <= pixels; pixel += P)
-          ForwardTapBlock<P, V>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, ky, kx);
+          ForwardBlock<P, V, 0>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, tap, tap + 1);
         for (; pixel < pixels; ++pixel)
-          ForwardTapBlock<1, V>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, ky, kx);
+          ForwardBlock<1, V, 0>(g, x, w, y + pixel * g.co, &offsets[pixel], o0, tap, tap + 1);
       }
     }
   }
@@ -212,16 +185,19 @@ void ForwardGroup(const Geometry& g, const float* x, const float* w, float* y, i
 template <int P, int V, int PS>
 void ForwardGroupRows(const Geometry& g, const float* x, const float* w, float* y,
                       int64_t pixels) {
-  int64_t offsets[1];
+  const int64_t taps = g.kh * g.kw;
   for (int64_t row = 0; row * g.ow < pixels; ++row) {
     const int64_t first = row * g.ow;
     for (int64_t o0 = 0; o0 < g.co; o0 += V * kLanes) {
-      int64_t p = 0;
-      for (; p + P <= g.ow; p += P)
-        ForwardRowBlock<P, V, PS>(g, x, w, y + (first + p) * g.co, g.x_offset(first + p), o0);
-      for (; p < g.ow; ++p) {
-        offsets[0] = g.x_offset(first + p);
-        ForwardBlock<1, V>(g, x, w, y + (first + p) * g.co, offsets, o0);
+      for (int64_t p = 0; p < g.ow;) {
+        const int64_t offset = g.x_offset(first + p);
+        if (p + P <= g.ow) {
+          ForwardBlock<P, V, PS>(g, x, w, y + (first + p) * g.co, &offset, o0, 0, taps);
+          p += P;
+        } else {
+          ForwardBlock<1, V, 0>(g, x, w, y + (first + p) * g.co, &offset, o0, 0, taps);
+          p += 1;
+        }
       }
     }
   }
