@@ -4,9 +4,9 @@ The library is compiled with the machine's C++ compiler (`$CXX`, else `g++`) for
 runs on (`-march=native`), against the FFI headers that ship with jaxlib
 (`jax.ffi.include_dir()`), into a cache directory (`$JAX_SSL_KERNEL_CACHE`, else
 `~/.cache/jax_ssl/kernels`) under a name that hashes the source, the compiler, the jaxlib
-version and the CPU, so a change of any of them rebuilds it (about 4 s). Without a compiler,
-or when compiling fails, `load()` returns None once with a one-line warning and the library's
-convolutions stay on XLA's own path: nothing else changes.
+version and the CPU, so a change of any of them rebuilds it (logged with its time). Without
+a compiler, or when compiling fails, `load()` returns None once with a one-line warning and
+the library's convolutions stay on XLA's own path: nothing else changes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import time
 
 import jax
 import jaxlib
@@ -79,7 +80,9 @@ def load() -> ctypes.CDLL | None:
   try:
     path = library_path(compiler)
     if not os.path.exists(path):
+      start = time.perf_counter()
       compile_library(compiler, path)
+      logging.info("jax_ssl kernels: built %s in %.1f s", path, time.perf_counter() - start)
     library = ctypes.cdll.LoadLibrary(path)
   except (OSError, subprocess.CalledProcessError) as error:
     detail = getattr(error, "stderr", "") or str(error)
