@@ -145,3 +145,23 @@ def test_library_name_follows_source_compiler_and_cpu(monkeypatch, tmp_path):
   assert path.startswith(str(tmp_path)) and path.endswith(".so")
   monkeypatch.setattr(build, "_cpu_id", lambda: "another cpu")
   assert build.library_path(build._compiler()) != path
+
+
+def test_auto_mode_follows_the_measured_rule(monkeypatch):
+  """auto: kernels where tools/conv_layers.py measured them faster, on AVX-512 CPUs only."""
+  if build.load() is None:
+    pytest.skip("no C++ compiler")
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "auto")
+  monkeypatch.setattr(build, "has_avx512", lambda: True)
+  stage1, last = ((512, 28, 28, 16), (3, 3, 16, 16)), ((256, 4, 4, 512), (3, 3, 512, 512))
+  assert all(kernel_conv.choose(op, *stage1, 1) for op in ("forward", "input_grad", "weight_grad"))
+  assert kernel_conv.choose("forward", *last, 1)
+  assert not kernel_conv.choose("input_grad", *last, 1)
+  assert not kernel_conv.choose("weight_grad", *last, 1)
+  assert not kernel_conv.choose("input_grad", (512, 28, 28, 1), (3, 3, 1, 16), 1)  # 1 channel
+  monkeypatch.setattr(build, "has_avx512", lambda: False)
+  assert not kernel_conv.choose("forward", *stage1, 1)
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "1")
+  assert kernel_conv.choose("forward", *stage1, 1)
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "0")
+  assert not kernel_conv.choose("forward", *stage1, 1)

@@ -38,6 +38,12 @@ def _cpu_id() -> str:
     return platform.processor() or platform.machine()
 
 
+def has_avx512() -> bool:
+  """Whether this CPU has AVX-512 (the instruction set the kernels were tuned and measured
+  on; elsewhere they still build and run, but `auto` mode leaves convolutions to XLA)."""
+  return "avx512f" in _cpu_id().split()
+
+
 def _compiler() -> str | None:
   return shutil.which(os.environ.get("CXX", "g++"))
 

@@ -8,9 +8,10 @@
 
 The kernels apply to: float32, NHWC activations with HWIO kernels, 2-D, equal strides, no
 dilation or groups, non-negative explicit padding; on the CPU backend. `JAX_SSL_CPU_KERNELS`
-chooses: `auto` (default: with one device, each op where `choose` says it wins; with several,
-none, since XLA's partitioner would gather a sharded batch onto every device for a custom
-call), `1` (every op that applies, with any number of devices: for tests) or `0` (never).
+chooses: `auto` (default: on AVX-512 CPUs with one device, each op where `choose` says it
+wins; with several devices none, since XLA's partitioner would gather a sharded batch onto
+every device for a custom call), `1` (every op that applies, on any CPU and any number of
+devices: for tests) or `0` (never).
 """
 
 from __future__ import annotations
@@ -50,13 +51,18 @@ def choose(op: str, x_shape: Sequence[int], w_shape: Sequence[int], stride: int)
   where the kernels measured faster than XLA's Eigen path, layer by layer, for the small
   encoder and ResNet-18 (`python tools/conv_layers.py --model small|resnet18`): everywhere
   but the gradients of layers with outputs of 4x4 or fewer pixels and 256 or more input
-  channels (ResNet-18's last stage), where XLA's are as fast or faster."""
+  channels (ResNet-18's last stage), where XLA's are as fast or faster; and only on CPUs with
+  AVX-512, the only ones measured."""
   _, h, w, cin = x_shape
   kh, kw, _, cout = w_shape
   vector = cin if op == "input_grad" else cout
   if vector % LANES or mode() == "0" or build.load() is None:
     return False
-  if mode() == "1" or op == "forward":
+  if mode() == "1":
+    return True
+  if not build.has_avx512():
+    return False
+  if op == "forward":
     return True
   return not (-(-h // stride) * -(-w // stride) <= 16 and cin >= 256)
 
