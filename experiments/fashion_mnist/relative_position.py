@@ -48,7 +48,7 @@ Retries of 2026-11-28 on the same EPYC (raw pixels and random init as above):
 - this default re-run there (XLA's convolutions): 0.7937 / 0.8679 / 0.7724;
 - a 2x2 grid of quarter-image tiles (`method_args.grid=2`): 0.7902 / 0.8731 / 0.7661;
 - twice the learning rate (`optimizer.base_learning_rate=8e-3`): 0.7794 / 0.8694 / 0.7654;
-with the CPU convolution kernels (jax_ssl/kernels), which make this step ~20% faster:
+with the CPU convolution kernels (jax_ssl/kernels), which make this step 17% faster:
 - tiles resized to 14x14 instead of 28x28 (`method_args.tile_resize=14`, 2.1 + 1.6 min):
   0.7368 / 0.8451 / 0.7393;
 - batch 256 for the same 2000 steps (11.3 + 1.6 min): 0.7894 / 0.8698 / 0.7751, the closest
