@@ -63,16 +63,9 @@ def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
   """XLA's FLOP count of `step(*args)` compiled with XLA's own convolutions: its cost
   analysis does not see into the library's convolution kernels (custom calls), and the
   arithmetic is the same either way. (A new function object, so no cached trace is reused.)"""
-  saved = os.environ.get("JAX_SSL_CPU_KERNELS")
-  os.environ["JAX_SSL_CPU_KERNELS"] = "0"
-  try:
+  with kernel_conv.mode_set("0"):
     jitted = jax.jit(lambda *a: step(*a), **jit_kwargs)  # noqa: PLW0108
     cost = jitted.lower(*args).compile().cost_analysis()
-  finally:
-    if saved is None:
-      os.environ.pop("JAX_SSL_CPU_KERNELS")
-    else:
-      os.environ["JAX_SSL_CPU_KERNELS"] = saved
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost["flops"]) if cost and "flops" in cost else None
 

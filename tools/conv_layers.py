@@ -85,31 +85,24 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
   default_batch, layers = LAYERS[model]
   batch = batch or default_batch
   rows = []
-  saved = os.environ.get("JAX_SSL_CPU_KERNELS")
-  try:
-    for name, c_in, c_out, kernel, stride, size, count in layers:
-      rng = np.random.default_rng(0)
-      pad = (kernel - 1) // 2
-      x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
-      w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
-      g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
-                   jnp.float32)
-      row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
-      for op in OPS:
-        os.environ["JAX_SSL_CPU_KERNELS"] = "auto"
+  for name, c_in, c_out, kernel, stride, size, count in layers:
+    rng = np.random.default_rng(0)
+    pad = (kernel - 1) // 2
+    x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
+    g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
+                 jnp.float32)
+    row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
+    for op in OPS:
+      with kernel_conv.mode_set("auto"):
         row[op + "_auto"] = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
-        os.environ["JAX_SSL_CPU_KERNELS"] = "1"
+      with kernel_conv.mode_set("1"):
         applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
         row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
                                if applies else None)
-        os.environ["JAX_SSL_CPU_KERNELS"] = "0"
+      with kernel_conv.mode_set("0"):
         row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
-      rows.append(row)
-  finally:
-    if saved is None:
-      os.environ.pop("JAX_SSL_CPU_KERNELS", None)
-    else:
-      os.environ["JAX_SSL_CPU_KERNELS"] = saved
+    rows.append(row)
   return rows
 
 

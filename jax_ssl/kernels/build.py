@@ -29,6 +29,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv2d.cc")
 TARGETS = ("JaxSslConvForward", "JaxSslConvInputGrad", "JaxSslConvWeightGrad")
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_id() -> str:
   try:
     with open("/proc/cpuinfo") as f:

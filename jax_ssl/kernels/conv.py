@@ -16,6 +16,7 @@ devices: for tests) or `0` (never).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from typing import Sequence
@@ -36,6 +37,21 @@ def mode() -> str:
   if value not in MODES:
     raise ValueError(f"JAX_SSL_CPU_KERNELS={value!r}; use one of {MODES}")
   return value
+
+
+@contextlib.contextmanager
+def mode_set(value: str):
+  """Runs the block with `JAX_SSL_CPU_KERNELS=value` (read when a function is traced), then
+  restores the previous setting."""
+  saved = os.environ.get("JAX_SSL_CPU_KERNELS")
+  os.environ["JAX_SSL_CPU_KERNELS"] = value
+  try:
+    yield
+  finally:
+    if saved is None:
+      os.environ.pop("JAX_SSL_CPU_KERNELS", None)
+    else:
+      os.environ["JAX_SSL_CPU_KERNELS"] = saved
 
 
 def _lax_conv(x, w, stride, padding):
@@ -77,17 +93,10 @@ def _padding_attrs(padding):
   return dict(pad_top=top, pad_bottom=bottom, pad_left=left, pad_right=right)
 
 
-def _output_shape(x_shape, w_shape, stride, padding):
-  n, h, w, _ = x_shape
-  kh, kw, _, cout = w_shape
-  return (n, (h + sum(padding[0]) - kh) // stride + 1, (w + sum(padding[1]) - kw) // stride + 1,
-          cout)
-
-
 def _forward(x, w, stride, padding):
   if choose("forward", x.shape, w.shape, stride):
-    return _ffi("JaxSslConvForward", _output_shape(x.shape, w.shape, stride, padding), x, w,
-                stride=stride, **_padding_attrs(padding))
+    shape = jax.eval_shape(lambda: _lax_conv(x, w, stride, padding)).shape
+    return _ffi("JaxSslConvForward", shape, x, w, stride=stride, **_padding_attrs(padding))
   return _lax_conv(x, w, stride, padding)
 
 
@@ -105,17 +114,16 @@ def _conv2d_bwd(stride, padding, residuals, g):
   x, w = residuals
   (top, bottom), (left, right) = padding
   kh, kw = w.shape[:2]
-  if stride == 1 and choose("input_grad", x.shape, w.shape, stride) and max(
-      top, bottom) < kh and max(left, right) < kw:
+  if not choose("input_grad", x.shape, w.shape, stride):
+    dx = jax.vjp(lambda x: _lax_conv(x, w, stride, padding), x)[1](g)[0]
+  elif stride == 1 and max(top, bottom) < kh and max(left, right) < kw:
     # Stride 1: the input gradient is the forward convolution of the output gradient, padded
     # by the kernel size less the padding, with the kernel flipped and its channels swapped.
     flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
     dx = _ffi("JaxSslConvForward", x.shape, g, flipped, stride=1,
               **_padding_attrs(((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right))))
-  elif choose("input_grad", x.shape, w.shape, stride):
-    dx = _ffi("JaxSslConvInputGrad", x.shape, g, w, stride=stride, **_padding_attrs(padding))
   else:
-    dx = jax.vjp(lambda x: _lax_conv(x, w, stride, padding), x)[1](g)[0]
+    dx = _ffi("JaxSslConvInputGrad", x.shape, g, w, stride=stride, **_padding_attrs(padding))
   if choose("weight_grad", x.shape, w.shape, stride):
     dw = _ffi("JaxSslConvWeightGrad", w.shape, x, g, kernel_h=kh, kernel_w=kw, stride=stride,
               **_padding_attrs(padding))

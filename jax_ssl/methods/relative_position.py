@@ -43,9 +43,9 @@ def neighbour_pairs(grid: int) -> np.ndarray:
   grid 2: every ordered pair of distinct cells."""
   directions = [(cell // 3 - 1, cell % 3 - 1) for cell in NEIGHBOURS]
   firsts = [CENTRE] if grid == 3 else range(grid * grid)
-  pairs = [(a, b, directions.index((b // grid - a // grid, b % grid - a % grid)))
-           for a in firsts for b in range(grid * grid)
-           if (b // grid - a // grid, b % grid - a % grid) in directions]
+  steps = {(a, b): (b // grid - a // grid, b % grid - a % grid)
+           for a in firsts for b in range(grid * grid)}
+  pairs = [(a, b, directions.index(step)) for (a, b), step in steps.items() if step in directions]
   return np.asarray(pairs, dtype=np.int32)
 
 
