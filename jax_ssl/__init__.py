@@ -5,8 +5,11 @@ Entry points: `python -m jax_ssl.train`, `python -m jax_ssl.evaluate`. Library p
 `jax_ssl.data`, `jax_ssl.step` (the generic pure train step).
 """
 
+from jax_ssl import host_memory as _host_memory
 from jax_ssl import xla_flags as _xla_flags
 
-_xla_flags.apply_defaults()  # before any JAX computation creates the CPU client
+# Both before any JAX computation creates the CPU client.
+_host_memory.apply_defaults()
+_xla_flags.apply_defaults()
 
 __version__ = "0.1.0"
