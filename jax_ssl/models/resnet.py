@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl.kernels import conv as kernel_conv
+from jax_ssl.models import batch_norm as fused_bn
 
 _KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torchvision's BatchNorm momentum 0.1 is Flax's 0.9 (weight of the running value).
@@ -31,8 +32,9 @@ def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
                   conv_general_dilated=kernel_conv.conv_general_dilated, rngs=rngs)
 
 
-def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  return nnx.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
+def batch_norm(features: int, *, rngs: nnx.Rngs) -> fused_bn.BatchNorm:
+  """`nnx.BatchNorm` that can fuse the residual add and ReLU after it (models/batch_norm.py)."""
+  return fused_bn.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
 
 
 def conv1x1_bn(in_features: int, out_features: int, stride: int = 1, *,
@@ -64,9 +66,8 @@ class BasicBlock(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
-    y = nnx.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    return nnx.relu(y + residual)
+    y = self.bn1(self.conv1(x), relu=True)
+    return self.bn2(self.conv2(y), residual=residual, relu=True)
 
 
 class Bottleneck(nnx.Module):
@@ -85,10 +86,9 @@ class Bottleneck(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
-    y = nnx.relu(self.bn1(self.conv1(x)))
-    y = nnx.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
-    return nnx.relu(y + residual)
+    y = self.bn1(self.conv1(x), relu=True)
+    y = self.bn2(self.conv2(y), relu=True)
+    return self.bn3(self.conv3(y), residual=residual, relu=True)
 
 
 class ResNet(nnx.Module):
@@ -130,7 +130,7 @@ class ResNet(nnx.Module):
     self.feature_dim = final_features or in_features
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nnx.relu(self.stem_bn(self.stem_conv(x)))
+    x = self.stem_bn(self.stem_conv(x), relu=True)
     if self.stem_kind == "imagenet":
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for block in self.blocks:
