@@ -7,7 +7,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import benchmark_suite  # noqa: E402
 
 COMMON = dict(cpu="Test CPU", cpu_count=2, device="cpu", device_count=1, jax_version="0.10.2",
-              max_rss_bytes=512 * 2**20, cpu_kernels="auto")
+              max_rss_bytes=512 * 2**20, cpu_kernels="auto", fused_batchnorm="auto",
+              host_malloc_retained=True)
 
 
 def test_render_tables_ratios_and_ceiling_share():
@@ -28,6 +29,8 @@ def test_render_tables_ratios_and_ceiling_share():
   assert "| 2048 | 512 | 4.0x |" in text
   assert "| ResNet | 0.400 | 0.300 | 0.75x | 2.13.0+cpu | 0.600 |" in text
   assert "- Convolutions: `JAX_SSL_CPU_KERNELS=auto`" in text
+  assert "- BatchNorm: `JAX_SSL_FUSED_BATCHNORM=auto`" in text
+  assert "freed blocks kept for reuse = True" in text
 
 
 def test_conv_layers_table_matches_the_models():

@@ -34,11 +34,12 @@ from flax import nnx
 from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
 
 from jax_ssl import config as config_lib
-from jax_ssl import methods, sharding
+from jax_ssl import host_memory, methods, sharding
 from jax_ssl.methods.spec import StepContext, with_modules
 from jax_ssl.state import create_train_state
 from jax_ssl.kernels import build as kernel_build
 from jax_ssl.kernels import conv as kernel_conv
+from jax_ssl.models import batch_norm as fused_bn
 from jax_ssl.step import make_train_step
 
 
@@ -340,6 +341,7 @@ def main():
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
              "cpu_kernels": kernel_conv.mode() if kernel_build.load() else "unavailable",
+             "fused_batchnorm": fused_bn.mode(), "host_malloc_retained": host_memory.apply_defaults(),
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
   jax_results, run_model = benchmark_jax(config, args.steps, in_channels, image_size,
                                          model_step=not args.trainer_only or args.compare_torch)

@@ -79,6 +79,10 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
       f"- Convolutions: `JAX_SSL_CPU_KERNELS={first.get('cpu_kernels', 'n/a')}` (the library's "
       "CPU kernels where `jax_ssl.kernels.conv.choose` picks them; `unavailable`: no g++, "
       "XLA's own)",
+      f"- BatchNorm: `JAX_SSL_FUSED_BATCHNORM={first.get('fused_batchnorm', 'n/a')}` (the fused "
+      "BatchNorm + residual + ReLU custom VJP of `jax_ssl/models/batch_norm.py`); host memory: "
+      f"freed blocks kept for reuse = {first.get('host_malloc_retained', 'n/a')} "
+      "(`jax_ssl/host_memory.py`, `JAX_SSL_HOST_MALLOC`)",
       f"- f32 matmul ceiling (2048^3, jitted): {_f(ceiling, 1)} GFLOP/s",
       "",
       "## Every method's Fashion-MNIST default (trainer step)",
