@@ -56,3 +56,8 @@ def test_conv_layers_table_matches_the_models():
   # The kernels time every op they apply to: all but the stem's input gradient (1 channel).
   assert rows[0]["dx_kernel"] is None and rows[0]["fwd_kernel"] > 0
   assert all(r[op + "_kernel"] > 0 for r in rows[1:] for op in conv_layers.OPS)
+  # Winograd is timed for the 3x3 stride-1 layers only; auto never picks it at 16 channels.
+  assert [r["layer"] for r in rows if r["fwd_winograd"] is not None] == [
+      "stem", "stage1", "stage2.conv2", "stage3.conv2", "stage4.conv2"]
+  assert all(r[op + "_winograd"] > 0 for r in rows if r["fwd_winograd"] for op in conv_layers.OPS)
+  assert not any(r[op + "_auto"] == "winograd" for r in rows for op in conv_layers.OPS)

@@ -13,6 +13,7 @@ from jax import lax
 
 from jax_ssl.kernels import build
 from jax_ssl.kernels import conv as kernel_conv
+from jax_ssl.kernels import winograd
 from jax_ssl.models import resnet
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -165,3 +166,56 @@ def test_auto_mode_follows_the_measured_rule(monkeypatch):
   assert kernel_conv.choose("forward", *stage1, 1)
   monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "0")
   assert not kernel_conv.choose("forward", *stage1, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 11, 3, 5, ((1, 1), (1, 1))),
+                                   (2, 6, 5, 4, 6, ((2, 0), (1, 2))),
+                                   (1, 4, 4, 8, 8, ((0, 0), (0, 0)))],
+                         ids=["odd-sizes", "asymmetric-padding", "no-padding"])
+def test_winograd_convolution_and_weight_gradient_equal_xla(shape):
+  n, h, w_, cin, cout, padding = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w_, cin))
+  w = jax.random.normal(jax.random.key(1), (3, 3, cin, cout))
+  y = _lax(x, w, 1, padding)
+  g = jax.random.normal(jax.random.key(2), y.shape)
+  scale = float(jnp.max(jnp.abs(y)))
+  np.testing.assert_allclose(winograd.conv3x3(x, w, padding), y, atol=2e-5 * scale)
+  dw = jax.vjp(lambda w: _lax(x, w, 1, padding), w)[1](g)[0]
+  np.testing.assert_allclose(winograd.weight_grad3x3(x, g, padding), dw,
+                             atol=2e-5 * float(jnp.max(jnp.abs(dw))))
+
+
+def test_wide_layers_take_winograd_for_all_three_ops(kernels_on):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 7, 256))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 256, 272)) / np.sqrt(9 * 256)
+  padding = ((1, 1), (1, 1))
+  probe = jax.random.normal(jax.random.key(2), _lax(x, w, 1, padding).shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, 1, padding)) * probe)
+
+  expected = jax.jit(jax.value_and_grad(loss(_lax), argnums=(0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(loss(kernel_conv.conv2d), argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(got[1], expected[1]):
+    np.testing.assert_allclose(g, e, atol=3e-5 * float(jnp.max(jnp.abs(e))))
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss(kernel_conv.conv2d), argnums=(0, 1)))(x, w))
+  assert "conv_general_dilated" not in jaxpr and "JaxSsl" not in jaxpr  # Winograd, all three
+
+
+def test_winograd_rule(monkeypatch):
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "auto")
+  monkeypatch.setattr(build, "has_avx512", lambda: True)
+  same = ((1, 1), (1, 1))
+  assert kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same)
+  assert kernel_conv.use_winograd((256, 4, 4, 512), (3, 3, 512, 512), 1, same)
+  assert not kernel_conv.use_winograd((256, 16, 16, 128), (3, 3, 128, 128), 1, same)
+  assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 512), 2, same)  # stride 2
+  assert not kernel_conv.use_winograd((256, 8, 8, 256), (1, 1, 256, 256), 1, ((0, 0), (0, 0)))
+  assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, ((3, 1), (1, 1)))
+  monkeypatch.setattr(build, "has_avx512", lambda: False)
+  assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same)
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "1")
+  assert kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same)
+  monkeypatch.setenv("JAX_SSL_CPU_KERNELS", "0")
+  assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same)

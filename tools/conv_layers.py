@@ -3,10 +3,12 @@ r"""Per-layer convolution timings of a benchmark model: forward, input gradient,
 Where does the step's convolution time go, and which path should run it? Each distinct
 convolution of the model (shape, stride) is jitted on its own and timed three ways:
 `fwd` (the convolution), `dx` (its input gradient) and `dw` (its weight gradient), each
-multiplied by how many times the model has that layer, once on XLA's own convolution
-(`JAX_SSL_CPU_KERNELS=0`) and once on the library's kernels (`jax_ssl/kernels`, every op they
-apply to); `*` marks the path `JAX_SSL_CPU_KERNELS=auto` (the default) picks, and the last
-row totals XLA, the kernels and the auto choice. The table behind `jax_ssl.kernels.conv.choose`:
+multiplied by how many times the model has that layer, on XLA's own convolution
+(`JAX_SSL_CPU_KERNELS=0`), on the library's kernels (`jax_ssl/kernels`, every op they apply
+to) and, for 3x3 stride-1 layers, as Winograd F(4x4, 3x3) (`jax_ssl/kernels/winograd.py`);
+`*` marks the path `JAX_SSL_CPU_KERNELS=auto` (the default) picks, and the last row totals
+XLA, the kernels and the auto choice. The table behind `jax_ssl.kernels.conv.choose` and
+`use_winograd`:
 
   python tools/conv_layers.py --model small
   python tools/conv_layers.py --model resnet18
@@ -33,6 +35,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jax_ssl.kernels import conv as kernel_conv  # noqa: E402
+from jax_ssl.kernels import winograd  # noqa: E402
 
 # name, in channels, out channels, kernel, stride, input size, layers of this shape
 LAYERS = {
@@ -71,46 +74,86 @@ def _seconds(fn, args, repeats):
 
 
 def _op_seconds(op, x, w, g, stride, pad, repeats):
+  """`op` of `_conv` with Winograd off (XLA's or the kernels, as the mode says)."""
+  def conv(x, w):
+    return (lax_conv(x, w, stride, pad) if kernel_conv.mode() == "0" else
+            kernel_conv.conv2d(x, w, stride, ((pad, pad), (pad, pad))))
   if op == "fwd":
-    return _seconds(jax.jit(lambda x, w: _conv(x, w, stride, pad)), (x, w), repeats)
+    return _seconds(jax.jit(conv), (x, w), repeats)
   argnum = 0 if op == "dx" else 1
-  fn = jax.jit(lambda x, w, g: jax.vjp(lambda *a: _conv(*a, stride, pad), x, w)[1](g)[argnum])
+  fn = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[argnum])
   return _seconds(fn, (x, w, g), repeats)
+
+
+def lax_conv(x, w, stride, pad):
+  return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _winograd_seconds(op, x, w, g, pad, repeats):
+  padding = ((pad, pad), (pad, pad))
+  if op == "fwd":
+    return _seconds(jax.jit(lambda x, w: winograd.conv3x3(x, w, padding)), (x, w), repeats)
+  if op == "dx":
+    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+    return _seconds(jax.jit(lambda g, f: winograd.conv3x3(g, f, ((2 - pad,) * 2,) * 2)),
+                    (g, flipped), repeats)
+  return _seconds(jax.jit(lambda x, g: winograd.weight_grad3x3(x, g, padding)), (x, g), repeats)
 
 
 def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[dict]:
   """Per distinct layer and op: seconds on XLA (`op`), on the kernels (`op_kernel`, None where
-  they do not apply) and whether auto mode picks the kernels (`op_auto`), times the layer's
-  count in the model."""
+  they do not apply), as Winograd (`op_winograd`, None but for 3x3 stride-1 layers), times the
+  layer's count in the model, and the path auto mode picks (`op_auto`: "xla", "kernel" or
+  "winograd")."""
   default_batch, layers = LAYERS[model]
   batch = batch or default_batch
   rows = []
   for name, c_in, c_out, kernel, stride, size, count in layers:
     rng = np.random.default_rng(0)
     pad = (kernel - 1) // 2
+    padding = ((pad, pad), (pad, pad))
     x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
-    g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
+    g = jnp.ones(jax.eval_shape(lambda x, w: lax_conv(x, w, stride, pad), x, w).shape,
                  jnp.float32)
     row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
+    with kernel_conv.mode_set("auto"):
+      auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, padding)
     for op in OPS:
       with kernel_conv.mode_set("auto"):
-        row[op + "_auto"] = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
-      with kernel_conv.mode_set("1"):
+        row[op + "_auto"] = ("winograd" if auto_winograd else "kernel" if kernel_conv.choose(
+            CHOOSE_OP[op], x.shape, w.shape, stride) else "xla")
+      with kernel_conv.mode_set("1"), _without_winograd():
         applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
         row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
                                if applies else None)
+      row[op + "_winograd"] = (count * _winograd_seconds(op, x, w, g, pad, repeats)
+                               if kernel == 3 and stride == 1 else None)
       with kernel_conv.mode_set("0"):
         row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
     rows.append(row)
   return rows
 
 
+class _without_winograd:  # pylint: disable=invalid-name
+  """Times the kernels themselves on layers where `conv2d` would take Winograd."""
+
+  def __enter__(self):
+    self.saved = kernel_conv.use_winograd
+    kernel_conv.use_winograd = lambda *args: False
+
+  def __exit__(self, *exc):
+    kernel_conv.use_winograd = self.saved
+
+
 def _cell(row, op):
-  xla, kernel, auto = row[op], row[op + "_kernel"], row[op + "_auto"]
-  xla_text = f"{xla * 1e3:.1f}" + ("" if auto else "*")
-  kernel_text = "-" if kernel is None else f"{kernel * 1e3:.1f}" + ("*" if auto else "")
-  return f"{xla_text} | {kernel_text}"
+  texts = []
+  for key, path in ((op, "xla"), (op + "_kernel", "kernel"), (op + "_winograd", "winograd")):
+    value = row[key]
+    texts.append("-" if value is None else
+                 f"{value * 1e3:.1f}" + ("*" if row[op + "_auto"] == path else ""))
+  return " | ".join(texts)
 
 
 def main(argv=None) -> None:
@@ -121,15 +164,17 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   rows = layer_times(args.model, args.batch or None, args.repeats)
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms per step; * = auto's choice")
-  print("| layer | x count | shape | fwd XLA | fwd kernel | dx XLA | dx kernel | dw XLA | "
-        "dw kernel |\n|---|---|---|---|---|---|---|---|---|")
+  print("| layer | x count | shape | fwd XLA | fwd kernel | fwd Winograd | dx XLA | dx kernel | "
+        "dx Winograd | dw XLA | dw kernel | dw Winograd |\n|---|---|---|---|---|---|---|---|---|"
+        "---|---|---|")
   for r in rows:
     print(f"| {r['layer']} | {r['count']} | {r['shape']} | " +
           " | ".join(_cell(r, op) for op in OPS) + " |")
   xla = sum(r[op] for r in rows for op in OPS)
   kernels = sum(r[op] if r[op + "_kernel"] is None else r[op + "_kernel"]
                 for r in rows for op in OPS)
-  auto = sum(r[op + "_kernel"] if r[op + "_auto"] else r[op] for r in rows for op in OPS)
+  auto = sum(r[{"xla": op, "kernel": op + "_kernel", "winograd": op + "_winograd"}[
+      r[op + "_auto"]]] for r in rows for op in OPS)
   print(f"\ntotal ms: XLA {xla * 1e3:.1f}, kernels {kernels * 1e3:.1f} (XLA where they do not "
         f"apply), auto {auto * 1e3:.1f}")
 
