@@ -315,35 +315,3 @@ def test_tiles_resized_to_the_evaluation_resolution():
                                      tile_resize=14)
   assert shuffled.shape == (4, 9, 14, 14, 1)
   assert tiles.resize_tiles(grid, 0) is grid and tiles.resize_tiles(grid, 7) is grid
-
-
-def test_relative_position_running_statistics_from_whole_images():
-  """With running_statistics="images" the BatchNorm running averages follow the whole
-  images (the evaluation's input), not the tiles; the loss is the same either way."""
-  from jax_ssl.methods.spec import SSLModel
-  from jax_ssl.models import resnet
-  images = jax.random.uniform(jax.random.key(5), (8, 28, 28, 1)) * jnp.linspace(0, 3, 28)[:, None]
-  context = SimpleNamespace(rng=jax.random.key(6))
-  args = dict(gap=1, jitter=1, tile_resize=28, tile_statistics="unit", grid=3,
-              neighbours="one")
-  method_args = dict(args, running_statistics="images")
-  results = {}
-  for mode in ("tiles", "images"):
-    backbone = resnet.make_backbone("resnet_small", width=16, stem="cifar", in_channels=1,
-                                    rngs=nnx.Rngs(0))
-    heads = relative_position.make_heads(backbone.feature_dim, {"classifier_hidden_dim": 8,
-                                                                "classifier_num_layers": 2},
-                                         method_args, nnx.Rngs(1))
-    model = SSLModel(backbone, heads)
-    model.train()
-    loss, _, _ = relative_position.objective(model, [images], None, context,
-                                             running_statistics=mode, **args)
-    results[mode] = (float(loss), np.asarray(model.backbone.stem_bn.mean[...]))
-  stem = resnet.make_backbone("resnet_small", width=16, stem="cifar", in_channels=1,
-                              rngs=nnx.Rngs(0)).stem_conv
-  whole = 0.1 * np.asarray(jnp.mean(stem(images), (0, 1, 2)))  # momentum 0.9 from zeros
-  np.testing.assert_allclose(results["images"][1], whole, rtol=1e-4, atol=1e-6)
-  assert not np.allclose(results["tiles"][1], whole, rtol=1e-2)
-  assert results["tiles"][0] == pytest.approx(results["images"][0], rel=1e-6)
-  with pytest.raises(ConfigError, match="running_statistics='both'; use one of"):
-    relative_position.check_args("one", 3, "both")

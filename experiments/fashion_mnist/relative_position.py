@@ -53,7 +53,9 @@ with the CPU convolution kernels (jax_ssl/kernels), which make this step 17% fas
   0.7368 / 0.8451 / 0.7393;
 - batch 256 for the same 2000 steps (11.3 + 1.6 min): 0.7894 / 0.8698 / 0.7751, the closest
   to raw pixels' 1% yet, but below them on kNN; 2500 steps at batch 256 (13.6 + 1.5 min):
-  0.7755 / 0.8650 / 0.7639.
+  0.7755 / 0.8650 / 0.7639; that batch-256 run's checkpoint with its BatchNorm running
+  statistics re-estimated on 10,240 whole training images (centre view, train mode, 40
+  batches; do tile statistics hurt whole-image features?): 0.7890 / 0.8685 / 0.7720, no gain.
 """
 
 import os

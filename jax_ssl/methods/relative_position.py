@@ -15,12 +15,6 @@ direction twice, each diagonal once).
 `neighbours="all"` classifies every one of the 8 neighbours against the centre instead of
 one drawn at random: 9 tiles through the backbone give 8 labelled pairs (one neighbour: 2
 tiles, 1 pair), so each step carries 8 / 9 pairs per encoded tile instead of 1 / 2.
-
-`running_statistics="images"`: the backbone's BatchNorm running averages (what evaluation
-normalises whole images with) follow an extra forward pass of the step's whole images (no
-gradient) instead of the tiles, whose own batch statistics still normalise them in training.
-With "tiles" (the default) the running averages are the tiles', whose statistics differ from
-whole images' (each tile is normalised on its own and upsampled).
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ CENTRE = 4
 NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre, row-major
 NEIGHBOUR_MODES = ("one", "all")
 GRIDS = (2, 3)
-RUNNING_STATISTICS = ("tiles", "images")
 
 
 def neighbour_pairs(grid: int) -> np.ndarray:
@@ -85,12 +78,8 @@ def tile_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: i
   return tile(drawn[:, 0]), tile(drawn[:, 1]), drawn[:, 2]
 
 
-def check_args(neighbours: str, grid: int, running_statistics: str = "tiles") -> None:
-  """Raises ConfigError (one line, naming the fix) for an unknown `neighbours`, `grid` or
-  `running_statistics`."""
-  if running_statistics not in RUNNING_STATISTICS:
-    raise ConfigError(f"method_args.running_statistics={running_statistics!r}; use one of "
-                      f"{RUNNING_STATISTICS}")
+def check_args(neighbours: str, grid: int) -> None:
+  """Raises ConfigError (one line, naming the fix) for an unknown `neighbours` or `grid`."""
   if neighbours not in NEIGHBOUR_MODES:
     raise ConfigError(f"method_args.neighbours={neighbours!r}; use one of {NEIGHBOUR_MODES}")
   if grid not in GRIDS:
@@ -102,18 +91,13 @@ def check_args(neighbours: str, grid: int, running_statistics: str = "tiles") ->
 
 def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
                rngs: nnx.Rngs):
-  check_args(method_args["neighbours"], method_args["grid"],
-             method_args.get("running_statistics", "tiles"))
+  check_args(method_args["neighbours"], method_args["grid"])
   return classification.classifier_head(2 * feature_dim, len(NEIGHBOURS), head_args, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, gap: int, jitter: int, tile_resize: int,
-              tile_statistics: str, neighbours: str, grid: int,
-              running_statistics: str = "tiles"):
-  # A snapshot of the running averages (nnx.state alone would hold the live variables).
-  running = (jax.tree.map(lambda value: value, nnx.state(model.backbone, nnx.BatchStat))
-             if running_statistics == "images" else None)
+              tile_statistics: str, neighbours: str, grid: int):
   cut = dict(gap=gap, jitter=jitter, tile_resize=tile_resize, tile_statistics=tile_statistics,
              grid=grid)
   if neighbours == "all":
@@ -129,10 +113,6 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
     first, neighbour, labels = tile_and_neighbour(context.rng, views[0], **cut)
     features = model.backbone(jnp.concatenate([first, neighbour]))  # one pass, shared weights
     pair = jnp.concatenate(jnp.split(features, 2), axis=-1)
-  if running is not None:
-    # Undo the tiles' update of the running averages; whole images update them instead.
-    nnx.update(model.backbone, running)
-    model.backbone(jax.lax.stop_gradient(views[0]))
   logits = model.heads["classifier"](pair)
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
   return loss, {"relative_position": loss, "relative_position_accuracy": accuracy}, {}
@@ -144,5 +124,5 @@ SPEC = MethodSpec(
     make_heads=make_heads,
     objective=objective,
     default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0, "tile_statistics": "unit",
-                         "neighbours": "one", "grid": 3, "running_statistics": "tiles"},
+                         "neighbours": "one", "grid": 3},
 )
