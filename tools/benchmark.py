@@ -63,7 +63,8 @@ def _time(fn, steps: int) -> float:
 def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
   """XLA's FLOP count of `step(*args)` compiled with XLA's own convolutions: its cost
   analysis does not see into the library's convolution kernels (custom calls), and the
-  arithmetic is the same either way. (A new function object, so no cached trace is reused.)"""
+  arithmetic is the same either way (Winograd's fewer multiplies are counted as a direct
+  convolution's FLOPs, as for PyTorch). (A new function object, so no cached trace is reused.)"""
   with kernel_conv.mode_set("0"):
     jitted = jax.jit(lambda *a: step(*a), **jit_kwargs)  # noqa: PLW0108
     cost = jitted.lower(*args).compile().cost_analysis()
@@ -120,7 +121,11 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
     return metrics["loss"]
 
   jax.block_until_ready(run_trainer())  # warm-up
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   results["trainer_step_s"] = _time(run_trainer, steps)
+  # Page faults: XLA:CPU's freed temporaries faulted in anew each step (jax_ssl/host_memory.py).
+  results["minor_page_faults_per_step"] = (
+      resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
   if not model_step:
     return results, None
