@@ -91,9 +91,9 @@ def use_winograd(x_shape: Sequence[int], w_shape: Sequence[int], stride: int, pa
   3x3 kernels, stride 1, padding of at most 2 on each side, and at least 256 input and output
   channels: where it measured faster than both the kernels and XLA's convolution
   (`python tools/conv_layers.py --model resnet18`: ResNet-18's last two stages, at 8x8 and
-  4x4 pixels: 1.7-2.3x faster per op); at 128 channels and 16x16 pixels it was mixed (forward
-  and input gradient ~15% faster, weight gradient ~7% slower: left on the kernels) and with
-  fewer channels slower. On AVX-512 CPUs in `auto` mode (the ones measured), any CPU in `1`."""
+  4x4 pixels: 1.4-2.3x faster per op than the faster of the two); at 128 channels and 16x16
+  pixels it was mixed (forward and input gradient ~15% faster, weight gradient ~7% slower:
+  left on the kernels) and with fewer channels slower. On AVX-512 CPUs in `auto` mode (the ones measured), any CPU in `1`."""
   kh, kw, cin, cout = w_shape
   if (kh, kw) != (3, 3) or stride != 1 or min(cin, cout) < 256 or mode() == "0":
     return False
