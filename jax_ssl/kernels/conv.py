@@ -93,7 +93,8 @@ def use_winograd(x_shape: Sequence[int], w_shape: Sequence[int], stride: int, pa
   (`python tools/conv_layers.py --model resnet18`: ResNet-18's last two stages, at 8x8 and
   4x4 pixels: 1.4-2.3x faster per op than the faster of the two); at 128 channels and 16x16
   pixels it was mixed (forward and input gradient ~15% faster, weight gradient ~7% slower:
-  left on the kernels) and with fewer channels slower. On AVX-512 CPUs in `auto` mode (the ones measured), any CPU in `1`."""
+  left on the kernels) and with fewer channels slower. On AVX-512 CPUs in `auto` mode (the
+  ones measured), any CPU in `1`."""
   kh, kw, cin, cout = w_shape
   if (kh, kw) != (3, 3) or stride != 1 or min(cin, cout) < 256 or mode() == "0":
     return False
