@@ -346,7 +346,8 @@ def main():
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
              "cpu_kernels": kernel_conv.mode() if kernel_build.load() else "unavailable",
-             "fused_batchnorm": fused_bn.mode(), "host_malloc_retained": host_memory.apply_defaults(),
+             "fused_batchnorm": fused_bn.mode(),
+             "host_malloc_retained": host_memory.apply_defaults(),
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
   jax_results, run_model = benchmark_jax(config, args.steps, in_channels, image_size,
                                          model_step=not args.trainer_only or args.compare_torch)
