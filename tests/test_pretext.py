@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from flax import nnx
 
@@ -315,3 +316,33 @@ def test_tiles_resized_to_the_evaluation_resolution():
                                      tile_resize=14)
   assert shuffled.shape == (4, 9, 14, 14, 1)
   assert tiles.resize_tiles(grid, 0) is grid and tiles.resize_tiles(grid, 7) is grid
+
+
+def test_relative_position_leaves_blank_tiles_out_of_the_loss():
+  """min_tile_std: pairs with a tile of one colour carry no weight in the loss or accuracy."""
+  images = np.zeros((16, 28, 28, 1), np.float32)
+  images[:, :, 10:18] = np.random.default_rng(0).uniform(size=(16, 28, 8, 1))  # middle column
+  images = jnp.asarray(images)
+  backbone = lambda x: x.reshape(x.shape[0], -1)[:, :40]  # noqa: E731
+  model = SimpleNamespace(backbone=backbone,
+                          heads={"classifier": lambda pair: pair[:, :8] * 3.0})
+  context = SimpleNamespace(rng=jax.random.key(4))
+  args = dict(gap=1, jitter=1, tile_resize=0, tile_statistics="unit", grid=3,
+              neighbours="one")
+  loss_all, metrics_all, _ = relative_position.objective(model, [images], None, context, **args)
+  loss, metrics, _ = relative_position.objective(model, [images], None, context,
+                                                  min_tile_std=0.5, **args)
+  first, neighbour, labels = relative_position.tile_and_neighbour(
+      context.rng, images, gap=1, jitter=1, grid=3)
+  column = np.asarray(relative_position.neighbour_pairs(3))[:, 1][np.asarray(labels)] % 3
+  kept = column == 1  # neighbours above or below the centre: the middle column has content
+  assert 0 < kept.sum() < len(kept)
+  logits = jnp.concatenate([first.reshape(16, -1)[:, :40], neighbour.reshape(16, -1)[:, :40]],
+                           -1)[:, :8] * 3.0
+  per_pair = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  np.testing.assert_allclose(loss, per_pair[kept].mean(), rtol=1e-5)
+  np.testing.assert_allclose(loss_all, per_pair.mean(), rtol=1e-5)
+  assert metrics["relative_position_informative"] == pytest.approx(kept.mean())
+  assert "relative_position_informative" not in metrics_all
+  with pytest.raises(ConfigError, match="min_tile_std applies to neighbours='one' only"):
+    relative_position.check_args("all", 3, 0.5)

@@ -19,9 +19,14 @@ def classifier_head(in_features: int, num_classes: int, head_args: Mapping[str, 
                                 head_args["classifier_num_layers"], rngs=rngs)}
 
 
-def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array
+def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array,
+                               weights: jax.Array | None = None
                                ) -> tuple[jax.Array, jax.Array]:
-  """Mean softmax cross-entropy and top-1 accuracy of [N, K] logits for [N] int labels."""
-  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
-  return loss, accuracy
+  """Mean softmax cross-entropy and top-1 accuracy of [N, K] logits for [N] int labels; with
+  `weights` [N], their weighted means (over at least one unit of weight)."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  if weights is None:
+    return jnp.mean(losses), jnp.mean(correct)
+  total = jnp.maximum(jnp.sum(weights), 1.0)
+  return jnp.sum(weights * losses) / total, jnp.sum(weights * correct) / total
