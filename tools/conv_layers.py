@@ -27,6 +27,7 @@ import argparse
 import os
 import sys
 import time
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax_ssl  # noqa: E402,F401  (sets the library's XLA flags before JAX starts)
@@ -35,7 +36,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jax_ssl.kernels import conv as kernel_conv  # noqa: E402
-from jax_ssl.kernels import winograd  # noqa: E402
 
 # name, in channels, out channels, kernel, stride, input size, layers of this shape
 LAYERS = {
@@ -74,31 +74,16 @@ def _seconds(fn, args, repeats):
 
 
 def _op_seconds(op, x, w, g, stride, pad, repeats):
-  """`op` of `_conv` with Winograd off (XLA's or the kernels, as the mode says)."""
-  def conv(x, w):
-    return (lax_conv(x, w, stride, pad) if kernel_conv.mode() == "0" else
-            kernel_conv.conv2d(x, w, stride, ((pad, pad), (pad, pad))))
   if op == "fwd":
-    return _seconds(jax.jit(conv), (x, w), repeats)
+    return _seconds(jax.jit(lambda x, w: _conv(x, w, stride, pad)), (x, w), repeats)
   argnum = 0 if op == "dx" else 1
-  fn = jax.jit(lambda x, w, g: jax.vjp(conv, x, w)[1](g)[argnum])
+  fn = jax.jit(lambda x, w, g: jax.vjp(lambda *a: _conv(*a, stride, pad), x, w)[1](g)[argnum])
   return _seconds(fn, (x, w, g), repeats)
 
 
-def lax_conv(x, w, stride, pad):
-  return jax.lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def _winograd_seconds(op, x, w, g, pad, repeats):
-  padding = ((pad, pad), (pad, pad))
-  if op == "fwd":
-    return _seconds(jax.jit(lambda x, w: winograd.conv3x3(x, w, padding)), (x, w), repeats)
-  if op == "dx":
-    flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
-    return _seconds(jax.jit(lambda g, f: winograd.conv3x3(g, f, ((2 - pad,) * 2,) * 2)),
-                    (g, flipped), repeats)
-  return _seconds(jax.jit(lambda x, g: winograd.weight_grad3x3(x, g, padding)), (x, g), repeats)
+def _winograd(on: bool):
+  """`conv2d` with Winograd forced on or off, to time each path on the same layer."""
+  return mock.patch.object(kernel_conv, "use_winograd", lambda *args: on)
 
 
 def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[dict]:
@@ -112,39 +97,29 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
   for name, c_in, c_out, kernel, stride, size, count in layers:
     rng = np.random.default_rng(0)
     pad = (kernel - 1) // 2
-    padding = ((pad, pad), (pad, pad))
     x = jnp.asarray(rng.normal(size=(batch, size, size, c_in)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(kernel, kernel, c_in, c_out)) * 0.1, jnp.float32)
-    g = jnp.ones(jax.eval_shape(lambda x, w: lax_conv(x, w, stride, pad), x, w).shape,
+    g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
                  jnp.float32)
     row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
     with kernel_conv.mode_set("auto"):
-      auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, padding)
+      auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, ((pad, pad),) * 2)
     for op in OPS:
       with kernel_conv.mode_set("auto"):
         row[op + "_auto"] = ("winograd" if auto_winograd else "kernel" if kernel_conv.choose(
             CHOOSE_OP[op], x.shape, w.shape, stride) else "xla")
-      with kernel_conv.mode_set("1"), _without_winograd():
-        applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
-        row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
-                               if applies else None)
-      row[op + "_winograd"] = (count * _winograd_seconds(op, x, w, g, pad, repeats)
-                               if kernel == 3 and stride == 1 else None)
+      with kernel_conv.mode_set("1"):
+        with _winograd(False):
+          applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
+          row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
+                                 if applies else None)
+        with _winograd(True):
+          row[op + "_winograd"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
+                                   if kernel == 3 and stride == 1 else None)
       with kernel_conv.mode_set("0"):
         row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
     rows.append(row)
   return rows
-
-
-class _without_winograd:  # pylint: disable=invalid-name
-  """Times the kernels themselves on layers where `conv2d` would take Winograd."""
-
-  def __enter__(self):
-    self.saved = kernel_conv.use_winograd
-    kernel_conv.use_winograd = lambda *args: False
-
-  def __exit__(self, *exc):
-    kernel_conv.use_winograd = self.saved
 
 
 def _cell(row, op):
