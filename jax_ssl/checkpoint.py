@@ -14,6 +14,7 @@ already on disk are untouched, so rerunning resumes from the last complete one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging as python_logging
 import os
@@ -26,7 +27,19 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-from jax_ssl.errors import StorageError
+from jax_ssl.errors import StorageError, UserInputError
+
+
+class CheckpointLayoutError(UserInputError):
+  """A readable checkpoint whose train state has another layout than this run's (written by
+  another version of jax_ssl or for another config): left in place, never called corrupt."""
+
+
+# TrainState fields added after checkpoints were written, and the field whose same paths
+# give their value when an older checkpoint lacks them: the EMA target's BatchNorm
+# statistics were the online model's before they were kept (the target normalised with
+# batch statistics, so training continues exactly as it would have).
+_FIELDS_FILLED_FROM = {"target_batch_stats": "batch_stats"}
 
 # Write failures the user fixes (a full disk, a quota, a read-only or unwritable path), by errno.
 _WRITE_FIXES = {
@@ -71,6 +84,8 @@ class Checkpointer:
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         return step, self.restore(step, abstract_state, data_iterator)
+      except CheckpointLayoutError:
+        raise
       except Exception as e:  # pylint: disable=broad-except  # any read failure: try older
         path = os.path.join(self.directory, str(step))
         aside = os.path.join(f"{self.directory}_corrupt", f"{step}-{int(time.time())}")
@@ -111,18 +126,57 @@ class Checkpointer:
     return saved
 
   def restore(self, step: int, abstract_state, data_iterator):
-    """Restores the state into `abstract_state`'s shapes/shardings and `data_iterator` in place."""
+    """Restores the state into `abstract_state`'s shapes/shardings and `data_iterator` in place.
+
+    Raises CheckpointLayoutError (one line) if the checkpoint is readable but its state has
+    another layout; fields newer than the checkpoint (`_FIELDS_FILLED_FROM`) are filled in.
+    """
+    target, missing = self._restore_target(step, abstract_state)
     restored = self.manager.restore(
         step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                 data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    return restored["state"]
+    return _fill_missing(restored["state"], abstract_state, missing)
 
   def restore_state(self, step: int, abstract_state):
     """Only the TrainState (evaluation does not need the iterator)."""
+    target, missing = self._restore_target(step, abstract_state)
     restored = self.manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-    return restored["state"]
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    return _fill_missing(restored["state"], abstract_state, missing)
+
+  def _restore_target(self, step: int, abstract_state):
+    """(what to restore, the fields to fill in): `abstract_state`, or without the fields an
+    older checkpoint predates. A checkpoint whose metadata cannot be read is left to the
+    restore to fail on (corrupt); one whose layout differs raises CheckpointLayoutError."""
+    try:
+      saved = _layout(self.manager.item_metadata(step)["state"])
+    except Exception:  # pylint: disable=broad-except  # unreadable metadata: a corrupt checkpoint
+      return abstract_state, ()
+    if not dataclasses.is_dataclass(abstract_state):
+      wanted, missing = _layout(abstract_state), ()
+    else:
+      fields = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)}
+      saved_fields = {name.split(".")[0] for name in saved}
+      missing = tuple(f for f in _FIELDS_FILLED_FROM if f in fields and f not in saved_fields
+                      and jax.tree.leaves(fields[f]))
+      if missing:
+        abstract_state = {k: v for k, v in fields.items() if k not in missing}
+      wanted = _layout(abstract_state)
+    if saved != wanted:
+      differences = sorted(set(saved.items()) ^ set(wanted.items()))
+      described = []
+      for name in dict.fromkeys(name for name, _ in differences):
+        old, new = saved.get(name), wanted.get(name)
+        described.append(f"{name}: " + (f"saved {old}, expected {new}" if old and new else
+                                         "not in the checkpoint" if new else "not expected"))
+      raise CheckpointLayoutError(
+          f"checkpoint {os.path.join(self.directory, str(step))} holds a train state of "
+          f"another layout ({'; '.join(described[:3])}"
+          f"{f'; {len(described) - 3} more' if len(described) > 3 else ''}): it was written by "
+          f"another version of jax_ssl or another config; resume it with the version and config "
+          f"that wrote it, or use a new --workdir (the checkpoint is left as it is)")
+    return abstract_state, missing
 
   def wait(self) -> None:
     """Blocks until the last save is complete; raises StorageError if it could not be written."""
@@ -156,6 +210,34 @@ class _DropReportedWriteErrors(python_logging.Filter):
   def filter(self, record: python_logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
     return error is None or storage_error(error) is None
+
+
+def _key_name(key) -> str:
+  for attribute in ("key", "name", "idx"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def _layout(tree) -> dict[str, tuple[int, ...]]:
+  """{dotted path: shape} of every leaf (Orbax's metadata tree or an abstract state)."""
+  return {".".join(_key_name(k) for k in path): tuple(getattr(leaf, "shape", None) or ())
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _fill_missing(restored, abstract_state, missing: tuple[str, ...]):
+  """The TrainState from a restore without the `missing` fields: each filled from the same
+  paths of its `_FIELDS_FILLED_FROM` field."""
+  if not missing:
+    return restored
+  fields = dict(restored)
+  for name in missing:
+    source = {".".join(_key_name(k) for k in path): leaf for path, leaf in
+              jax.tree_util.tree_flatten_with_path(restored[_FIELDS_FILLED_FROM[name]])[0]}
+    fields[name] = jax.tree_util.tree_map_with_path(
+        lambda path, _: source[".".join(_key_name(k) for k in path)], getattr(abstract_state, name))
+    logging.warning("checkpoint predates %s: filled from %s", name, _FIELDS_FILLED_FROM[name])
+  return type(abstract_state)(**fields)
 
 
 def abstract_like(tree, sharding: jax.sharding.Sharding):

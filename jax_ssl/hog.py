@@ -16,7 +16,8 @@ skimage's conventions (scikit-image 0.26, `feature/_hog.py` and `_hoghistogram.p
   by 'L1', 'L1-sqrt', 'L2' (v / sqrt(|v|^2 + eps^2)) or 'L2-Hys' (L2, clip at 0.2, L2 again).
 
 `maskfeat_targets` is MaskFeat's prediction target built from the same cell histograms: each
-ViT patch's cells, computed on every channel separately, L2-normalised within the patch.
+ViT patch's cells, computed on every channel separately, each cell's histogram L2-normalised
+(PySlowFast's HOGLayerC; the whole patch at once as an option).
 
 References:
   Dalal & Triggs, "Histograms of Oriented Gradients for Human Detection", CVPR 2005.
@@ -130,17 +131,26 @@ def hog(images: jax.Array, *, orientations: int = 9, pixels_per_cell: int = 8,
   return blocks.reshape(blocks.shape[0], -1) if feature_vector else blocks
 
 
+TARGET_NORMALIZATIONS = ("cell", "patch")
+
+
 def maskfeat_targets(images: jax.Array, *, patch_size: int, cell_size: int,
-                     orientations: int = 9, eps: float = 1e-5) -> jax.Array:
+                     orientations: int = 9, normalization: str = "cell",
+                     eps: float = 1e-12) -> jax.Array:
   """MaskFeat's HOG target of every ViT patch: [B, H, W, C] -> [B, N, C * (p / c)^2 * O].
 
   HOG is computed on the whole image (gradients cross patch borders, so a patch's target
-  does not depend on how it is padded), on each channel separately; a patch's (p / c)^2
-  cell histograms of each channel are flattened and L2-normalised together (MaskFeat's
-  local contrast normalisation over the patch, Wei et al. 2022, sec. 3 and 4.1: 9 bins,
-  8x8 cells, 16x16 patches). Patches are in row-major order, as a ViT's patch tokens.
-  Differences from the official code (PySlowFast's HOGLayerC): central differences instead
-  of Sobel filters, no Gaussian spatial weighting, zero instead of reflected borders.
+  does not depend on how it is padded), on each channel separately; then, with
+  `normalization="cell"` (the official code, PySlowFast's `HOGLayerC`:
+  `F.normalize(out, p=2, dim=2)` over the bins), each cell's `orientations`-bin histogram of
+  each channel is divided by its L2 norm (max(norm, eps), as `F.normalize`; an empty cell
+  stays zero); with "patch", a patch's (p / c)^2 cell histograms of a channel are
+  flattened and L2-normalised together (what this library did before, a reading of the
+  paper's "local contrast normalisation"). Wei et al. 2022, sec. 3 and 4.1: 9 bins, 8x8
+  cells, 16x16 patches. Patches are in row-major order, as a ViT's patch tokens.
+  Differences from the official code: central differences instead of Sobel filters, no
+  Gaussian spatial weighting, zero instead of reflected borders, cell means instead of
+  sums (the same after normalisation).
 
   Returns:
     [B, (H / p) (W / p), C * (p / c)^2 * orientations], ordered (channel, cell row, cell
@@ -148,8 +158,14 @@ def maskfeat_targets(images: jax.Array, *, patch_size: int, cell_size: int,
   """
   if patch_size % cell_size:
     raise ValueError(f"patch_size={patch_size} is not a multiple of cell_size={cell_size}")
+  if normalization not in TARGET_NORMALIZATIONS:
+    raise ValueError(f"normalization={normalization!r}; use one of {TARGET_NORMALIZATIONS}")
   histograms = cell_histograms(images, orientations=orientations, cell_size=cell_size,
                                per_channel=True)
+  l2_normalize = lambda x: x / jnp.maximum(
+      jnp.sqrt(jnp.sum(x**2, axis=-1, keepdims=True)), eps)
+  if normalization == "cell":
+    histograms = l2_normalize(histograms)
   batch, cells_row, cells_col, channels, _ = histograms.shape
   per_side = patch_size // cell_size
   patches = histograms.reshape(batch, cells_row // per_side, per_side, cells_col // per_side,
@@ -157,5 +173,6 @@ def maskfeat_targets(images: jax.Array, *, patch_size: int, cell_size: int,
   # -> [B, patch row, patch col, C, cell row, cell col, O]
   patches = patches.transpose(0, 1, 3, 5, 2, 4, 6)
   patches = patches.reshape(batch, patches.shape[1] * patches.shape[2], channels, -1)
-  patches = patches / jnp.sqrt(jnp.sum(patches**2, axis=-1, keepdims=True) + eps**2)
+  if normalization == "patch":
+    patches = l2_normalize(patches)
   return patches.reshape(batch, patches.shape[1], -1)

@@ -8,7 +8,10 @@ turns a folder of images (class subfolders = labels; a flat folder = unlabelled;
 test/ subfolders = given splits; see jax_ssl/data/image_folder.py) into an array_record TFDS
 dataset in D/NAME/1.0.0. Any experiment then trains on it with
 `--config.dataset.name=NAME --config.dataset.data_dir=D`. Unreadable files are listed and
-skipped; the command fails with one line if no image is readable.
+skipped; the command fails with one line if no image is readable, and warns in one line if
+the dataset trains but cannot be evaluated (one class, no test split). Relative paths are
+relative to the current directory (the printed ones are absolute). Quiet by default (absl
+verbosity WARNING, no TFDS progress bars); `--verbosity 0` shows TFDS's INFO lines.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
+import tensorflow_datasets as tfds
 
+from jax_ssl.config.paths import absolute_path
 from jax_ssl.data import image_folder, pipeline
 from jax_ssl.errors import UserInputError
 
@@ -42,7 +47,11 @@ def main(argv):
     raise app.UsageError(_USAGE)
   if not flags.FLAGS["verbosity"].present:  # TFDS logs every file it writes at INFO
     logging.set_verbosity(logging.WARNING)
-  data_dir = _DATA_DIR.value or pipeline.default_data_dir()
+    tfds.disable_progress_bar()
+    # TFDS warns "Variant folder D/NAME/1.0.0 has no dataset_info.json" while building it.
+    logging.get_absl_logger().addFilter(
+        lambda record: "has no dataset_info.json" not in record.getMessage())
+  data_dir = absolute_path(_DATA_DIR.value or pipeline.default_data_dir())
   skipped = []
 
   def report(path: str, reason: str) -> None:
@@ -51,9 +60,9 @@ def main(argv):
 
   try:
     builder = image_folder.build(
-        _SOURCE.value, name=_NAME.value, data_dir=data_dir, image_size=_IMAGE_SIZE.value,
-        resize=_RESIZE.value, channels=_CHANNELS.value, test_fraction=_TEST_FRACTION.value,
-        overwrite=_OVERWRITE.value, on_skip=report)
+        absolute_path(_SOURCE.value), name=_NAME.value, data_dir=data_dir,
+        image_size=_IMAGE_SIZE.value, resize=_RESIZE.value, channels=_CHANNELS.value,
+        test_fraction=_TEST_FRACTION.value, overwrite=_OVERWRITE.value, on_skip=report)
   except UserInputError as e:
     if skipped:
       print(f"{len(skipped)} files skipped (listed above)", flush=True)
@@ -62,12 +71,17 @@ def main(argv):
   splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in sorted(info.splits,
                                                                                       reverse=True))
   height, width, channels = info.features["image"].shape
-  labels = (f"{info.features['label'].num_classes} classes ({', '.join(info.features['label'].names)})"
-            if "label" in info.features else "unlabelled (pretraining only)")
+  if "label" in info.features:
+    names = info.features["label"].names
+    labels = f"{len(names)} class{'es' if len(names) != 1 else ''} ({', '.join(names)})"
+  else:
+    labels = "unlabelled (pretraining only)"
   if skipped:
     print(f"{len(skipped)} files skipped (listed above)")
   print(f"built {builder.name!r} in {builder.data_dir}: {splits} images of "
         f"{height}x{width}x{channels}, {labels}")
+  for warning in image_folder.dataset_warnings(info):
+    print(f"warning: {warning}")
   print(f"train on it with --config.dataset.name={builder.name} --config.dataset.data_dir={data_dir}")
 
 

@@ -2,15 +2,17 @@ r"""The one trainer: `python -m jax_ssl.train --config experiments/<file>.py[:ar
 
 Sections, in order: config, mesh, data, state, step, loop, evaluation. Every method runs
 through this file unchanged; a method only contributes its spec (jax_ssl/methods/).
-Rerunning the same command with the same --workdir resumes from the latest checkpoint;
-SIGTERM saves a checkpoint and exits 0.
+Rerunning the same command with the same --workdir resumes from the latest checkpoint (and
+says what changed); a finished run says where its results are. SIGINT (Ctrl-C) and SIGTERM
+save a checkpoint of the current step and exit 130 and 0 (interrupts.py); DIR/train.lock keeps
+a second training out of the same workdir (run_lock.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -19,21 +21,27 @@ from absl import app, flags, logging
 import jax
 import ml_collections
 import numpy as np
-from ml_collections import config_flags
 
-from jax_ssl import checkpoint, sharding
+from jax_ssl import checkpoint, interrupts, run_lock, run_report, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
+from jax_ssl.config import data_checks, paths
+from jax_ssl.config import load as config_load
 from jax_ssl.data import pipeline
-from jax_ssl.errors import DataError, NonFiniteError, StorageError, UserInputError
+from jax_ssl.errors import ConfigError, DataError, NonFiniteError, StorageError, UserInputError
 from jax_ssl.state import create_train_state, split_model
 from jax_ssl.step import make_train_step
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file (path[:arg]).")
+_CONFIG = flags.DEFINE_string(
+    "config", None, "Experiment file PATH[:ARG], ARG its switches (e.g. runlocal); then "
+    "--config.KEY=VALUE sets one key of its config (jax_ssl/config/load.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (shared by all processes).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+_ALLOW_CONFIG_CHANGES = flags.DEFINE_bool(
+    "allow_config_changes", False, "Resume a workdir with changed optimisation keys "
+    "(global_batch_size, optimizer.*); the change is recorded in DIR/config_history.jsonl.")
 
 
 class MetricWriter:
@@ -75,19 +83,43 @@ class MetricWriter:
         logging.warning("TensorBoard events not flushed: %s", e)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_changes: bool = False) -> dict[str, Any]:
   """Pretrains (resuming if `workdir` has checkpoints) and, if `config.evaluate`, evaluates.
 
-  Returns a summary: {"step", "train_seconds", "results" (or None), "preempted"}.
+  Holds DIR/train.lock while it runs. The first SIGINT or SIGTERM stops it after the current
+  step, with a checkpoint of it; a second SIGINT exits the process at once (interrupts.py).
+  `allow_config_changes` resumes a workdir whose optimisation keys changed.
+
+  Returns a summary: {"step", "train_seconds", "results" (or None), "preempted",
+  "interrupted" (the stopping signal's name or None), "state" (None if nothing ran)}.
   """
-  # ---------------------------------------------------------------- config
   config_lib.validate(config, jax.device_count())
-  spec = methods.get_method(config.method)
   _check_writable(workdir)
-  config_lib.check_resume_compatible(config, workdir)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json(indent=2))
+  lock = run_lock.lock_workdir(workdir)
+  try:
+    with interrupts.StopSignals(lambda: (run_report.aborted(workdir), lock.release)) as stops:
+      try:
+        return _train_and_evaluate(config, workdir, stops, allow_config_changes)
+      except interrupts.Interrupted as e:  # in the evaluation: nothing left to save
+        step = run_report.stopped_in_evaluation(e.signal_name, workdir)
+        return {"step": step, "train_seconds": None, "results": None, "preempted": True,
+                "interrupted": e.signal_name, "state": None}
+  finally:
+    lock.release()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        stops: interrupts.StopSignals, allow_config_changes: bool) -> dict[str, Any]:
+  # ---------------------------------------------------------------- config
+  spec = methods.get_method(config.method)
+  resume = config_lib.check_resume_compatible(config, workdir,
+                                              allow_config_changes=allow_config_changes)
+  results = run_report.results_of(workdir, resume.step) if resume else None
+  if results is not None and resume.step >= config.total_steps:  # finished and evaluated
+    run_report.finished(config, workdir, resume.step, results, resume)
+    return {"step": resume.step, "train_seconds": results.get("train_seconds"),
+            "results": results, "preempted": False, "interrupted": None, "state": None}
 
   # ---------------------------------------------------------------- mesh
   mesh = sharding.make_mesh()
@@ -102,6 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices("dataset prepared")
   info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
+  data_checks.check_training_data(config, info)  # before any compile: refuse or warn, one line
   in_channels = info.features["image"].shape[-1]
   image_shape = info.features["image"].shape
   if None not in image_shape[:2]:  # variable-size datasets are resized to dataset.image_size
@@ -127,13 +160,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       checkpoint.abstract_like(state, replicated), data_iterator)
   if restored is not None:
     state = restored
-    logging.info("Resumed from step %d.", start_step)
+    if start_step >= config.total_steps and not config.evaluate:  # restored: it reads back
+      checkpointer.close()
+      run_report.finished(config, workdir, start_step, None, resume)
+      return {"step": start_step, "train_seconds": None, "results": None, "preempted": False,
+              "interrupted": None, "state": state}
+    run_report.resumed(config, workdir, resume, start_step, schedule)
+  if jax.process_index() == 0:
+    config_lib.record_config(config, workdir, start_step=start_step, resume=resume)
 
   # ---------------------------------------------------------------- step
   train_step = jax.jit(
       make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
                       config_lib.view_configs(config), total_steps=config.total_steps,
                       grad_accum_steps=config.grad_accum_steps,
+                      grad_accum_mode=config.grad_accum_mode,
                       online_probe=config.online_probe),
       in_shardings=(replicated, batch_sharding, replicated),
       out_shardings=(replicated, replicated),
@@ -141,8 +182,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = sharding.replicate(jax.random.key_data(jax.random.key(config.seed)), mesh)
 
   # ---------------------------------------------------------------- loop
-  preempted = []
-  previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
   writer = MetricWriter(workdir, start_step)
   progress = _progress_bar(config.total_steps, start_step)
   train_seconds = writer.last_elapsed
@@ -153,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # and shardings, so a step can never recompile silently (it would raise instead).
   compiled_step, compile_seconds, data_wait = None, None, 0.0
   try:
-    while step < config.total_steps and not preempted:
+    while step < config.total_steps and not stops.received:
       wait_start = time.perf_counter()  # the previous step has finished (nonfinite check)
       batch = sharding.to_global(next(data_iterator), mesh)
       inputs = {"image": batch["image"]}
@@ -197,12 +236,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           print(f"step {step}/{config.total_steps} " + " ".join(
               f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         interval_start, interval_steps, data_wait = time.perf_counter(), 0, 0.0
-    if step not in checkpointer.manager.all_steps():
-      # The final state (or the state at SIGTERM) is always saved.
+    if step not in checkpointer.manager.all_steps() and step > start_step:
+      # The final state (or the state at SIGINT/SIGTERM) is always saved.
       checkpointer.save(step, state, data_iterator, force=True)
     checkpointer.wait()  # a save that failed in the background raises StorageError here
-    if preempted:
-      logging.warning("SIGTERM: saved a checkpoint at step %d and stopped.", step)
   except OSError as e:  # metrics/TensorBoard on a full or unwritable disk: one line
     if isinstance(e, UserInputError) or checkpoint.storage_error(e) is None:
       raise  # DataError is an OSError too
@@ -213,9 +250,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.close()
     progress.close()
     writer.close()
-    signal.signal(signal.SIGTERM, previous_handler)
+  preempted = stops.received is not None
+  if preempted:
+    run_report.stopped(stops.received, workdir, step, config.total_steps)
 
   # ---------------------------------------------------------------- evaluation
+  stops.evaluating = not preempted  # a signal now stops the evaluation at once
   results = None
   if config.evaluate and not preempted and "label" not in info.features:
     print(f"evaluation skipped: dataset {data.name!r} has no labels (an image folder without "
@@ -224,8 +264,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     from jax_ssl.evaluate import run as evaluate_run  # pylint: disable=g-import-not-at-top
     results = evaluate_run.evaluate(config, workdir, graphdef, state, mesh,
                                     train_seconds=train_seconds)
+  if not preempted:
+    run_report.done(config, workdir, step, results)
   return {"step": step, "train_seconds": train_seconds, "results": results,
-          "preempted": bool(preempted), "state": state}
+          "preempted": preempted, "interrupted": stops.received, "state": state}
 
 
 def _check_writable(workdir: str) -> None:
@@ -246,20 +288,69 @@ def _progress_bar(total: int, initial: int):
               disable=jax.process_index() != 0 or not sys.stderr.isatty())
 
 
-def main(argv):
-  del argv
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (`app.run(main, flags_parser=parse_flags)`) with the
+  `--config.KEY=VALUE` arguments kept out of it: they reach `main` after the program name and
+  any positional arguments. A flag error (an unknown flag, a bad value) is one line, exit 1."""
+  rest, overrides = config_load.split_overrides(argv[1:])
+  try:
+    remaining = flags.FLAGS([argv[0], *rest])
+  except flags.Error as e:
+    sys.exit(f"error: {e}")
+  return [*remaining, *(f"--config.{key}" + ("" if value is None else f"={value}")
+                        for key, value in overrides)]
+
+
+def load_config(argv: list[str]) -> ml_collections.ConfigDict:
+  """The experiment config of --config with the `--config.KEY=VALUE` of `argv` (what
+  parse_flags returned) applied. Raises ConfigError (one line) for any mistake in them."""
+  positional, overrides = config_load.split_overrides(argv[1:])
+  if positional:
+    raise ConfigError(f"unexpected argument {positional[0]!r}; flags look like --name=value, "
+                      f"experiment switches like --config experiments/<dataset>/<method>.py:runlocal")
   if _CONFIG.value is None or _WORKDIR.value is None:
-    raise app.UsageError("--config and --workdir are required, e.g. --config "
-                         "experiments/fashion_mnist/simclr.py --workdir runs/simclr")
+    raise ConfigError("--config and --workdir are required, e.g. --config "
+                      "experiments/fashion_mnist/simclr.py --workdir runs/simclr")
+  config = config_load.apply_overrides(config_load.load_experiment(_CONFIG.value), overrides)
+  if config.get("evaluate") and config.get("eval", {}).get("report"):
+    # The report draws with the [eval] extra: say so now rather than after the training.
+    missing = [name for name in ("matplotlib", "sklearn") if not _installed(name)]
+    if missing:
+      raise ConfigError(
+          f"eval.report=True needs {' and '.join(missing)} (not installed): pip install "
+          f"'jax_ssl[eval]' (in a checkout: pip install -e '.[all]'), or pass "
+          f"--config.eval.report=False")
+  return config
+
+
+def _installed(module: str) -> bool:
+  try:
+    return importlib.util.find_spec(module) is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def main(argv):
+  """Config mistakes, bad data and full disks end in one line `error: ...` and exit code 1
+  (before anything is written, for the config)."""
+  try:
+    config = load_config(argv)
+  except UserInputError as e:
+    sys.exit(f"error: {e}")
   # Orbax and TFDS log every file operation at INFO; keep the console for our progress.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    # Paths typed on the command line are relative to this directory, wherever they are used.
+    summary = train_and_evaluate(paths.with_absolute_paths(config),
+                                 paths.absolute_path(_WORKDIR.value),
+                                 allow_config_changes=_ALLOW_CONFIG_CHANGES.value)
   except (UserInputError, NonFiniteError) as e:
     sys.exit(f"error: {e}")
+  if summary["interrupted"]:  # 130 after Ctrl-C, 0 after SIGTERM (interrupts.EXIT_CODES)
+    sys.exit(interrupts.EXIT_CODES[summary["interrupted"]])
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

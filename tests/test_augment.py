@@ -263,3 +263,24 @@ def test_config_validation():
     AugmentConfig(output_size=8, crop_scale=(0.5, 1.5))
   with pytest.raises(ValueError):
     augment.augment_view(jax.random.key(0), jnp.zeros((8, 8, 2)), AugmentConfig(8))
+
+
+def test_imagenet_evaluation_view_is_resize_256_center_crop_224():
+  """ImageNet's standard evaluation view: of the 256 px images the input pipeline makes,
+  the central 224 x 224 pixels, unresampled (not the whole square shrunk to 224)."""
+  from experiments.imagenet import simclr_resnet50  # pylint: disable=g-import-not-at-top
+  config = simclr_resnet50.get_config()
+  assert (config.dataset.image_size, config.augment.output_size) == (256, 224)
+  images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+  view = np.asarray(augment.center_view(images, config.augment.output_size,
+                                        crop_fraction=config.eval.crop_fraction))
+  np.testing.assert_allclose(view, images[:, 16:240, 16:240] / 255.0, atol=1e-6)
+  # Fashion-MNIST evaluates the whole image.
+  whole = np.asarray(augment.center_view(images[:, :28, :28], 28, crop_fraction=1.0))
+  np.testing.assert_allclose(whole, images[:, :28, :28] / 255.0, atol=1e-6)
+  # A fraction of a non-square image: the central square of the shorter side, then the crop.
+  wide = np.random.default_rng(1).random((1, 40, 60, 1)).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(augment.center_view(wide, 20, crop_fraction=0.5)),
+                             wide[:, 10:30, 20:40], atol=1e-6)
+  with pytest.raises(ValueError, match="crop_fraction=0"):
+    augment.center_view(wide, 20, crop_fraction=0)

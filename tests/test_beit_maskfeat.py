@@ -4,6 +4,8 @@ devices."""
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +14,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
+import trainer_subprocess as ts
 from conftest import tiny_config
 from experiments.fashion_mnist import vq_tokenizer as vq_experiment
 from jax_ssl import config as config_lib
 from jax_ssl import train
-from jax_ssl.errors import DataError
+from jax_ssl.errors import ConfigError, DataError
+from jax_ssl.evaluate.workdir import evaluate_workdir
 from jax_ssl.methods import mim, vq_tokenizer
 from test_lejepa import _step_losses
 
@@ -81,14 +85,49 @@ def test_tokenizer_training_lowers_reconstruction_error_and_reads_back(tokenizer
   assert vq_tokenizer.codebook_size(workdir) == 16
 
 
-def test_beit_without_a_tokenizer_is_one_line_naming_the_command(tmp_path):
-  config = vit_config("beit", {"tokenizer_workdir": str(tmp_path / "none"), "mask_ratio": 0.4,
-                               "min_block_patches": 4})
-  with pytest.raises(DataError, match="has no tokenizer checkpoint; train one with python -m "
-                     "jax_ssl.train --config experiments/fashion_mnist/vq_tokenizer.py "
-                     "--workdir DIR") as info:
+def test_beit_without_a_tokenizer_is_one_line_naming_the_command(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "empty").mkdir()
+  command = "python -m jax_ssl.train --config experiments/fashion_mnist/vq_tokenizer.py --workdir"
+  for given, what in (("none", "does not exist"), ("empty", "has no config.json")):
+    config = vit_config("beit", {"tokenizer_workdir": given, "mask_ratio": 0.4,
+                                 "min_block_patches": 4})
+    with pytest.raises(DataError) as info:
+      config_lib.init_method_state(config)
+    assert str(info.value) == (f"method_args.tokenizer_workdir={tmp_path / given} {what}: train "
+                               f"the tokenizer first with {command} {tmp_path / given}")
+  config = vit_config("beit", {"mask_ratio": 0.4, "min_block_patches": 4})
+  with pytest.raises(DataError, match="^method_args.tokenizer_workdir is not set; train a "
+                     "tokenizer with python -m jax_ssl.train"):
     config_lib.init_method_state(config)
-  assert "\n" not in str(info.value)
+
+
+def test_beit_cli_takes_paths_relative_to_the_current_directory(tokenizer_run, fake_fmnist,
+                                                                 tmp_path, monkeypatch):
+  """The docstring's two commands, run from another directory with relative paths: BEiT
+  trains (Orbax's metadata call returned None for a relative tokenizer_workdir), its
+  config.json holds absolute paths, and it evaluates from yet another directory."""
+  here = tmp_path / "project"
+  here.mkdir()
+  relative = {"method_args.tokenizer_workdir": os.path.relpath(tokenizer_run[0], here),
+              "dataset.data_dir": os.path.relpath(fake_fmnist[1], here),
+              "dataset.source_dir": os.path.relpath(fake_fmnist[0], here)}
+  overrides = {**relative, "total_steps": 2, "evaluate": False, "global_batch_size": 16,
+               "log_every_steps": 1, "model.dim": 16, "model.depth": 1}
+  proc = subprocess.run(
+      [sys.executable, "-m", "jax_ssl.train", "--config",
+       os.path.join(ts.ROOT, "experiments/fashion_mnist/beit.py:runlocal"),
+       "--workdir", "runs/beit"] + [f"--config.{k}={v}" for k, v in overrides.items()],
+      cwd=here, env={**os.environ, "PYTHONPATH": ts.ROOT, "JAX_PLATFORMS": "cpu"},
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  saved = json.load(open(here / "runs" / "beit" / "config.json"))
+  assert saved["method_args"]["tokenizer_workdir"] == tokenizer_run[0]
+  assert (saved["dataset"]["data_dir"], saved["dataset"]["source_dir"]) == (fake_fmnist[1],
+                                                                             fake_fmnist[0])
+  monkeypatch.chdir(tmp_path)
+  results = evaluate_workdir("project/runs/beit", protocol_names="knn", report=False)
+  assert results["steps"] == 2 and 0 <= results["knn_top1"] <= 1
 
 
 def test_beit_trains_end_to_end_with_a_saved_tokenizer(tokenizer_run, fake_fmnist, tmp_path):
@@ -147,3 +186,10 @@ def test_step_is_the_same_on_1_and_8_devices(method, tokenizer_run):
     for key in ("loss", "grad_norm"):
       assert a[key] == pytest.approx(b[key], rel=1e-5), (key, a, b)
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-3)  # the steps did something
+
+
+def test_maskfeat_normalization_is_checked_in_one_line():
+  config = vit_config("maskfeat", {"cell_size": 2, "normalization": "block"})
+  with pytest.raises(ConfigError, match=r"method_args.normalization='block'; use one of "
+                                        r"\('cell', 'patch'\)"):
+    config_lib.build_model(config, 1, 0)

@@ -189,5 +189,22 @@ def test_configs_saved_before_the_new_keys_evaluate_and_resume(tmp_path):
   os.makedirs(tmp_path / "checkpoints" / "2")
   config_lib.check_resume_compatible(config, str(tmp_path))
   config.online_probe = True
-  with pytest.raises(UserInputError, match="online_probe=False, but this config has online_probe=True"):
+  with pytest.raises(UserInputError, match=r"another model \(online_probe: False -> True\)"):
     config_lib.check_resume_compatible(config, str(tmp_path))
+
+
+def test_noreport_overrides_the_runs_eval_report_and_the_cli_is_quiet(evaluated_run, tmp_path):
+  workdir = _copy(evaluated_run, tmp_path)
+  shutil.rmtree(workdir / "report")
+  os.remove(workdir / "report.md")
+  assert json.load(open(workdir / "config.json"))["eval"]["report"] is True
+  # A relative --workdir, from the folder that holds it.
+  proc = subprocess.run([sys.executable, "-m", "jax_ssl.evaluate", "--workdir", "run",
+                         "--protocols", "knn", "--noreport"], cwd=tmp_path, env=_ENV,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert not os.path.exists(workdir / "report.md") and not os.path.exists(workdir / "report")
+  assert "report:" not in proc.stdout
+  # No absl INFO lines (Orbax logs every file it reads at INFO): only the results table.
+  assert not [line for line in proc.stderr.splitlines() if line.startswith("I")], proc.stderr
+  assert proc.stdout.splitlines()[0].startswith("| features | knn_top1 |")

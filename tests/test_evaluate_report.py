@@ -90,3 +90,56 @@ def test_compare_writes_a_table_of_every_run_and_a_bar_chart(tmp_path):
   assert_real_png(tmp_path / "out" / "cmp.png")
   with pytest.raises(SystemExit, match=r"error: .*nowhere/results.json not found"):
     compare.main([str(tmp_path / "nowhere")])
+
+
+def test_report_adapts_to_small_test_splits(tmp_path):
+  """64-d features of 10 test images (an own dataset of ~100 images at the 10% test split):
+  the embedding is sized to them; under 4 test images the report says why it has none."""
+  features, labels = _clusters(per_class=10, num_classes=2, dim=64)
+  order = np.random.default_rng(0).permutation(20)
+  features, labels = features[order], labels[order]
+  results = {"method": "simclr", "dataset": "mine", "steps": 2, "knn_top1": 1.0, "knn_k": 10}
+  path = report.write_report(str(tmp_path), results, train_features=features[:10],
+                             train_labels=labels[:10], test_features=features[10:],
+                             test_labels=labels[10:], knn_predictions=labels[10:], knn_k=200,
+                             num_classes=2, class_names=["a", "b"])
+  text = open(path).read()
+  assert "## Test features: t-SNE of 10 points" in text or "UMAP of 10 points" in text
+  assert "## kNN confusion matrix (k=10, test split)" in text  # k clipped to the 10 train points
+  assert_real_png(tmp_path / "report" / "embedding.png")
+  path = report.write_report(str(tmp_path / "tiny"), results, train_features=features[:7],
+                             train_labels=labels[:7], test_features=features[7:10],
+                             test_labels=labels[7:10], knn_predictions=labels[7:10], knn_k=200,
+                             num_classes=2)
+  lines = open(path).read().splitlines()
+  assert lines[lines.index("## Test features") + 2] == (
+      "No 2-D embedding: 3 test examples, fewer than the 4 it needs.")
+  assert "## kNN confusion matrix (k=7, test split)" in lines  # k clipped to the 7 train points
+  assert not os.path.exists(tmp_path / "tiny" / "report" / "embedding.png")
+  assert_real_png(tmp_path / "tiny" / "report" / "knn_confusion.png")
+
+
+def test_compare_writes_next_to_the_first_run_and_marks_subset_runs(tmp_path, monkeypatch):
+  full = {"method": "simclr", "dataset": "fashion_mnist", "steps": 800, "knn_top1": 0.83,
+          "eval_examples": {"train": [60000, 60000], "test": [10000, 10000]}}
+  subset = {"method": "byol", "dataset": "fashion_mnist", "steps": 20, "knn_top1": 0.5,
+            "eval_examples": {"train": [2000, 60000], "test": [1000, 10000]}}
+  older = {"method": "mae", "dataset": "fashion_mnist", "steps": 20, "knn_top1": 0.4}
+  for name, results in (("full", full), ("subset", subset), ("older", older)):
+    os.makedirs(tmp_path / "runs" / name)
+    (tmp_path / "runs" / name / "results.json").write_text(json.dumps(results))
+  # A run saved before eval_examples: its config.json's limits mark it.
+  (tmp_path / "runs" / "older" / "config.json").write_text(
+      json.dumps({"eval": {"train_limit": 2000, "test_limit": 0}}))
+  monkeypatch.chdir(tmp_path / "runs" / "full")
+  compare.main(["../full", "../subset", "../older"])
+  assert os.listdir(".") == ["results.json"]  # nothing written into the current directory
+  lines = (tmp_path / "runs" / "comparison.md").read_text().splitlines()
+  assert lines[2] == "| `../full` | simclr | fashion_mnist | 800 | 0.8300 |"
+  assert lines[3] == "| `../subset` † | byol | fashion_mnist | 20 | 0.5000 |"
+  assert lines[4] == "| `../older` † | mae | fashion_mnist | 20 | 0.4000 |"
+  assert lines[6] == ("† evaluated on a subset, not comparable with whole-split rows: "
+                      "`../subset`: 2000 of 60000 training examples, 1000 of 10000 test "
+                      "examples; `../older`: at most 2000 training examples "
+                      "(eval.train_limit / eval.test_limit)")
+  assert_real_png(tmp_path / "runs" / "comparison.png")

@@ -100,21 +100,51 @@ def test_cell_histogram_by_hand():
     assert histograms[2] == pytest.approx(4 * 2 * np.sqrt(2) / 16, rel=1e-6)
 
 
-def test_maskfeat_targets_are_patch_normalised_cell_histograms():
+def _cells_of_channel(channel: np.ndarray, cell_size: int) -> np.ndarray:
+  """skimage-convention cell histograms of one [H, W] channel: [Hc, Wc, 9]."""
+  return np.asarray(hog.cell_histograms(channel[None, :, :, None], cell_size=cell_size))[0, :, :, 0]
+
+
+def test_maskfeat_targets_normalise_each_cells_histogram_as_hoglayerc():
   rng = np.random.default_rng(2)
   images = rng.random((2, 16, 24, 3)).astype(np.float32)
+  images[0, :8, :8] = 0.5  # a flat patch: its cells have empty histograms
   targets = np.asarray(jax.jit(lambda x: hog.maskfeat_targets(
       x, patch_size=8, cell_size=4, orientations=9))(images))
   assert targets.shape == (2, 2 * 3, 3 * 2 * 2 * 9)  # [B, N, C * (p / c)^2 * O]
+  # The reference (PySlowFast's HOGLayerC): per channel and cell, the 9 bins divided by
+  # their L2 norm (F.normalize(out, p=2, dim=2): max(norm, 1e-12)), then the cells of a
+  # patch concatenated, channel-major. Patch (row 1, col 2) of image 1, channel 2:
+  cells = _cells_of_channel(images[1, :, :, 2], 4)
+  patch = cells[2:4, 4:6]
+  expected = (patch / np.maximum(np.linalg.norm(patch, axis=-1, keepdims=True), 1e-12)).reshape(-1)
+  index = 1 * 3 + 2
+  np.testing.assert_allclose(targets[1, index, 2 * 36:3 * 36], expected, rtol=1e-5, atol=1e-7)
+  # Every cell of every channel of a textured patch has unit norm; a flat patch's interior
+  # cells (no gradient) stay zero instead of becoming noise.
+  norms = np.linalg.norm(targets.reshape(2, 6, 3, 4, 9), axis=-1)
+  np.testing.assert_allclose(norms[1], 1.0, rtol=1e-5)
+  assert norms[0, 0, :, 0] == pytest.approx([0.0, 0.0, 0.0])  # cell (0, 0) of patch 0: flat
+  # Not the whole patch normalised at once (the previous default): a patch's 4 cells of a
+  # channel together have norm 2, not 1.
+  np.testing.assert_allclose(np.linalg.norm(targets[1].reshape(6, 3, 36), axis=-1), 2.0, rtol=1e-5)
+
+
+def test_maskfeat_targets_patch_normalisation_option():
+  rng = np.random.default_rng(2)
+  images = rng.random((2, 16, 24, 3)).astype(np.float32)
+  targets = np.asarray(jax.jit(lambda x: hog.maskfeat_targets(
+      x, patch_size=8, cell_size=4, orientations=9, normalization="patch"))(images))
+  assert targets.shape == (2, 2 * 3, 3 * 2 * 2 * 9)
   # By hand for patch (row 1, col 2) of image 1, channel 2: skimage's cell histograms of that
   # channel (cells 4x4, computed on the whole image) are its building blocks.
   channel = images[1, :, :, 2]
-  cells = np.asarray(hog.cell_histograms(channel[None, :, :, None], cell_size=4))[0, :, :, 0]
+  cells = _cells_of_channel(channel, 4)
   patch = cells[2:4, 4:6].reshape(-1)
-  expected = patch / np.sqrt(np.sum(patch**2) + 1e-10)
+  expected = patch / np.linalg.norm(patch)
   index = 1 * 3 + 2
   np.testing.assert_allclose(targets[1, index, 2 * 36:3 * 36], expected, rtol=1e-5, atol=1e-7)
-  # skimage's own histograms agree with the cells (L1 over a 1x1 block of one cell gives
+  # skimage's own histograms agree with the cells (L2 over a 1x1 block of one cell gives
   # the histogram's shape; here we check one cell's bins against skimage's block of 1).
   skimage_cells = skimage_feature.hog(channel, orientations=9, pixels_per_cell=(4, 4),
                                       cells_per_block=(1, 1), block_norm="L2",
@@ -124,3 +154,5 @@ def test_maskfeat_targets_are_patch_normalised_cell_histograms():
   # Every channel's part of every patch has unit norm.
   norms = np.linalg.norm(targets.reshape(2, 6, 3, 36), axis=-1)
   np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+  with pytest.raises(ValueError, match="normalization='block'"):
+    hog.maskfeat_targets(images, patch_size=8, cell_size=4, normalization="block")

@@ -221,3 +221,83 @@ def test_damaged_image_dataset_names_the_command_that_rebuilds_it(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   train_split = pipeline.load_source("shapes", "train", data_dir=data_dir)
   assert len(train_split) == 9 and train_split[8]["image"].shape == (16, 16, 3)
+
+
+def _one_colour_folder(root, classes: dict[str, int]):
+  """{class: count} of 20x20 PNGs (a flat colour per class) under root/<class>/."""
+  for index, (name, count) in enumerate(classes.items()):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for i in range(count):
+      Image.fromarray(np.full((20, 20, 3), 40 * index + i, np.uint8)).save(
+          os.path.join(root, name, f"{i}.png"))
+  return root
+
+
+def test_prepare_data_is_quiet_takes_relative_paths_and_warns_about_degenerate_folders(tmp_path):
+  _one_colour_folder(str(tmp_path / "one_image"), {"dogs": 1})
+  proc = subprocess.run(
+      [sys.executable, "-m", "jax_ssl.prepare_data", "image_folder", "--source", "one_image",
+       "--name", "one_image", "--data_dir", "tfds", "--image_size", "16"],
+      cwd=tmp_path, env={**os.environ, "PYTHONPATH": ts.ROOT}, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # Nothing but these lines: no TFDS "Downloading and preparing", progress bars or warnings.
+  assert proc.stdout.splitlines() == [
+      f"built 'one_image' in {tmp_path}/tfds/one_image/1.0.0: train 1 images of 16x16x3, "
+      f"1 class (dogs)",
+      "warning: 1 class (dogs): the evaluation needs at least 2 (add a folder per class), so "
+      "train with --config.evaluate=False",
+      "warning: no test split (--test_fraction holds out round(fraction x images) of each "
+      "class: none here): the evaluation needs one (use more images, a larger --test_fraction, "
+      "or train/ and test/ folders), so train with --config.evaluate=False",
+      f"train on it with --config.dataset.name=one_image --config.dataset.data_dir={tmp_path}/tfds"]
+  assert proc.stderr == ""
+
+
+def test_trainer_refuses_unevaluable_folders_before_training(tmp_path):
+  data_dir = str(tmp_path / "tfds")
+  image_folder.build(_one_colour_folder(str(tmp_path / "one_class"), {"cats": 10}),
+                     name="one_class", data_dir=data_dir, image_size=16)
+  image_folder.build(_one_colour_folder(str(tmp_path / "no_test"), {"cats": 1, "dogs": 1}),
+                     name="no_test", data_dir=data_dir, image_size=16)
+  expected = {
+      "one_class": "dataset 'one_class' has 1 class (cats): the evaluation needs at least 2 "
+                   "(with one, every protocol scores 1.0); add a folder per class and rebuild "
+                   "it, or pretrain only with --config.evaluate=False",
+      "no_test": "dataset 'no_test' has no 'test' examples (its splits: train 2): the "
+                 "evaluation needs a test split; rebuild it with more images per class (its "
+                 "--test_fraction holds out round(fraction x images) of each class) or from "
+                 "train/ and test/ folders, or pretrain only with --config.evaluate=False"}
+  for name, message in expected.items():
+    config = tiny_config("", data_dir, total_steps=1, evaluate=True, global_batch_size=8)
+    config.dataset.name = name
+    with pytest.raises(DataError) as info:
+      train.train_and_evaluate(config, str(tmp_path / name))
+    assert str(info.value) == message
+    assert not os.path.exists(tmp_path / name / "checkpoints")  # before any step
+
+
+def test_trainer_warns_in_one_line_where_a_small_dataset_still_runs(tmp_path, capsys):
+  data_dir = str(tmp_path / "tfds")
+  # 2 classes of 5 images, 1 of each held out: 8 training and 2 test images.
+  image_folder.build(_one_colour_folder(str(tmp_path / "small"), {"cats": 5, "dogs": 5}),
+                     name="small", data_dir=data_dir, image_size=28, test_fraction=0.2)
+  config = tiny_config("", data_dir, total_steps=1, evaluate=True, global_batch_size=16)
+  config.dataset.name = "small"
+  config.eval.update(knn_k=200, knn_k_sweep=(1, 20), baselines=False, batch_size=8,
+                     train_limit=0, test_limit=0, report=False, low_label_seeds=(0,))
+  out = train.train_and_evaluate(config, str(tmp_path / "run"))
+  lines = capsys.readouterr().out.splitlines()
+  warnings = [line for line in lines if line.startswith("warning: ")]
+  assert warnings == [
+      "warning: dataset 'small' split 'train' has 8 examples, fewer than global_batch_size=16: "
+      "every batch repeats them (2.0 copies each); lower --config.global_batch_size or add "
+      "images",
+      "warning: eval.knn_k=200 and k sweep (1, 20): 20, 200 above the 8 training examples "
+      "evaluated; kNN uses k=8 for them",
+      "warning: lowlabel-1% of 8 training examples is 1 example per class (2 in all): "
+      "linear_1pct_top1 rests on one image per class"]
+  assert lines.index(warnings[-1]) < min(i for i, line in enumerate(lines)
+                                         if line.startswith("step 1/1"))  # before training
+  assert out["results"]["knn_k"] == 8  # the k used
+  assert out["results"]["eval_examples"] == {"train": [8, 8], "test": [2, 2]}

@@ -269,6 +269,30 @@ def test_sinkhorn_known_answers():
                              reference_sinkhorn(scores, 0.5, 0), rtol=1e-5)
 
 
+def test_sinkhorn_masked_rows_take_no_part():
+  # eps = 1, one iteration, Q = exp(scores): valid rows [1, 3] and [1, 1], a masked row
+  # [5, 1] between them. By hand on the valid rows: / total 6 -> [1/6, 1/2], [1/6, 1/6];
+  # prototype sums 1/3, 2/3 -> 1/2 each: [1/4, 3/8], [1/4, 1/8]; sample sums 5/8, 3/8 ->
+  # 1/2 each: [1/5, 3/10], [1/3, 1/6]; times B = 2 valid rows: [2/5, 3/5], [2/3, 1/3].
+  scores = np.log(np.array([[1.0, 3.0], [5.0, 1.0], [1.0, 1.0]], np.float32))
+  valid = np.array([True, False, True])
+  codes = np.asarray(losses.sinkhorn_knopp(scores, 1.0, 1, valid=valid))
+  np.testing.assert_allclose(codes, [[2 / 5, 3 / 5], [0.0, 0.0], [2 / 3, 1 / 3]], rtol=1e-6)
+  # Exactly the codes of the valid rows alone; the masked row would have changed them.
+  np.testing.assert_allclose(codes[valid], losses.sinkhorn_knopp(scores[valid], 1.0, 1),
+                             rtol=1e-6)
+  assert not np.allclose(losses.sinkhorn_knopp(scores, 1.0, 1)[valid], codes[valid], rtol=1e-2)
+  # SwAV's setting (eps 0.05, 3 iterations), random scores, 5 of 12 rows masked.
+  scores = prototype_scores(3, (1, 12))[0]
+  valid = np.arange(12) % 5 < 3
+  codes = np.asarray(losses.sinkhorn_knopp(scores, 0.05, 3, valid=valid))
+  np.testing.assert_allclose(codes[valid], reference_sinkhorn(scores[valid], 0.05, 3),
+                             rtol=1e-5, atol=1e-12)
+  assert np.all(codes[~valid] == 0.0)
+  np.testing.assert_array_equal(losses.sinkhorn_knopp(scores, 0.05, 3, valid=np.ones(12, bool)),
+                                losses.sinkhorn_knopp(scores, 0.05, 3))
+
+
 def test_swav_known_answers():
   # Two views, both code views, K = 2, B = 1, temperature 0.5.
   # (code 0 = [1, 0], predicted from view 1 = softmax([0.5 log 3, 0] / 0.5) = [3/4, 1/4]):

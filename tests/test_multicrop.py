@@ -153,12 +153,15 @@ def test_swav_queue_takes_the_global_views_and_is_used_from_its_start_step():
   z = swav.normalized_projections(model, views)
   for v in range(2):
     queue = new_state.method_state[f"view{v}"]
-    assert int(queue["pointer"]) == 32
+    assert int(queue["pointer"]) == 32 and int(queue["filled"]) == 32
     np.testing.assert_allclose(queue["embeddings"][:32], z[v], rtol=1e-4, atol=1e-5)
-  # The loss ignores the queue before queue_start_step and uses it from then on.
+  # The loss ignores the queue before queue_start_step and uses it from then on (on other
+  # images: a queue that repeats the batch's own rows leaves Sinkhorn's codes as they were).
+  views = _views(config, _images(config, 1), rng)
   context = StepContext(rng=jax.random.key(0), step=jnp.asarray(0), target=None)
   args = ARGS["swav"]
-  shuffled = jax.tree.map(lambda x: x[::-1] if x.ndim == 2 else x, new_state.method_state)
+  shuffled = jax.tree.map(lambda x: x.at[:32].set(x[:32][::-1]) if x.ndim == 2 else x,
+                          new_state.method_state)
   model = nnx.merge(graphdef, new_state.params, new_state.batch_stats, copy=True)
   model.train()
   before = [float(swav.objective(model, views, s, context, **args)[0])
@@ -169,6 +172,65 @@ def test_swav_queue_takes_the_global_views_and_is_used_from_its_start_step():
            for s in (new_state.method_state, shuffled)]
   assert after[0] != pytest.approx(before[0], rel=1e-6)
   assert after[0] == pytest.approx(after[1], rel=1e-5)  # the queue's order does not matter
+
+
+def _swav_queue_state(embeddings, filled):
+  return {f"view{v}": {"embeddings": jnp.asarray(embeddings[v]),
+                       "pointer": jnp.asarray(filled % 96, jnp.int32),
+                       "filled": jnp.asarray(filled, jnp.int32)} for v in range(2)}
+
+
+def test_swav_sinkhorn_sees_only_the_filled_queue_rows():
+  """A queue with k real rows gives exactly the codes of Sinkhorn on the batch plus those k
+  rows: the other rows (zeros at the start, anything at all) add nothing to the marginals."""
+  config = multicrop_config("swav")  # queue_size 96, global batch 32
+  _, graphdef, _, state, _ = _setup(config)
+  views = _views(config, _images(config), jax.random.key_data(jax.random.key(0)))
+  model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
+  model.train()
+  args = ARGS["swav"]
+  prototypes = model.heads["prototypes"]
+  scores = jnp.stack([prototypes(z) for z in swav.normalized_projections(model, views)])
+  rng = np.random.default_rng(0)
+  embeddings = np.asarray(losses.l2_normalize(rng.normal(size=(2, 96, 8)).astype(np.float32)))
+  context = StepContext(rng=jax.random.key(0), step=jnp.asarray(5), target=None)
+
+  def expected_loss(rows):
+    codes = [losses.sinkhorn_knopp(jnp.concatenate([scores[v], embeddings[v][:rows] @
+                                                    prototypes.normalized_kernel()]),
+                                   0.05, 3)[:32] for v in range(2)]
+    return float(losses.swav(scores, jnp.stack(codes), 0.1))
+
+  def loss(queue_state):
+    return float(swav.objective(model, views, queue_state, context, **args)[0])
+
+  filled = 40
+  assert loss(_swav_queue_state(embeddings, filled)) == pytest.approx(expected_loss(filled),
+                                                                      rel=1e-6)
+  # Whatever the unfilled rows hold, the loss is the same; all 96 rows would differ.
+  garbage = embeddings.copy()
+  garbage[:, filled:] = -garbage[:, filled:]
+  assert loss(_swav_queue_state(garbage, filled)) == loss(_swav_queue_state(embeddings, filled))
+  assert expected_loss(96) != pytest.approx(expected_loss(filled), rel=1e-4)
+  # An empty queue is the batch alone, even past queue_start_step.
+  assert loss(_swav_queue_state(embeddings, 0)) == pytest.approx(expected_loss(0), rel=1e-6)
+  # A full queue: all of it.
+  assert loss(_swav_queue_state(embeddings, 96)) == pytest.approx(expected_loss(96), rel=1e-6)
+
+
+def test_swav_queue_starts_empty_and_counts_its_rows():
+  args = {**ARGS["swav"], "queue_size": 96}
+  state = swav.init_method_state(args, HEADS["swav"])
+  assert np.all(np.asarray(state["view0"]["embeddings"]) == 0.0)
+  fills, pointers = [], []
+  for k in range(4):  # 32 rows per step into 96: 32, 64, 96, then full (the pointer laps)
+    z = jax.random.normal(jax.random.key(k), (32, 2, 8))
+    state = swav.update_method_state(state, {"z": z}, None, args)
+    fills.append(int(state["view1"]["filled"]))
+    pointers.append(int(state["view1"]["pointer"]))
+  assert fills == [32, 64, 96, 96] and pointers == [32, 64, 0, 32]
+  np.testing.assert_allclose(state["view1"]["embeddings"][:32], losses.l2_normalize(z[:, 1]),
+                             rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["dino", "swav", "simclr"])
@@ -218,14 +280,17 @@ def test_dino_with_local_crops_in_a_mix_and_under_gradient_accumulation():
 
 
 def test_sigkill_and_rerun_resumes_swav_exactly(fake_fmnist, tmp_path):
+  # 32 rows a step into 320: used part-filled from step 3, 256 rows by step 8.
   flags = {"experiment": "fashion_mnist/swav.py", "total_steps": 8, "checkpoint_every_steps": 4,
-           "method_args.queue_size": 64, "method_args.queue_start_step": 3}
+           "method_args.queue_size": 320, "method_args.queue_start_step": 3}
   reference, resumed = tmp_path / "reference", tmp_path / "resumed"
   ts.run(ts.trainer_args(reference, *fake_fmnist, **flags))
   args = ts.trainer_args(resumed, *fake_fmnist, **flags)
   killed = ts.run(args, harness_flags=["--kill_at_step=6", "--kill_signal=KILL"], check=False)
   assert killed.returncode == -signal.SIGKILL
   ts.run(args)
+  for run in (resumed, reference):  # the fill count is saved and restored with the queue
+    assert int(ts.final_params(run, "method_state")[1]["/view0/filled"]) == 256
   for field in ("params", "method_state"):
     step_a, state_a = ts.final_params(resumed, field)
     step_b, state_b = ts.final_params(reference, field)

@@ -86,7 +86,8 @@ def test_probe_accuracy_rises_and_the_probe_is_checkpointed(fake_fmnist, tmp_pat
                                                         "/heads/online_probe/bias/value"}
   # The probe is part of the state: a run without it cannot resume this workdir.
   without = tiny_config(*fake_fmnist, total_steps=41, online_probe=False)
-  with pytest.raises(ConfigError, match="online_probe=True, but this config has online_probe=False"):
+  with pytest.raises(ConfigError, match=r"written for another model \(online_probe: True -> False\); "
+                                        r"use a new --workdir, or --config.online_probe=True"):
     train.train_and_evaluate(without, str(tmp_path))
 
 

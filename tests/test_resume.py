@@ -1,4 +1,4 @@
-"""Exact resume: SIGKILL after a checkpoint, SIGTERM, or a full disk, then the same command again."""
+"""Exact resume: SIGKILL after a checkpoint, SIGTERM, Ctrl-C, or a full disk, then the same command again."""
 
 import os
 import re
@@ -38,7 +38,12 @@ def test_sigkill_after_checkpoint_then_rerun_is_exact(fake_fmnist, tmp_path, uni
   # Killed inside step 8: steps 6 and 7 were logged but not checkpointed; step 5 is complete.
   assert max(ts.losses(tmp_path)) == 7
   assert "5" in os.listdir(tmp_path / "checkpoints")
-  ts.run(args)
+  rerun = ts.run(args)
+  # The killed run's lock is stale (its pid is gone): taken over with a warning.
+  assert re.search(rf"^warning: took over the stale lock {re.escape(str(tmp_path))}/train\.lock "
+                   rf"\(pid \d+ on this host \(.*\), started .*; that process is gone\)$",
+                   rerun.stdout, re.MULTILINE), rerun.stdout
+  assert f"resumed from step 5 of {TOTAL_STEPS} ({tmp_path}/checkpoints/5)" in rerun.stdout.splitlines()
   _assert_same_run(tmp_path, uninterrupted)
 
 
@@ -48,6 +53,46 @@ def test_sigterm_saves_and_exits_zero_then_resumes_exactly(fake_fmnist, tmp_path
   assert "7" in os.listdir(tmp_path / "checkpoints")
   assert max(ts.losses(tmp_path)) == 7
   ts.run(args)
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_ctrl_c_saves_this_step_exits_130_and_the_rerun_resumes_exactly(
+    fake_fmnist, tmp_path, uninterrupted):
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  stopped = ts.run(args, harness_flags=["--kill_at_step=7", "--kill_signal=INT"], check=False)
+  assert stopped.returncode == 130, stopped.stderr[-3000:]
+  assert "Traceback" not in stopped.stderr and "KeyboardInterrupt" not in stopped.stderr
+  assert ("SIGINT: stopping after this step and saving it; press Ctrl-C again to abort without "
+          "saving") in stopped.stderr.splitlines()
+  assert stopped.stdout.strip().splitlines()[-1] == (
+      f"stopped by SIGINT at step 7 of {TOTAL_STEPS} and saved it in {tmp_path}/checkpoints/7; "
+      f"rerun the same command to resume from step 7")
+  assert "7" in os.listdir(tmp_path / "checkpoints") and max(ts.losses(tmp_path)) == 7
+  assert not (tmp_path / "train.lock").exists()  # released on the way out
+  rerun = ts.run(args)
+  lines = rerun.stdout.strip().splitlines()
+  assert f"resumed from step 7 of {TOTAL_STEPS} ({tmp_path}/checkpoints/7)" in lines
+  assert lines[-1] == (f"done: checkpoint {tmp_path}/checkpoints/{TOTAL_STEPS} (evaluate=False; to "
+                       f"evaluate it: python -m jax_ssl.evaluate --workdir {tmp_path})")
+  _assert_same_run(tmp_path, uninterrupted)
+
+
+def test_a_second_ctrl_c_while_saving_aborts_at_once_and_keeps_the_last_complete_checkpoint(
+    fake_fmnist, tmp_path, uninterrupted):
+  args = ts.trainer_args(tmp_path, *fake_fmnist, total_steps=TOTAL_STEPS, checkpoint_every_steps=5)
+  # The first Ctrl-C after step 7; the second while step 7's checkpoint is being written.
+  aborted = ts.run(args, check=False, harness_flags=[
+      "--kill_at_step=7", "--kill_signal=INT", "--sigint_during_save_of_step=7"])
+  assert aborted.returncode == 130, aborted.stderr[-3000:]
+  assert "Traceback" not in aborted.stderr, aborted.stderr[-3000:]
+  assert aborted.stderr.strip().splitlines()[-1] == (
+      f"aborted by a second SIGINT without finishing the save; rerun the same command to resume "
+      f"from step 5 ({tmp_path}/checkpoints/5), the last complete checkpoint")
+  finalized = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+  assert finalized[-1] == 5  # step 7 never became a checkpoint
+  assert not (tmp_path / "train.lock").exists()
+  rerun = ts.run(args)
+  assert f"resumed from step 5 of {TOTAL_STEPS} ({tmp_path}/checkpoints/5)" in rerun.stdout.splitlines()
   _assert_same_run(tmp_path, uninterrupted)
 
 

@@ -14,13 +14,12 @@ import pytest
 from flax import nnx
 
 import trainer_subprocess as ts
-from conftest import tiny_config
+from conftest import state_and_step, tiny_config
 from jax_ssl import config as config_lib
-from jax_ssl import methods, optim
+from jax_ssl import optim
 from jax_ssl.data import augment
 from jax_ssl.methods.spec import StepContext, select_modules
-from jax_ssl.state import create_train_state
-from jax_ssl.step import _micro_batches, make_train_step
+from jax_ssl.step import _micro_batches
 from test_lejepa import _step_losses
 
 HEADS = {"byol": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
@@ -38,17 +37,7 @@ def teacher_config(method, **overrides):
   return config
 
 
-def _setup(config):
-  spec = methods.get_method(config.method)
-  model = config_lib.build_model(config, 1, config.seed)
-  optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
-  step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
-                                 schedule, config_lib.view_configs(config),
-                                 total_steps=config.total_steps,
-                                 grad_accum_steps=config.grad_accum_steps))
-  return spec, graphdef, optimizer, state, step
+_setup = state_and_step  # (spec, graphdef, optimizer, state, jitted step)
 
 
 def _images(config, seed=0):
@@ -165,7 +154,8 @@ def test_sigkill_and_rerun_resumes_exactly_with_target_and_queue(fake_fmnist, tm
   killed = ts.run(args, harness_flags=["--kill_at_step=6", "--kill_signal=KILL"], check=False)
   assert killed.returncode == -signal.SIGKILL
   ts.run(args)
-  assert "/embeddings" in ts.final_params(resumed, "method_state")[1]
+  saved_queues = ts.final_params(resumed, "method_state")[1]
+  assert {"/view0/embeddings", "/view1/embeddings"} <= saved_queues.keys()  # one per view
   fields = ("params", "target_params", "method_state")
   for field in fields:
     step_a, state_a = ts.final_params(resumed, field)

@@ -21,7 +21,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import time
 from typing import Callable
@@ -101,6 +100,7 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
                                schedule, config_lib.view_configs(config),
                                total_steps=config.total_steps,
                                grad_accum_steps=config.grad_accum_steps,
+                               grad_accum_mode=config.grad_accum_mode,
                                online_probe=config.online_probe)
   jit_kwargs = dict(in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated))
@@ -304,14 +304,8 @@ def compare_torch(run_model: Callable, torch_run: Callable, steps: int, rounds: 
 
 
 def _cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+  from jax_ssl.evaluate import host  # pylint: disable=g-import-not-at-top
+  return host.cpu_model()
 
 
 def main():

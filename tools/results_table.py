@@ -27,8 +27,8 @@ def table(run_dirs: list[str]) -> str:
     with open(os.path.join(run_dir, "results.json")) as f:
       runs.append((run_dir, json.load(f)))
   keys = KEYS + (("finetune_top1",) if any("finetune_top1" in r for _, r in runs) else ())
-  lines = ["| run | method | dataset | steps | train min | eval min | features | "
-           + " | ".join(keys) + " |", "|---" * (7 + len(keys)) + "|"]
+  lines = ["| run | method | dataset | steps | train min | eval min | cpu | 1% subsets | "
+           "features | " + " | ".join(keys) + " |", "|---" * (9 + len(keys)) + "|"]
   baselines: dict[tuple, tuple[str, dict]] = {}
   for run_dir, results in runs:
     lines.append(_row(run_dir, results, "encoder", results, keys))
@@ -53,14 +53,37 @@ def table(run_dirs: list[str]) -> str:
       lines.append(f"Fine-tuned encoders above their random initialisation on "
                    f"{' and '.join(FINETUNE_KEYS)}: {', '.join(above) or 'none'} "
                    f"({len(above)} of {len(finetuned)}).")
+    # The 1% probe's margin over the better baseline against the spread of its subsets
+    # (runs with one subset have no spread to compare with).
+    key = "linear_1pct_top1"
+    spread = [(r["method"], r[key] - max(b.get(key, 0.0) for b in r["baselines"].values()),
+               r[f"{key}_std"]) for _, r in runs if r.get("baselines") and f"{key}_std" in r]
+    if spread:
+      clear = [f"{m} (+{margin:.4f} > {std:.4f})" for m, margin, std in spread if margin > std]
+      lines.append(f"1% margins over the better baseline larger than the std of the 1% "
+                   f"subsets: {', '.join(clear) or 'none'} ({len(clear)} of {len(spread)} runs "
+                   f"with several subsets).")
   return "\n".join(lines)
 
 
 def _row(run_dir: str, results: dict, features: str, scores: dict, keys) -> str:
+  """One table row; the encoder's row names a non-online encoder (`encoder (target)`), the
+  CPU of the evaluation (results.json's `host`, "—" for runs before it was recorded) and the
+  1% protocol (how many class-balanced subsets; one before the 3-subset protocol)."""
+  if features == "encoder" and results.get("encoder", "online") != "online":
+    features = f"encoder ({results['encoder']})"
+  cpu = results.get("host", {}).get("cpu", "—")
+  seeds = scores.get("linear_1pct_top1_seeds")
+  subsets = str(len(seeds)) if seeds else ("1" if "linear_1pct_top1" in scores else "—")
+  cells = []
+  for k in keys:
+    value = f"{scores[k]:.4f}" if k in scores else "—"
+    if k in scores and f"{k}_std" in scores:
+      value += f" ± {scores[f'{k}_std']:.4f}"
+    cells.append(value)
   return (f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "
           f"{results['train_seconds'] / 60:.1f} | {results.get('eval_seconds', 0) / 60:.1f} | "
-          f"{features} | " + " | ".join(f"{scores[k]:.4f}" if k in scores else "—"
-                                        for k in keys) + " |")
+          f"{cpu} | {subsets} | {features} | " + " | ".join(cells) + " |")
 
 
 def main():

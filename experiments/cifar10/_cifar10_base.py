@@ -24,6 +24,14 @@ from ml_collections import config_dict
 TRAIN_EXAMPLES = 50_000
 
 
+def switches(arg: str | None, *extra: str) -> frozenset[str]:
+  """`get_config(arg)`'s switches: `runlocal` (a run of seconds: tiny model, few steps, a
+  quick evaluation) and the file's own `extra` ones, joined by ','. Anything else is one
+  line naming the accepted switches (jax_ssl.config.load.parse_switches)."""
+  from jax_ssl.config.load import parse_switches  # pylint: disable=g-import-not-at-top
+  return parse_switches(arg, ("runlocal", *extra))
+
+
 def augment(**overrides: Any) -> dict[str, Any]:
   """Every `config.augment` key, updated by `overrides`: random resized crop (area 0.08-1) to
   32 px, flip 0.5, colour jitter 0.4/0.4/0.2/0.1 with p = 0.8, grayscale 0.2, no blur, no
@@ -75,6 +83,9 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.heads = ml_collections.ConfigDict(dict(heads))
   config.global_batch_size = global_batch_size
   config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
+  # "micro_batch": each micro-batch's loss alone (fewer negatives, noisier batch statistics);
+  # "exact": the whole batch's loss (GradCache), for simclr, moco_v3, barlow_twins, vicreg
+  config.grad_accum_mode = "micro_batch"
   steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
   opt = dict(optimizer)
   config.optimizer = ml_collections.ConfigDict(dict(
@@ -96,6 +107,8 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       batch_size=1000, knn_k=200, knn_temperature=0.07, baselines=True,
       train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
       knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
+      encoder="method",  # as the method's paper evaluates (DINO: the EMA teacher)
+      crop_fraction=1.0,  # the evaluation view: the whole 32x32 image
       # Fine-tuning as SimCLR (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256,
       # no weight decay, no warmup; 30 epochs, their 10% schedule, for every label fraction;
       # SimCLR uses Nesterov momentum, optax.sgd here is plain heavy-ball).

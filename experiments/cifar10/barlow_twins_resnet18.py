@@ -43,8 +43,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="barlow_twins",
       method_args={"off_diagonal_weight": 0.0051},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),

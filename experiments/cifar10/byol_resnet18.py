@@ -32,8 +32,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="byol",
       method_args={"base_momentum": 0.99},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),

@@ -35,8 +35,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="dino",
       method_args=dict(student_temp=0.1, teacher_temp=0.07, warmup_teacher_temp=0.04,
                        warmup_teacher_temp_steps=0, center_momentum=0.9,

@@ -37,8 +37,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="jigsaw",
       method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
                    "permutation_seed": 0},
@@ -49,6 +50,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       optimizer=base.optimizer("sgd", 0.1, weight_decay=5e-4),
       epochs=200, warmup_epochs=5,
       runlocal_heads=dict(classifier_hidden_dim=32))
-  if arg == "runlocal":
+  if runlocal:
     config.method_args.num_permutations = 10
   return config

@@ -40,8 +40,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="lejepa",
       method_args={"num_views": 4, "sigreg_weight": 0.02, "num_slices": 256},
       augment=base.augment(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
@@ -51,6 +52,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       optimizer=base.optimizer("adamw", 2e-3, weight_decay=5e-4),
       epochs=800, warmup_epochs=1,
       runlocal_heads=dict(projector_hidden_dim=64))
-  if arg == "runlocal":
+  if runlocal:
     config.method_args.num_slices = 32
   return config

@@ -7,7 +7,9 @@ Data and `:runlocal`: see `_cifar10_base.py`.
 Recipe (solo-learn, github.com/vturrisi/solo-learn, read at commit 9187ea3:
 scripts/pretrain/cifar/mocov2plus.yaml with augmentations/symmetric_weak.yaml, and solo/methods/mocov2plus.py):
 batch 256, SGD (momentum 0.9) at lr 0.3 x B/256, weight decay 1e-4, 10 warmup epochs then
-cosine, 1000 epochs; projector 512 -> 2048 -> 256; a queue of 32768 keys; temperature 0.2;
+cosine, 1000 epochs; projector 512 -> 2048 -> 256; a queue of 32768 keys per view (view
+v's keys go into queue v; q1, whose positive is k2, meets the view-2 queue, and q2 the
+view-1 queue, as solo-learn's); temperature 0.2;
 momentum encoder tau 0.99 -> 0.999 (ours: -> 1.0, see below); symmetric views: random resized
 crop 0.08-1 to 32 px, colour jitter 0.4/0.4/0.4/0.1 with p = 0.8, grayscale 0.2, Gaussian
 blur p = 0.5, flip 0.5; the loss is symmetrised over the two views (MoCo V2+).
@@ -34,8 +36,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="moco_v2",
       method_args={"temperature": 0.2, "queue_size": 32768, "base_momentum": 0.99},
       augment=base.augment(saturation=0.4, blur_prob=0.5),

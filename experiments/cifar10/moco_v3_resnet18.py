@@ -33,8 +33,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="moco_v3",
       method_args={"temperature": 0.2, "base_momentum": 0.99},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),

@@ -32,8 +32,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="nnclr",
       method_args={"temperature": 0.2, "queue_size": 65536},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),

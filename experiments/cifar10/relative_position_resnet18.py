@@ -36,8 +36,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="relative_position",
       method_args={"gap": 1, "jitter": 1},
       augment=base.augment(crop_scale=((28 / 32) ** 2, 1.0), crop_ratio=(1.0, 1.0),

@@ -40,8 +40,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="rotation",
       method_args={},
       augment=base.augment(crop_scale=((28 / 32) ** 2, 1.0), crop_ratio=(1.0, 1.0),

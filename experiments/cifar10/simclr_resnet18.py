@@ -23,8 +23,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="simclr",
       method_args={"temperature": 0.2},
       augment=base.augment(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,

@@ -18,6 +18,10 @@ README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10
 reproduced here: 1000 epochs need an accelerator.
 
 Where this config cannot express the recipe exactly:
+ * The queue is written from step 0 and used from epoch 50, as solo-learn's, but the rows not
+   yet written are masked out of Sinkhorn (solo-learn appends its zero rows too); with 15
+   steps of 256 filling the 3840 rows, the queue is full long before step 9750, so the codes
+   are the same.
  * What every CIFAR-10 file here shares (warmup, input normalisation, precision; LARS clipping
    where LARS is used): see `_cifar10_base.py`.
 """
@@ -32,8 +36,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="swav",
       method_args=dict(temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_size=3840,
                        queue_start_step=50 * (base.TRAIN_EXAMPLES // 256),

@@ -46,8 +46,9 @@ import _cifar10_base as base  # noqa: E402  (sibling file; experiment files are 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="vicreg",
       # solo-learn's var_loss_weight 25 on the sum of the two views' hinges = 50 on their mean.
       method_args={"invariance_weight": 25.0, "variance_weight": 50.0,

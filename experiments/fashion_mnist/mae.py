@@ -38,7 +38,7 @@ import _fashion_mnist_base  # noqa: E402  (sibling file; experiment files are lo
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in _fashion_mnist_base.switches(arg)
   config = _fashion_mnist_base.masked_modeling_config(runlocal)
   config.method = "mae"
   config.method_args = ml_collections.ConfigDict({"mask_ratio": 0.75, "norm_pix": True})

@@ -26,7 +26,7 @@ import _fashion_mnist_base  # noqa: E402  (sibling file; experiment files are lo
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in _fashion_mnist_base.switches(arg)
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "moco_v3"
   config.method_args = ml_collections.ConfigDict({"temperature": 0.2, "base_momentum": 0.99})

@@ -11,13 +11,17 @@ Recipe: the SimCLR experiment's data, small encoder and AdamW at 4e-3; SwAV's mu
 2048 -> 128 projector, 128 prototypes frozen for the first 50 steps, temperature 0.1,
 Sinkhorn-Knopp with epsilon 0.05 and 3 iterations over the batch of 256 (no queue: with
 fewer prototypes than samples a batch already spreads over every prototype), 760 steps
-(12.1 min of training plus 1.8 min of evaluation on 2 cores).
+(12.1 min of training plus 1.8 min of evaluation on 2 cores). With `queue_size` > 0 the queue
+(per global view) is written from step 0 and used from `queue_start_step`, only its filled
+rows entering Sinkhorn (jax_ssl/methods/swav.py; main_swav.py starts its queue at
+`epoch_queue_starts` and uses it once full).
 Measured (seed 0, 1% = mean of 3 subsets): knn 0.8014, linear 0.8527, 1% 0.7829, above
 raw pixels (0.7913 / 0.8475 / 0.7780) and the random-init encoder (0.7683 / 0.8222 /
 0.7303) on all three (README results table, `results/swav_fmnist`).
 Earlier recipes, each below raw pixels on at least one of the three:
   * 512 prototypes frozen for 20 steps, a queue of 2560 projections per global view from
-    step 100, 4 local crops, 550 steps: 0.7674 / 0.8207 / 0.7285, no better than random
+    step 100 (full by step 10: its random initial rows never reached Sinkhorn), 4 local
+    crops, 550 steps: 0.7674 / 0.8207 / 0.7285, no better than random
     init, its loss barely falling (log 512 = 6.24 -> 5.83); the queue's first rows came
     from a barely trained network;
   * 128 prototypes, no queue, 4 local crops, 650 steps (1.19 s/step): 0.7966 / 0.8418 /
@@ -35,7 +39,7 @@ import _fashion_mnist_base  # noqa: E402  (sibling file; experiment files are lo
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in _fashion_mnist_base.switches(arg)
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "swav"
   config.method_args = ml_collections.ConfigDict(dict(

@@ -14,6 +14,14 @@ RUNLOCAL_IMAGE_SIZE = 64
 RUNLOCAL_OUTPUT_SIZE = 56
 
 
+def switches(arg: str | None, *extra: str) -> frozenset[str]:
+  """`get_config(arg)`'s switches: `runlocal` (a run of seconds: tiny model, few steps, a
+  quick evaluation) and the file's own `extra` ones, joined by ','. Anything else is one
+  line naming the accepted switches (jax_ssl.config.load.parse_switches)."""
+  from jax_ssl.config.load import parse_switches  # pylint: disable=g-import-not-at-top
+  return parse_switches(arg, ("runlocal", *extra))
+
+
 def augment(**overrides: Any) -> dict[str, Any]:
   """Every `config.augment` key, updated by `overrides`: SimCLR's ImageNet view (random
   resized crop, area 0.08-1, to 224 px, flip 0.5, colour jitter 0.8/0.8/0.8/0.2 with
@@ -76,6 +84,9 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.heads = ml_collections.ConfigDict(dict(heads))
   config.global_batch_size = global_batch_size
   config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
+  # "micro_batch": each micro-batch's loss alone (fewer negatives, noisier batch statistics);
+  # "exact": the whole batch's loss (GradCache), for simclr, moco_v3, barlow_twins, vicreg
+  config.grad_accum_mode = "micro_batch"
   steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
   opt = dict(optimizer)
   config.optimizer = ml_collections.ConfigDict(dict(
@@ -111,6 +122,9 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       batch_size=1024, knn_k=200, knn_temperature=0.07, baselines=False,
       train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
       knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
+      encoder="method",  # as the method's paper evaluates (DINO: the EMA teacher)
+      # Resize(256) + CenterCrop(224): the central 224/256 of the host's 256 px images.
+      crop_fraction=0.875,
       finetune=finetune))
   if runlocal:
     config.global_batch_size = 16

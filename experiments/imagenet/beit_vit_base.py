@@ -35,7 +35,7 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
       runlocal=runlocal,
       method="beit",

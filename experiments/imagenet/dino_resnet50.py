@@ -47,8 +47,9 @@ def dino_config(arg: str | None, *, crop_scale: tuple[float, float],
   """DINO's recipe shared by its ImageNet files (batch 512, 100 epochs, 10 warmup, head,
   temperatures, momentum, 2 global + 8 local crops, augmentations); the backbone
   (`model`, `runlocal_model` of `base.make_config`), optimizer and crop scales vary."""
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="dino",
       method_args=dict(student_temp=0.1, teacher_temp=0.04, warmup_teacher_temp=0.04,
                        warmup_teacher_temp_steps=0, center_momentum=0.9,
@@ -63,7 +64,7 @@ def dino_config(arg: str | None, *, crop_scale: tuple[float, float],
       **model_args)
   config.augment.local_crops.update(num=8, crop_scale=local_crop_scale,
                                     overrides={"blur_prob": 0.5})
-  if arg == "runlocal":
+  if runlocal:
     config.augment.local_crops.num = 2
   return config
 

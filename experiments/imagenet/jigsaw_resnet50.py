@@ -58,7 +58,7 @@ _CROP = 225  # Noroozi & Favaro's puzzle crop: 3 x 75 px cells
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
       runlocal=runlocal,
       method="jigsaw",

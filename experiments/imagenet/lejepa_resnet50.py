@@ -49,8 +49,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="lejepa",
       method_args={"num_views": 8, "sigreg_weight": 0.05, "num_slices": 1024},
       # One crop range for all views: no multi-crop yet (global 0.3-1, local 0.05-0.3).
@@ -61,6 +62,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       optimizer=base.optimizer("adamw", 5e-4, weight_decay=5e-4, lr_scaling="none"),
       epochs=100, warmup_epochs=10,
       runlocal_heads=dict(projector_hidden_dim=64, projector_output_dim=16))
-  if arg == "runlocal":
+  if runlocal:
     config.method_args.update(num_views=2, num_slices=32)
   return config

@@ -8,7 +8,7 @@ Self-Supervised Visual Pre-Training", CVPR 2022, sec. 5 and appendix; PySlowFast
 configs/masked_ssl/in1k_VIT_B_MaskFeat_PT.yaml): ViT-B/16 with CLS token and learned
 absolute position embeddings; BEiT's blockwise masking of 40% of the 196 patches (blocks of
 >= 16); HOG targets of 9 orientation bins in 8x8 cells, the 4 cells of each 16x16 patch per
-RGB channel (108 values) L2-normalised within the patch; a linear prediction head; MSE on
+RGB channel (108 values), each cell's 9 bins L2-normalised (the official HOGLayerC); a linear prediction head; MSE on
 the masked patches; random resized crop 0.5-1 + flip, no colour augmentation; AdamW (0.9,
 0.999), lr 2e-4 x B/256 at batch 2048, weight decay 0.05, 30 warmup epochs, cosine, 1600
 epochs. Paper: 84.0% top-1 after fine-tuning (ViT-B, 1600 epochs; also the PySlowFast
@@ -31,12 +31,12 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
       runlocal=runlocal,
       method="maskfeat",
       method_args={"mask_ratio": 0.4, "min_block_patches": 16, "cell_size": 8,
-                   "orientations": 9},
+                   "orientations": 9, "normalization": "cell"},
       augment=base.augment(crop_scale=(0.5, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
                            blur_prob=0.0),
       heads={},

@@ -20,8 +20,9 @@ Reported: 71.1% ImageNet linear top-1 at 800 epochs (67.5 at 200 epochs), Table 
 Where this config cannot express the recipe exactly:
  * The official head has no BatchNorm (Linear-ReLU-Linear); ours has BatchNorm in the hidden
    layer. The official loss is one-directional (q of view 1 against k of view 2); ours is
-   symmetrised over the two views (as solo-learn's MoCo V2+), which doubles the keys enqueued
-   per step.
+   symmetrised over the two views (as solo-learn's MoCo V2+), with one queue of K keys per
+   view as there (q1 meets the queue of view-2 keys, q2 that of view-1 keys), so each queue
+   still takes one key per image per step and spans K images, as the official one.
  * The official momentum is a constant 0.999; ours rises from 0.999 to 1 on a cosine.
  * No warmup in the paper; ours warms up for 1 epoch.
  * No per-channel mean/std normalisation of the inputs; bilinear, not bicubic, crops; blur
@@ -39,8 +40,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="moco_v2",
       method_args={"temperature": 0.2, "queue_size": 65536, "base_momentum": 0.999},
       augment=base.augment(crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4, saturation=0.4,

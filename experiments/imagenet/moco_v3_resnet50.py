@@ -43,8 +43,9 @@ def moco_v3_config(arg: str | None, *, temperature: float, crop_scale: tuple[flo
   """MoCo v3's recipe shared by its ImageNet files (batch 4096, 300 epochs, head widths,
   momentum, BYOL's augmentations); temperature, crops, projector depth, optimizer, warmup
   and the backbone (`model`, `runlocal_model` of `base.make_config`) vary."""
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="moco_v3",
       method_args={"temperature": temperature, "base_momentum": 0.99},
       augment=base.augment(crop_scale=crop_scale, brightness=0.4, contrast=0.4, saturation=0.2,

@@ -34,8 +34,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="nnclr",
       method_args={"temperature": 0.1, "queue_size": 98304},
       augment=base.augment(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, blur_prob=1.0,

@@ -58,7 +58,7 @@ _CROP = 255  # 3 x 85 px cells
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = arg == "runlocal"
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
       runlocal=runlocal,
       method="relative_position",

@@ -19,8 +19,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="simclr",
       method_args={"temperature": 0.1},
       augment=base.augment(),

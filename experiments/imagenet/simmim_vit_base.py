@@ -45,8 +45,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="simmim",
       method_args={"mask_ratio": 0.6, "mask_unit": 2, "mask_strategy": "random"},
       augment=base.augment(crop_scale=(0.67, 1.0), jitter_prob=0.0, grayscale_prob=0.0,

@@ -46,8 +46,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="simsiam",
       method_args={},
       augment=base.augment(crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4,

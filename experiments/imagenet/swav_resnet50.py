@@ -20,6 +20,10 @@ p = 0.5.
 Reported: 75.3% ImageNet linear top-1 (swav README, SwAV 800 epochs, batch 4096, 2x224 + 6x96). Not reproduced here: ImageNet pretraining needs accelerators.
 
 Where this config cannot express the recipe exactly:
+ * No queue here, as the 4096-batch recipe. With one (`queue_size` > 0, the official recipe
+   at batch 256): main_swav.py creates it empty at `epoch_queue_starts` and uses it once
+   full; ours is written from step 0 and used from `queue_start_step` with only its filled
+   rows in Sinkhorn (the same codes once it is full).
  * Warmup starts at lr 0.3 and the cosine ends at 0.0048 in the script; ours go from and to 0.
  * LARC there does not exclude biases and BatchNorm parameters; our LARS does.
  * No per-channel mean/std normalisation of the inputs; bilinear, not bicubic, crops; blur
@@ -37,8 +41,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="swav",
       method_args=dict(temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_size=0,
                        queue_start_step=0, freeze_prototypes_steps=313),
@@ -50,6 +55,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       epochs=800, warmup_epochs=10,
       runlocal_heads=dict(projector_hidden_dim=64, projector_output_dim=32, num_prototypes=64))
   config.augment.local_crops.update(num=6, crop_scale=(0.05, 0.14))
-  if arg == "runlocal":
+  if runlocal:
     config.augment.local_crops.num = 2
   return config

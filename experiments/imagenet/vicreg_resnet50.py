@@ -40,8 +40,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   return base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="vicreg",
       method_args={"invariance_weight": 25.0, "variance_weight": 25.0,
                    "covariance_weight": 1.0},

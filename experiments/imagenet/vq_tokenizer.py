@@ -22,8 +22,9 @@ import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  runlocal = "runlocal" in base.switches(arg)
   config = base.make_config(
-      runlocal=arg == "runlocal",
+      runlocal=runlocal,
       method="vq_tokenizer",
       method_args={"commitment_weight": 0.25},
       augment=base.augment(crop_scale=(0.35, 1.0), jitter_prob=0.0, grayscale_prob=0.0,

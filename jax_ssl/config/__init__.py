@@ -7,10 +7,13 @@ only this package and the trainer's config section know the config's key names:
 """
 
 from jax_ssl.config.build import (build_backbone, build_model, build_optimizer,
-                                  init_method_state, method_args, view_configs)
-from jax_ssl.config.checks import (FREE, SCHEMA, STATE_KEYS, check_resume_compatible,
+                                  evaluation_encoder, init_method_state, method_args,
+                                  view_configs)
+from jax_ssl.config.checks import (FREE, HISTORY_FILE, SCHEDULE_KEYS, SCHEMA, STATE_KEYS, Resume,
+                                   check_resume_compatible, describe_changes, record_config,
                                    validate, validate_against_data, with_saved_defaults)
 
-__all__ = ["FREE", "SCHEMA", "STATE_KEYS", "build_backbone", "build_model", "build_optimizer",
-           "check_resume_compatible", "init_method_state", "method_args", "validate",
+__all__ = ["FREE", "HISTORY_FILE", "Resume", "SCHEDULE_KEYS", "SCHEMA", "STATE_KEYS",
+           "describe_changes", "record_config", "build_backbone", "build_model", "build_optimizer",
+           "check_resume_compatible", "evaluation_encoder", "init_method_state", "method_args", "validate",
            "validate_against_data", "view_configs", "with_saved_defaults"]

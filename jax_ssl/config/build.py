@@ -33,6 +33,14 @@ def method_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return _merge(spec.default_method_args, config.method_args.to_dict())
 
 
+def evaluation_encoder(config: ml_collections.ConfigDict) -> str:
+  """"online" or "target": `eval.encoder`, with "method" resolved to the method's own
+  choice (`MethodSpec.evaluation_encoder`: DINO evaluates its EMA teacher)."""
+  if config.eval.encoder == "method":
+    return methods.get_method(config.method).evaluation_encoder
+  return config.eval.encoder
+
+
 def init_method_state(config: ml_collections.ConfigDict) -> Any:
   """The method's initial state (queues, centers), sized from its arguments and heads."""
   spec = methods.get_method(config.method)

@@ -4,6 +4,8 @@ older saved configs predate, and whether a workdir's checkpoints can be resumed.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import difflib
 import json
 import os
@@ -49,6 +51,13 @@ SCHEMA: dict[str, Any] = {
                   "weight_decay": _NUMBER, "momentum": _NUMBER, "warmup_steps": int,
                   "trust_coefficient": _NUMBER, "beta2": _NUMBER},
     "seed": int, "global_batch_size": int, "grad_accum_steps": int, "total_steps": int,
+    # How grad_accum_steps > 1 splits the loss. "micro_batch": each micro-batch's loss on
+    # the micro-batch alone (negatives, Barlow Twins / VICReg statistics, Sinkhorn and
+    # SIGReg see global_batch_size / grad_accum_steps examples, while the learning rate is
+    # scaled by the global batch). "exact": the whole batch's loss (GradCache: embeddings of
+    # every micro-batch, then a second pass), for methods that declare embed and
+    # embedding_loss; BatchNorm still normalises each micro-batch with its own statistics.
+    "grad_accum_mode": str,
     "log_every_steps": int,
     "checkpoint_every_steps": int, "keep_checkpoints": int, "evaluate": bool,
     "skip_nonfinite_updates": bool,
@@ -60,6 +69,10 @@ SCHEMA: dict[str, Any] = {
              # jax_ssl/evaluate/protocols.py: "knn,linear,finetune,lowlabel[-<P>%]"
              "protocols": (str, tuple, list), "knn_k_sweep": _PAIR, "low_label_seeds": _PAIR,
              "report": bool,  # pictures + DIR/report.md after the evaluation
+             # "method" (MethodSpec.evaluation_encoder), "online" or "target" (EMA target)
+             "encoder": str,
+             # the evaluation view's central crop of the shorter side (ImageNet: 0.875)
+             "crop_fraction": _NUMBER,
              "finetune": {"steps": int, "batch_size": int, "base_learning_rate": _NUMBER,
                           "weight_decay": _NUMBER, "warmup_steps": int,
                           "label_smoothing": _NUMBER, "layer_decay": _NUMBER,
@@ -154,6 +167,15 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
         f"grad_accum_steps={config.grad_accum_steps} with global_batch_size="
         f"{config.global_batch_size} on {device_count} devices: the batch must split into "
         f"grad_accum_steps equal micro-batches, each divisible by the device count")
+  check(config.grad_accum_mode in ("micro_batch", "exact"),
+        f"grad_accum_mode={config.grad_accum_mode!r}; use 'micro_batch' or 'exact'")
+  exact_methods = sorted(name for name, s in methods.METHODS.items()
+                         if s.embed is not None and s.embedding_loss is not None)
+  check(config.grad_accum_mode != "exact" or (spec.embed is not None
+                                              and spec.embedding_loss is not None),
+        f"grad_accum_mode='exact' needs a method whose loss is a function of the batch's "
+        f"embeddings ({', '.join(exact_methods)}); {config.method} does not declare one, use "
+        f"'micro_batch'")
   check(config.optimizer.base_learning_rate > 0,
         f"optimizer.base_learning_rate={config.optimizer.base_learning_rate}; must be > 0")
   check(config.optimizer.weight_decay >= 0,
@@ -167,6 +189,15 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   for key in ("batch_size", "knn_k"):
     check(config.eval[key] > 0, f"eval.{key}={config.eval[key]}; must be positive")
   _validate_eval(config.eval, device_count)
+  check(0 < config.eval.crop_fraction <= 1,
+        f"eval.crop_fraction={config.eval.crop_fraction}; must be in (0, 1] (1: the whole "
+        f"image; 0.875: ImageNet's Resize(256) + CenterCrop(224))")
+  check(config.eval.encoder in ("method", "online", "target"),
+        f"eval.encoder={config.eval.encoder!r}; use 'method' (as {config.method}'s paper "
+        f"evaluates), 'online' or 'target'")
+  check(config.eval.encoder != "target" or "backbone" in spec.target_modules,
+        f"eval.encoder='target' but {config.method} has no EMA target of its backbone; use "
+        f"'online' or 'method'")
   check(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints}; must be >= 1")
   check(config.augment.local_crops.num >= 0,
         f"augment.local_crops.num={config.augment.local_crops.num}; must be >= 0")
@@ -238,6 +269,7 @@ def _validate_eval(ev, device_count: int) -> None:
 # Keys added after some runs were saved, with the value those runs effectively used, so an
 # older DIR/config.json still evaluates (python -m jax_ssl.evaluate) and resumes.
 _SAVED_DEFAULTS: dict[str, Any] = {
+    "grad_accum_mode": "micro_batch",  # the only gradient accumulation there was
     "online_probe": False,
     "model.final_features": 0,
     "optimizer.trust_coefficient": 0.001,  # LARS only; every experiment file had 0.001
@@ -248,6 +280,8 @@ _SAVED_DEFAULTS: dict[str, Any] = {
                           weight_decay=0.05, warmup_steps=50, label_smoothing=0.1,
                           layer_decay=0.75, optimizer="adamw", crop_scale=(0.8, 1.0)),
     "eval.finetune.low_label": True,  # fine-tuning ran on every low-label subset chosen
+    "eval.encoder": "online",  # every run was evaluated with the online parameters
+    "eval.crop_fraction": 1.0,  # the whole (host-resized) image was the evaluation view
 }
 
 
@@ -278,33 +312,119 @@ def with_saved_defaults(config: ml_collections.ConfigDict) -> ml_collections.Con
 # under other values cannot be resumed.
 STATE_KEYS = ("method", "model", "heads", "optimizer.name", "dataset.name", "dataset.image_size",
               "online_probe")
+# Keys that set the optimisation of a run in progress (the learning-rate schedule and the
+# update rule): resuming under other values needs --allow_config_changes. `total_steps` is
+# not among them: raising it extends the run (README, "Faults and resuming").
+SCHEDULE_KEYS = ("global_batch_size", "optimizer")
+HISTORY_FILE = "config_history.jsonl"
 
 
-def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses (one line) to resume a workdir whose checkpoints come from another model."""
+@dataclasses.dataclass(frozen=True)
+class Resume:
+  """What resuming a workdir changes: the config its checkpoints were trained with, the
+  latest checkpoint's step, and every key whose value differs (dotted key -> (old, new))."""
+  saved: ml_collections.ConfigDict
+  step: int
+  changes: dict[str, tuple[Any, Any]]
+
+
+def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str, *,
+                            allow_config_changes: bool = False) -> Resume | None:
+  """None for a workdir without checkpoints; otherwise what resuming it changes.
+
+  Raises ConfigError (one line naming each changed key with old -> new and the fix) if the
+  checkpoints come from another model (STATE_KEYS: they cannot be loaded), if an
+  optimisation key changed (SCHEDULE_KEYS) without `allow_config_changes`, or if
+  `total_steps` is below the latest checkpoint's step.
+  """
   saved_path = os.path.join(workdir, "config.json")
   checkpoints = os.path.join(workdir, "checkpoints")
-  if not (os.path.exists(saved_path) and os.path.isdir(checkpoints)
-          and any(name.isdigit() for name in os.listdir(checkpoints))):
-    return
+  steps = [int(name) for name in os.listdir(checkpoints) if name.isdigit()] if (
+      os.path.isdir(checkpoints)) else []
+  if not (os.path.exists(saved_path) and steps):
+    return None
   with open(saved_path) as f:
     saved = with_saved_defaults(ml_collections.ConfigDict(json.load(f)))
-  current = ml_collections.ConfigDict(json.loads(config.to_json()))
-  for key in STATE_KEYS:
-    old, new = _lookup(saved, key), _lookup(current, key)
-    if old != new:
-      raise ConfigError(
-          f"{workdir} holds checkpoints trained with {key}={old}, but this config has {key}={new}; "
-          f"use a new --workdir, or the original config to resume")
+  old, new = _flatten(json.loads(saved.to_json())), _flatten(json.loads(config.to_json()))
+  changes = {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
+             for key in sorted(set(old) | set(new)) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
+  model = {k: v for k, v in changes.items() if _under(k, STATE_KEYS)}
+  if model:
+    what = "optimizer" if set(model) == {"optimizer.name"} else "model"
+    raise ConfigError(f"cannot resume {workdir}: its checkpoints were written for another {what} "
+                      f"({_describe(model)}); use a new --workdir, or {_flags(model)} to resume it")
+  schedule = {k: v for k, v in changes.items() if _under(k, SCHEDULE_KEYS)}
+  if schedule and not allow_config_changes:
+    raise ConfigError(
+        f"cannot resume {workdir} with another optimisation ({_describe(schedule)}): it would "
+        f"change the learning rate of a run in progress; use a new --workdir, "
+        f"{_flags(schedule)} to resume it as it was, or --allow_config_changes to resume "
+        f"with the new value{'s' if len(schedule) > 1 else ''} (recorded in "
+        f"{os.path.join(workdir, HISTORY_FILE)})")
+  step = max(steps)
+  if config.total_steps < step:
+    raise ConfigError(
+        f"cannot resume {workdir}: total_steps={config.total_steps} is below step {step} of its "
+        f"latest checkpoint; pass --config.total_steps={step} or more, or use a new --workdir")
+  return Resume(saved=saved, step=step, changes=changes)
 
 
-def _lookup(config, dotted: str):
-  node = config
-  for part in dotted.split("."):
-    if part not in node:
-      return None
-    node = node[part]
-  return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+  """`key: old -> new, ...` (the values as Python writes them; `(unset)` for a missing key)."""
+  return _describe(changes)
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step: int,
+                  resume: Resume | None) -> None:
+  """Writes DIR/config.json (the config of this start) and appends to DIR/config_history.jsonl
+  when a run starts from step 0 or resumes with changed keys, so no earlier config is lost."""
+  history = os.path.join(workdir, HISTORY_FILE)
+  rows = []
+  if resume is not None and not os.path.exists(history):  # a workdir from before the history
+    rows.append({"start_step": 0, "config": resume.saved.to_dict()})
+  if start_step == 0 or (resume is not None and resume.changes):
+    rows.append({"start_step": start_step,
+                 "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                 "changes": {k: list(v) for k, v in (resume.changes if resume else {}).items()},
+                 "config": json.loads(config.to_json())})
+  if rows:
+    with open(history, "a") as f:
+      f.writelines(json.dumps(row, default=str) + "\n" for row in rows)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+
+
+class _Absent:
+  def __repr__(self) -> str:
+    return "(unset)"
+
+
+_ABSENT = _Absent()
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def _under(key: str, roots: tuple[str, ...]) -> bool:
+  return any(key == root or key.startswith(root + ".") for root in roots)
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+  return ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+
+
+def _flags(changes: dict[str, tuple[Any, Any]]) -> str:
+  """`--config.KEY=OLD ...` when every old value fits on a command line."""
+  if not all(isinstance(old, (bool, int, float, str)) for old, _ in changes.values()):
+    return "the values of its config.json"
+  return " ".join(f"--config.{k}={old}" for k, (old, _) in changes.items())
 
 
 def validate_against_data(config: ml_collections.ConfigDict, image_shape: tuple[int, ...]) -> None:

@@ -416,15 +416,19 @@ def make_views(rng: jax.Array, images: ArrayLike,
 
 
 def center_view(images: ArrayLike, output_size: int, mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None) -> jax.Array:
+        std: Sequence[float] | None = None, *, crop_fraction: float = 1.0) -> jax.Array:
   """Deterministic evaluation transform: [B, H, W, C] uint8/float -> [B, S, S, C] float32.
 
-  Non-square images are first centre-cropped to a square of side min(H, W); the square is
-  bilinearly resized (anti-aliased) to S when its side differs. Then (x - mean) / std if given.
+  The central square of side round(crop_fraction * min(H, W)) is cropped and bilinearly
+  resized (anti-aliased) to S when its side differs. Then (x - mean) / std if given.
+  ImageNet's standard view, Resize(256) + CenterCrop(224), is crop_fraction 224/256 = 0.875
+  on the 256-px images the input pipeline makes (`dataset.image_size`): a crop, no resampling.
   """
+  if not 0 < crop_fraction <= 1:
+    raise ValueError(f"crop_fraction={crop_fraction}; must be in (0, 1]")
   images = _to_unit_float(images)
   _, height, width, channels = images.shape
-  side = min(height, width)
+  side = max(1, round(crop_fraction * min(height, width)))
   top, left = (height - side) // 2, (width - side) // 2
   images = images[:, top:top + side, left:left + side]
   if side != output_size:

@@ -177,6 +177,14 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize,
                                         rebuild_command=self._rebuild_command))
 
+  # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared"
+  # to stdout for every build; nothing is downloaded here, and prepare_data says what it built.
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing is downloaded.
     return {split: self._generate_examples(split) for split, pairs in self._layout.files.items()
@@ -198,6 +206,25 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if not count:
       raise DataError(f"no readable image for split {split!r} in {self._source} "
                       f"({len(self._layout.files[split])} files, none readable: listed above)")
+
+
+def dataset_warnings(info: tfds.core.DatasetInfo) -> list[str]:
+  """One-line warnings (without "warning: ") about a built image folder that trains but
+  cannot be evaluated: fewer than 2 classes, or no test split. The trainer refuses to
+  evaluate such a dataset (jax_ssl/config/data_checks.py)."""
+  if "label" not in info.features:
+    return []
+  warnings = []
+  names = list(info.features["label"].names)
+  if len(names) < 2:
+    warnings.append(f"{len(names)} class ({', '.join(names)}): the evaluation needs at least 2 "
+                    f"(add a folder per class), so train with --config.evaluate=False")
+  if "test" not in info.splits or not info.splits["test"].num_examples:
+    warnings.append("no test split (--test_fraction holds out round(fraction x images) of each "
+                    "class: none here): the evaluation needs one (use more images, a larger "
+                    "--test_fraction, or train/ and test/ folders), so train with "
+                    "--config.evaluate=False")
+  return warnings
 
 
 def build(source: str, *, name: str, data_dir: str, image_size: int = 64,

@@ -8,14 +8,19 @@ Rebuilds the model from DIR/config.json and restores the TrainState of step N (d
 latest checkpoint). Without --protocols it runs the run's `eval.protocols` (the trainer's
 post-training evaluation), unless only --report or --export_features is asked for. Results
 update DIR/results.json (keys of protocols not rerun are kept when the step is the same).
+Flags given on the command line override the run's saved config: `--noreport` writes no
+report even if the run's `eval.report` is on (without either flag, `eval.report` decides).
+Quiet by default (absl verbosity WARNING: Orbax logs every file it reads at INFO);
+`--verbosity 0` shows those lines.
 """
 
 from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
+from jax_ssl.config.paths import absolute_path
 from jax_ssl.errors import UserInputError
 from jax_ssl.evaluate.workdir import evaluate_workdir
 
@@ -24,8 +29,9 @@ _PROTOCOLS = flags.DEFINE_string(
     "protocols", None, "Comma separated: knn, linear, finetune, lowlabel, lowlabel-<P>% "
     "(default: the run's eval.protocols; none when only --report/--export_features is given).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
-_REPORT = flags.DEFINE_bool("report", False, "Write DIR/report.md with the results table, "
-                            "training curves, a 2-D embedding and the kNN confusion matrix.")
+_REPORT = flags.DEFINE_bool("report", None, "Write DIR/report.md with the results table, "
+                            "training curves, a 2-D embedding and the kNN confusion matrix "
+                            "(default: the run's eval.report; --noreport: never).")
 _EXPORT = flags.DEFINE_string("export_features", None, "Directory for <split>_features.npy and "
                               "<split>_labels.npy (backbone features of the centre views).")
 _SPLIT = flags.DEFINE_string("split", "train,test", "Splits for --export_features.")
@@ -33,9 +39,12 @@ _SPLIT = flags.DEFINE_string("split", "train,test", "Splits for --export_feature
 
 def main(argv):
   del argv
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every file it reads at INFO
+    logging.set_verbosity(logging.WARNING)
   try:
-    evaluate_workdir(_WORKDIR.value, protocol_names=_PROTOCOLS.value, step=_STEP.value,
-                     report=_REPORT.value, export_dir=_EXPORT.value,
+    evaluate_workdir(absolute_path(_WORKDIR.value), protocol_names=_PROTOCOLS.value,
+                     step=_STEP.value, report=_REPORT.value,
+                     export_dir=absolute_path(_EXPORT.value),
                      splits=tuple(s.strip() for s in _SPLIT.value.split(",") if s.strip()))
   except UserInputError as e:
     sys.exit(f"error: {e}")

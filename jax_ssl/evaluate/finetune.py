@@ -54,6 +54,7 @@ class FinetuneSettings:
     optimizer: "adamw" or "sgd" (momentum 0.9).
     crop_scale: area range of the random resized crop (the view is `output_size` px).
     output_size: side of the views (the pretraining `augment.output_size`).
+    crop_fraction: the test images' central crop (`augment.center_view`; `eval.crop_fraction`).
   """
 
   steps: int
@@ -66,6 +67,7 @@ class FinetuneSettings:
   optimizer: str
   crop_scale: tuple[float, float]
   output_size: int
+  crop_fraction: float = 1.0
 
 
 class Classifier(nnx.Module):
@@ -192,7 +194,8 @@ class Finetuner:
     def logits(state: TrainState, images: jax.Array) -> jax.Array:
       model = nnx.merge(graph, state.params, state.batch_stats)
       model.eval()
-      return model(augment.center_view(images, settings.output_size))
+      return model(augment.center_view(images, settings.output_size,
+                                       crop_fraction=settings.crop_fraction))
 
     self._logits = jax.jit(logits, in_shardings=(replicated, batch_sharding),
                            out_shardings=batch_sharding)

@@ -122,7 +122,8 @@ def frozen_feature_protocols(
     test_features, test_labels: [m, d] and [m] of the test split.
     protocols: which to run (finetune is not a frozen-feature protocol: ignored here).
     num_classes: number of classes.
-    knn_k: the k of `knn_top1` (200 in the README table).
+    knn_k: the k of `knn_top1` (200 in the README table); `knn_k` in the results is
+      the k used, clipped to the number of training examples.
     knn_k_sweep: further k values, each reported as `knn_k<K>_top1`.
     knn_temperature: neighbour weight exp(cos / temperature).
     low_label_seeds: one class-balanced subset per seed for each low-label percentage.
@@ -139,7 +140,7 @@ def frozen_feature_protocols(
     accuracy = {k: float(np.mean(p == test_labels)) for k, p in by_k.items()}
     predictions = by_k[knn_k]
     results["knn_top1"] = accuracy[knn_k]
-    results["knn_k"] = knn_k
+    results["knn_k"] = min(knn_k, len(train_labels))  # the k used: clipped to the train set
     results.update({f"knn_k{k}_top1": accuracy[k] for k in sorted(knn_k_sweep)})
   if protocols.linear:
     probe = linear_probe.linear_probe_accuracy(train_features, train_labels, test_features,

@@ -64,13 +64,17 @@ def results_table(results: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def comparison_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
-  """Markdown: one row per (name, results) run, one column per accuracy any run has."""
+def comparison_table(runs: Sequence[tuple[str, dict[str, Any]]], *,
+                     marks: dict[str, str] | None = None) -> str:
+  """Markdown: one row per (name, results) run, one column per accuracy any run has;
+  `marks[name]` (e.g. a footnote sign) follows the run's name."""
   keys = accuracy_keys({k: v for _, results in runs for k, v in results.items()})
   lines = ["| run | method | dataset | steps | " + " | ".join(keys) + " |",
            "|---" * (len(keys) + 4) + "|"]
   for name, results in runs:
-    lines.append(f"| `{name}` | {results.get('method', '?')} | {results.get('dataset', '?')} | "
+    mark = f" {marks[name]}" if marks and name in marks else ""
+    lines.append(f"| `{name}`{mark} | {results.get('method', '?')} | "
+                 f"{results.get('dataset', '?')} | "
                  f"{results.get('steps', '?')} | "
                  + " | ".join(format_accuracy(results, k) for k in keys) + " |")
   return "\n".join(lines)
@@ -114,19 +118,28 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str) -> str:
   return path
 
 
+MIN_EMBEDDING_POINTS = 4  # fewer: no 2-D embedding (t-SNE needs a few neighbours per point)
+
+
 def embed_2d(features: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
   """[n, d] -> ([n, 2], "UMAP" or "t-SNE"): L2-normalised rows (the kNN's cosine geometry),
-  PCA to 50 dimensions when d > 50, then UMAP if importable, else t-SNE."""
+  PCA to min(50, n, d) dimensions when d > 50, then UMAP if importable, else t-SNE; both
+  sized to small n (t-SNE's perplexity (n - 1) / 3 up to 30, UMAP's neighbours n - 1 up to
+  15). Needs n >= MIN_EMBEDDING_POINTS."""
+  count = features.shape[0]
+  if count < MIN_EMBEDDING_POINTS:
+    raise ValueError(f"a 2-D embedding needs at least {MIN_EMBEDDING_POINTS} points, got {count}")
   features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
   if features.shape[1] > 50:
     from sklearn.decomposition import PCA  # pylint: disable=g-import-not-at-top
-    features = PCA(n_components=50, random_state=seed).fit_transform(features)
+    features = PCA(n_components=min(50, count), random_state=seed).fit_transform(features)
   try:
     import umap  # pylint: disable=g-import-not-at-top
-    return umap.UMAP(random_state=seed).fit_transform(features), "UMAP"
+    return umap.UMAP(n_neighbors=min(15, count - 1), random_state=seed).fit_transform(
+        features), "UMAP"
   except ImportError:
     from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
-    perplexity = min(30.0, (features.shape[0] - 1) / 3)
+    perplexity = min(30.0, (count - 1) / 3)
     return TSNE(n_components=2, init="pca", perplexity=perplexity,
                 random_state=seed).fit_transform(features), "t-SNE"
 
@@ -213,7 +226,7 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
     results: the run's results (results.json).
     train_features, train_labels: [n, d], [n] (only their count is reported here).
     test_features, test_labels: [m, d], [m]: the embedding is of these.
-    knn_predictions: [m] kNN predictions at k = knn_k: the confusion matrix.
+    knn_predictions: [m] kNN predictions at k = min(knn_k, n): the confusion matrix.
     num_classes, class_names: the label set.
     max_points: test points in the embedding.
   """
@@ -236,11 +249,18 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
                          os.path.join(pictures, "training_curves.png"))
     sections += ["## Training curves", "", f"![training curves]({PICTURE_DIR}/training_curves.png)",
                  ""]
-  embedding = plot_embedding(test_features, test_labels, os.path.join(pictures, "embedding.png"),
-                             class_names=class_names, max_points=max_points)
-  sections += [f"## Test features: {embedding['method']} of {embedding['points']} points", "",
-               f"![embedding]({PICTURE_DIR}/embedding.png)", ""]
+  if len(test_labels) >= MIN_EMBEDDING_POINTS:
+    embedding = plot_embedding(test_features, test_labels,
+                               os.path.join(pictures, "embedding.png"),
+                               class_names=class_names, max_points=max_points)
+    sections += [f"## Test features: {embedding['method']} of {embedding['points']} points", "",
+                 f"![embedding]({PICTURE_DIR}/embedding.png)", ""]
+  else:
+    sections += ["## Test features", "",
+                 f"No 2-D embedding: {len(test_labels)} test examples, fewer than the "
+                 f"{MIN_EMBEDDING_POINTS} it needs.", ""]
   accuracy = float(np.mean(knn_predictions == test_labels))
+  knn_k = min(knn_k, len(train_labels))  # what the kNN used (knn.py clips k to the train set)
   plot_confusion(test_labels, knn_predictions, os.path.join(pictures, "knn_confusion.png"),
                  num_classes=num_classes, class_names=class_names,
                  title=f"kNN (k={knn_k}), top-1 {accuracy:.4f}, rows normalised")

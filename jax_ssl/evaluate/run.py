@@ -2,6 +2,8 @@
 low-label probes), fine-tuning (finetune.py), baselines, results.json, the report and
 feature export.
 
+The encoder evaluated is `eval.encoder` ("method": the one the method's paper evaluates,
+DINO's EMA teacher; "online"; "target"), recorded as results.json's "encoder".
 Each frozen-feature protocol also runs on raw pixels and on the randomly initialised encoder
 (the same seed's initial weights), the baselines a method must beat; fine-tuning also runs
 from the random initialisation (`baselines.random_init.finetune_top1`: what pretraining
@@ -23,12 +25,13 @@ import ml_collections
 import numpy as np
 
 from jax_ssl import config as config_lib
+from jax_ssl.config import data_checks
 from jax_ssl import sharding
 from jax_ssl.data import augment, pipeline
 from jax_ssl.errors import ConfigError, DataError
-from jax_ssl.evaluate import finetune, knn, protocols, report
+from jax_ssl.evaluate import finetune, host, knn, protocols, report
 from jax_ssl.evaluate.features import Subset, extract
-from jax_ssl.state import split_model
+from jax_ssl.state import encoder_weights, split_model
 from jax_ssl.step import make_feature_fn
 
 
@@ -42,6 +45,7 @@ class EvalData:
       raise DataError(f"dataset {data.name!r} has no labels (an image folder without class "
                       f"subfolders): the evaluation protocols need them; build it from one "
                       f"subfolder per class to evaluate")
+    data_checks.refuse_unevaluable(config, self.info)  # < 2 classes, no test split: one line
     self.num_classes = self.info.features["label"].num_classes
     self.class_names = list(self.info.features["label"].names)
     self.in_channels = self.info.features["image"].shape[-1]
@@ -53,17 +57,23 @@ class EvalData:
     # Every global batch splits evenly over the devices.
     self.batch_size = -(-config.eval.batch_size // jax.device_count()) * jax.device_count()
 
+  def example_counts(self) -> dict[str, list[int]]:
+    """{split: [examples evaluated (eval.*_limit applied), examples in the split]}."""
+    return {split: [min(self.limits[split] or len(source), len(source)), len(source)]
+            for split, source in self.sources.items()}
+
   def features(self, feature_fn, split: str, mesh) -> tuple[np.ndarray, np.ndarray]:
     return extract(feature_fn, self.sources[split], batch_size=self.batch_size,
                    limit=self.limits[split], mesh=mesh, image_size=self.image_size)
 
 
-def make_encoder(graphdef, mesh, output_size: int):
+def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0):
   """`encoder(params, batch_stats)` -> a jitted `images -> backbone features` on the centre
   view; one compilation serves the trained and the random-init weights (same shapes)."""
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   features = make_feature_fn(graphdef)
-  encode = jax.jit(lambda p, s, images: features(p, s, augment.center_view(images, output_size)),
+  view = lambda images: augment.center_view(images, output_size, crop_fraction=crop_fraction)
+  encode = jax.jit(lambda p, s, images: features(p, s, view(images)),
                    in_shardings=(replicated, replicated, batch_sharding),
                    out_shardings=batch_sharding)
   return lambda params, batch_stats: (lambda images: encode(params, batch_stats, images))
@@ -75,7 +85,8 @@ def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSet
       steps=ft.steps, batch_size=ft.batch_size, base_learning_rate=ft.base_learning_rate,
       weight_decay=ft.weight_decay, warmup_steps=ft.warmup_steps,
       label_smoothing=ft.label_smoothing, layer_decay=ft.layer_decay, optimizer=ft.optimizer,
-      crop_scale=tuple(ft.crop_scale), output_size=config.augment.output_size)
+      crop_scale=tuple(ft.crop_scale), output_size=config.augment.output_size,
+      crop_fraction=config.eval.crop_fraction)
 
 
 def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
@@ -88,9 +99,9 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
   baseline."""
   start = time.perf_counter()
   settings = finetune_settings(config)
-  tuner = finetune.Finetuner(graphdef, state.params, state.batch_stats,
-                             num_classes=data.num_classes, settings=settings, mesh=mesh,
-                             image_size=data.image_size)
+  params, batch_stats = encoder_weights(state, config_lib.evaluation_encoder(config))
+  tuner = finetune.Finetuner(graphdef, params, batch_stats, num_classes=data.num_classes,
+                             settings=settings, mesh=mesh, image_size=data.image_size)
   train_source = data.sources["train"]
   if data.limits["train"]:
     train_source = Subset(train_source, np.arange(min(data.limits["train"], len(train_source))))
@@ -152,16 +163,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
   data = EvalData(config)
   step = int(jax.device_get(state.step))
   results: dict[str, Any] = dict(previous or {}) if (previous or {}).get("steps") == step else {}
+  evaluated = config_lib.evaluation_encoder(config)
   results.update({"method": config.method, "dataset": config.dataset.name, "steps": step,
-                  "train_seconds": round(float(train_seconds), 1)})
-  encoder = make_encoder(graphdef, mesh, config.augment.output_size)
+                  "train_seconds": round(float(train_seconds), 1), "encoder": evaluated,
+                  "host": host.describe()})
+  results["eval_examples"] = data.example_counts()  # compare.py marks subsets
+  encoder = make_encoder(graphdef, mesh, config.augment.output_size, ev.crop_fraction)
   feature_args = dict(num_classes=data.num_classes, knn_k=ev.knn_k,
                       knn_k_sweep=tuple(ev.knn_k_sweep), knn_temperature=ev.knn_temperature,
                       low_label_seeds=tuple(ev.low_label_seeds))
 
   train = test = knn_predictions = None
   if chosen.frozen or report_pictures:
-    trained = encoder(state.params, state.batch_stats)
+    trained = encoder(*encoder_weights(state, evaluated))
     train, test = data.features(trained, "train", mesh), data.features(trained, "test", mesh)
   if chosen.frozen:
     scores, knn_predictions = protocols.frozen_feature_protocols(*train, *test, chosen,
@@ -182,7 +196,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
   if ev.baselines and chosen.frozen:
     output_size = config.augment.output_size
     batch_sharding = sharding.batch_sharding(mesh)
-    pixels = jax.jit(lambda images: augment.center_view(images, output_size).reshape(
+    pixels = jax.jit(lambda images: augment.center_view(
+        images, output_size, crop_fraction=ev.crop_fraction).reshape(
         images.shape[0], -1), in_shardings=batch_sharding, out_shardings=batch_sharding)
     baselines = results.setdefault("baselines", {})
     for name, feature_fn in (
@@ -228,8 +243,9 @@ def export_features(config: ml_collections.ConfigDict, graphdef, state, mesh, ou
   dataset splits, `eval.train_limit` / `test_limit` applied). Returns {split: shape}."""
   check_splits(splits)
   data = EvalData(config)
-  trained = make_encoder(graphdef, mesh, config.augment.output_size)(state.params,
-                                                                    state.batch_stats)
+  trained = make_encoder(graphdef, mesh, config.augment.output_size,
+                         config.eval.crop_fraction)(
+      *encoder_weights(state, config_lib.evaluation_encoder(config)))
   shapes = {}
   for split in splits:
     features, labels = data.features(trained, split, mesh)

@@ -56,10 +56,15 @@ def _train_seconds(workdir: str, step: int) -> float:
 
 
 def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: int | None = None,
-                     report: bool = False, export_dir: str | None = None,
+                     report: bool | None = None, export_dir: str | None = None,
                      splits: tuple[str, ...] = ("train", "test")) -> dict | None:
   """Restores step `step` of `workdir` and runs what was asked; returns the results (None
-  when only features were exported)."""
+  when only features were exported).
+
+  `report`: True writes the report (and evaluates only if results.json lacks this step),
+  False never writes it, None follows the run's `eval.report`: what is given here overrides
+  the saved config.
+  """
   config = load_config(workdir)
   results_path = os.path.join(workdir, "results.json")
   previous = None
@@ -113,4 +118,4 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
     return None
   return run.evaluate(config, workdir, graphdef, state, mesh,
                       train_seconds=_train_seconds(workdir, step), protocol_names=protocol_names,
-                      report_pictures=True if report else None, previous=previous)
+                      report_pictures=report, previous=previous)

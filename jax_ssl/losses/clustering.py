@@ -62,38 +62,52 @@ def dino_center_update(center: ArrayLike, teacher_logits: ArrayLike,
   return momentum * jnp.asarray(center, jnp.float32) + (1.0 - momentum) * batch_center
 
 
-def sinkhorn_knopp(scores: ArrayLike, epsilon: float, num_iterations: int) -> jax.Array:
+def sinkhorn_knopp(scores: ArrayLike, epsilon: float, num_iterations: int,
+                   valid: ArrayLike | None = None) -> jax.Array:
   """SwAV's equal-partition soft assignment of samples to prototypes (Sinkhorn-Knopp).
 
   SwAV's `distributed_sinkhorn` on Q = exp(scores / eps).T [K, B]: divide by the total, then
-  `num_iterations` times make every prototype's mass 1/K (sum over the batch) and every
+  `num_iterations` times make every prototype's mass 1/K (sum over the samples) and every
   sample's mass 1/B; return (B * Q).T. Computed here in the log domain on [B, K]
   (each normalisation subtracts a logsumexp), which is the same map without overflow or
   underflow for small eps. Under jit on a batch-sharded array the batch sums are global.
 
   Args:
-    scores: [B, K] prototype scores of one view (the global batch). Stop-gradient inside.
+    scores: [B, K] prototype scores of one view (the global batch, and the scores of a
+      queue of earlier embeddings appended below it). Stop-gradient inside.
     epsilon: entropy-regularisation temperature (SwAV: 0.05).
     num_iterations: Sinkhorn iterations (SwAV: 3).
+    valid: optional [B] booleans: rows that are False take no part (a queue's rows that
+      hold no embedding yet): they add nothing to the prototypes' marginals, B counts only
+      the valid rows, and their codes are 0. The valid rows' codes are then exactly those
+      of `sinkhorn_knopp(scores[valid], ...)` (static shapes under jit). None: all valid.
 
   Returns:
-    [B, K] codes with no gradient: rows sum to 1 (when num_iterations >= 1), and the
-    columns sum towards B / K as the iterations converge.
+    [B, K] codes with no gradient: (valid) rows sum to 1 (when num_iterations >= 1), and
+    the columns sum towards (valid) B / K as the iterations converge.
 
   References:
     Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
     Assignments", NeurIPS 2020, sec. 3.1 and Appendix A.1 (`distributed_sinkhorn`).
   """
   log_q = jax.lax.stop_gradient(jnp.asarray(scores, jnp.float32)) / epsilon
-  batch_size, num_prototypes = log_q.shape
+  num_rows, num_prototypes = log_q.shape
+  if valid is None:
+    valid = jnp.ones((num_rows,), bool)
+  valid = jnp.asarray(valid, bool)[:, None]
+  # Masked rows are -inf (probability 0) in every logsumexp over samples; the per-row
+  # normalisation would give -inf - -inf = nan there, so they are put back to -inf.
+  mask = lambda x: jnp.where(valid, x, -jnp.inf)
+  log_num_samples = jnp.log(jnp.sum(valid).astype(jnp.float32))
+  log_q = mask(log_q)
   log_q = log_q - jax.nn.logsumexp(log_q)
 
   def iteration(_, log_q):
     log_q = log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - jnp.log(num_prototypes)
-    return log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - jnp.log(batch_size)
+    return mask(log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - log_num_samples)
 
   log_q = jax.lax.fori_loop(0, num_iterations, iteration, log_q)
-  return jnp.exp(log_q + jnp.log(batch_size))
+  return jnp.exp(log_q + log_num_samples)
 
 
 def swav(scores: ArrayLike, codes: ArrayLike, temperature: float) -> jax.Array:

@@ -13,16 +13,21 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_heads)
+from jax_ssl.methods.spec import (MethodSpec, StepContext, embed_projections,
+                                  objective_from_embeddings, projector_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *,
-              off_diagonal_weight: float):
-  z1, z2 = embed_views(model, views)
+embed = embed_projections  # the projections of every view, V x [B, D]
+
+
+def embedding_loss(embeddings: Sequence[jax.Array], method_state: Any, context: StepContext, *,
+                   off_diagonal_weight: float):
+  z1, z2 = embeddings
   loss = losses.barlow_twins(z1, z2, off_diagonal_weight)
   return loss, {"barlow_twins": loss}, {}
+
+
+objective = objective_from_embeddings(embed, embedding_loss)
 
 
 SPEC = MethodSpec(
@@ -31,4 +36,6 @@ SPEC = MethodSpec(
     make_heads=projector_heads,
     objective=objective,
     default_method_args={"off_diagonal_weight": 5e-3},
+    embed=embed,
+    embedding_loss=embedding_loss,
 )

@@ -101,4 +101,7 @@ SPEC = MethodSpec(
                          "freeze_last_layer_steps": 0, "base_momentum": 0.996},
     target_modules=("backbone", "heads/projector"),
     local_views=True,
+    # DINO's eval_knn.py / eval_linear.py default to the teacher (checkpoint_key="teacher"),
+    # ahead of the student throughout training (Caron et al. 2021, Fig. 6).
+    evaluation_encoder="target",
 )

@@ -113,4 +113,6 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
                                   if with_targets else None),
       local_views=any(spec.local_views for spec in specs),
       patch_tokens=patch_tokens,
+      # The EMA target's method decides (DINO mixed with a pretext task evaluates the teacher).
+      evaluation_encoder=with_targets[0].evaluation_encoder if with_targets else "online",
   )

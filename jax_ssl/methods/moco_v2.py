@@ -3,10 +3,15 @@
 He et al., "Momentum Contrast for Unsupervised Visual Representation Learning", CVPR 2020
 (Algorithm 1), with v2's MLP head and augmentations (Chen et al. 2020). Queries come from
 the online backbone and projector, keys from their EMA copies (`target_modules`). The loss
-is symmetrised over the two views (as solo-learn's MoCo v2+): (moco_v2(q1, k2, queue) +
-moco_v2(q2, k1, queue)) / 2; the negatives are the queue only. After the optimizer step
-both views' keys of the global batch are enqueued (`queue.py`), once per step whatever the
-device count or gradient accumulation, so every device holds the same queue.
+is symmetrised over the two views as solo-learn's MoCo V2+ (solo/methods/mocov2plus.py),
+with one queue per view as there: view v's keys go into queue v, and each query is
+contrasted with the queue of the view its positive key comes from,
+(moco_v2(q1, k2, queue of view-2 keys) + moco_v2(q2, k1, queue of view-1 keys)) / 2; the
+negatives are that queue only. So, as in the original MoCo (one key per image), every past
+image appears once among a query's negatives, and a queue of `queue_size` keys spans
+`queue_size` images. After the optimizer step each view's keys of the global batch are
+enqueued into its queue (`queue.py`), once per step whatever the device count or gradient
+accumulation, so every device holds the same queues.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from jax_ssl.methods import queue
 from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
                                   projector_heads)
 
+NUM_VIEWS = 2
+
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, temperature: float, queue_size: int,
@@ -28,24 +35,32 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   del queue_size, base_momentum  # read by init_method_state and the step
   q1, q2 = embed_views(model, views)
   k1, k2 = [jax.lax.stop_gradient(k) for k in embed_views(context.target, views)]
-  negatives = jax.lax.stop_gradient(method_state["embeddings"])
-  loss = 0.5 * (losses.moco_v2(q1, k2, negatives, temperature)
-                + losses.moco_v2(q2, k1, negatives, temperature))
+  view1_keys, view2_keys = [jax.lax.stop_gradient(method_state[f"view{v}"]["embeddings"])
+                            for v in range(NUM_VIEWS)]
+  loss = 0.5 * (losses.moco_v2(q1, k2, view2_keys, temperature)
+                + losses.moco_v2(q2, k1, view1_keys, temperature))
   return loss, {"moco_v2": loss}, {"keys": jnp.stack([k1, k2], axis=1)}  # [B, 2, D]
 
 
+def init_method_state(method_args, head_args):
+  """One queue of random unit keys per view (MoCo's initialisation), seeds 0 and 1."""
+  return {f"view{v}": queue.init(method_args["queue_size"], head_args["projector_output_dim"],
+                                 seed=v) for v in range(NUM_VIEWS)}
+
+
 def update_method_state(method_state, state_inputs, context, method_args):
-  keys = state_inputs["keys"]
-  return queue.enqueue(method_state, keys.reshape(-1, keys.shape[-1]))
+  """Enqueues view v's keys [B, D] (one per image) into queue v."""
+  del context, method_args
+  return {f"view{v}": queue.enqueue(method_state[f"view{v}"], state_inputs["keys"][:, v])
+          for v in range(NUM_VIEWS)}
 
 
 SPEC = MethodSpec(
     name="moco_v2",
-    num_views=2,
+    num_views=NUM_VIEWS,
     make_heads=projector_heads,
     objective=objective,
-    init_method_state=lambda method_args, head_args: queue.init(
-        method_args["queue_size"], head_args["projector_output_dim"]),
+    init_method_state=init_method_state,
     update_method_state=update_method_state,
     # The paper's ImageNet values: K = 65536, tau = 0.2, momentum 0.999.
     default_method_args={"temperature": 0.2, "queue_size": 65536, "base_momentum": 0.999},

@@ -16,16 +16,25 @@ import jax
 
 from jax_ssl import losses
 from jax_ssl.methods.byol import predictions_and_targets
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext,
+from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, objective_from_embeddings,
                                   projector_predictor_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, temperature: float, base_momentum: float):
+def embed(model: SSLModel, views: Sequence[jax.Array], context: StepContext
+          ) -> tuple[list[jax.Array], list[jax.Array]]:
+  """(queries [q1, q2], stop-gradient keys [k1, k2]), each [B, D]."""
+  return predictions_and_targets(model, views, context)
+
+
+def embedding_loss(embeddings, method_state: Any, context: StepContext, *, temperature: float,
+                   base_momentum: float):
   del base_momentum  # read by the step for the EMA update
-  (q1, q2), (k1, k2) = predictions_and_targets(model, views, context)
+  (q1, q2), (k1, k2) = embeddings
   loss = losses.info_nce(q1, k2, temperature) + losses.info_nce(q2, k1, temperature)
   return loss, {"info_nce": loss}, {}
+
+
+objective = objective_from_embeddings(embed, embedding_loss)
 
 
 SPEC = MethodSpec(
@@ -35,4 +44,6 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"temperature": 0.2, "base_momentum": 0.99},  # paper: ResNet-50, 0.99
     target_modules=("backbone", "heads/projector"),
+    embed=embed,
+    embedding_loss=embedding_loss,
 )

@@ -16,15 +16,20 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_heads)
+from jax_ssl.methods.spec import (MethodSpec, StepContext, embed_projections,
+                                  objective_from_embeddings, projector_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *,
-              temperature: float):
-  loss = losses.nt_xent_multi_view(embed_views(model, views), temperature)
+embed = embed_projections  # the projections of every view, V x [B, D]
+
+
+def embedding_loss(embeddings: Sequence[jax.Array], method_state: Any, context: StepContext, *,
+                   temperature: float):
+  loss = losses.nt_xent_multi_view(embeddings, temperature)
   return loss, {"nt_xent": loss}, {}
+
+
+objective = objective_from_embeddings(embed, embedding_loss)
 
 
 SPEC = MethodSpec(
@@ -34,4 +39,6 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"temperature": 0.2},
     local_views=True,
+    embed=embed,
+    embedding_loss=embedding_loss,
 )

@@ -23,6 +23,10 @@ from jax_ssl.models.heads import MLPHead
 
 # (model, views, method_state, context, **method_args) -> (loss, metrics, state_inputs)
 Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
+# (model, views, context) -> per-example embeddings (a pytree, example axis first)
+Embed = Callable[[Any, Sequence[jax.Array], Any], Any]
+# (embeddings, method_state, context, **method_args) -> (loss, metrics, state_inputs)
+EmbeddingLoss = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
 # (method_state, state_inputs, context, method_args) -> new method_state
 StateUpdate = Callable[[Any, Any, "StepContext", Mapping[str, Any]], Any]
 # (feature_dim, head_args, method_args, rngs) -> {head name: module}; the backbone module
@@ -55,17 +59,41 @@ class StepContext(NamedTuple):
   target: Any = None
 
 
-def select_modules(params: nnx.State, paths: Sequence[str]) -> nnx.State:
-  """The sub-state of `params` under each "a/b" module path (the EMA target's parameters)."""
+def objective_from_embeddings(embed: Embed, embedding_loss: EmbeddingLoss) -> Objective:
+  """The objective `embedding_loss(embed(model, views, context), method_state, context,
+  **method_args)` of a method that declares `MethodSpec.embed` and `.embedding_loss`."""
+
+  def objective(model, views, method_state, context, **method_args):
+    return embedding_loss(embed(model, views, context), method_state, context, **method_args)
+
+  return objective
+
+
+def select_modules(params: nnx.State, paths: Sequence[str], *,
+                   missing_ok: bool = False) -> nnx.State:
+  """The sub-state of `params` under each "a/b" module path (the EMA target's parameters).
+
+  With `missing_ok`, paths absent from `params` are left out (the BatchNorm statistics of
+  a target module that has no BatchNorm, e.g. a ViT backbone).
+  """
   selected = {}
   for path in paths:
     keys = path.split("/")
-    node, out = params, selected
+    node, out, present = params, selected, True
     for key in keys[:-1]:
+      if missing_ok and key not in node:
+        present = False
+        break
       node = node[key]
       out = out.setdefault(key, {})
-    out[keys[-1]] = node[keys[-1]]
-  return nnx.State(selected)
+    if present and (not missing_ok or keys[-1] in node):
+      out[keys[-1]] = node[keys[-1]]
+
+  def prune(tree: dict) -> dict:  # no empty sections from paths that were absent
+    pruned = {k: prune(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    return {k: v for k, v in pruned.items() if not (isinstance(v, dict) and not v)}
+
+  return nnx.State(prune(selected) if missing_ok else selected)
 
 
 def with_modules(params: nnx.State, replacement: nnx.State) -> nnx.State:
@@ -115,6 +143,15 @@ class MethodSpec:
       feature_dim (a decoder needs its width, patch size, channels and token grid).
     backbones: the `model.backbone` names the method works with, if it is tied to some
       (the VQ tokenizer's encoder); empty: any backbone (any ViT with `patch_tokens`).
+    evaluation_encoder: what `eval.encoder="method"` evaluates, as the method's paper does:
+      "online" (the trained parameters) or "target" (the EMA target: DINO's teacher).
+    embed, embedding_loss: for methods whose objective is `embedding_loss(embed(model,
+      views, context), method_state, context, **method_args)` (see
+      `objective_from_embeddings`): `embed` maps a batch's views to a pytree of per-example
+      embeddings (example axis first; no gradient through anything but the model) and
+      `embedding_loss` returns (loss, metrics, state_inputs) from those of the whole batch.
+      Declaring them allows `grad_accum_mode="exact"` (`step.py`: GradCache, the loss of the
+      whole batch with the activations of one micro-batch at a time). None: not declared.
   """
 
   name: str
@@ -130,6 +167,9 @@ class MethodSpec:
   local_views: bool = False
   patch_tokens: bool = False
   backbones: tuple[str, ...] = ()
+  evaluation_encoder: str = "online"
+  embed: Embed | None = None
+  embedding_loss: EmbeddingLoss | None = None
 
   def views_for(self, method_args: Mapping[str, Any]) -> int:
     """The number of views under `method_args` (the defaults filled in)."""
@@ -183,6 +223,14 @@ def map_by_crop_size(fn: Callable[[jax.Array], jax.Array],
     out = fn(jnp.concatenate([views[i] for i in indices], axis=0))
     outputs.update(zip(indices, jnp.split(out, len(indices), axis=0)))
   return [outputs[i] for i in range(len(views))]
+
+
+def embed_projections(model: SSLModel, views: Sequence[jax.Array], context: StepContext
+                      ) -> list[jax.Array]:
+  """A spec's `embed` for methods whose loss sees the projector outputs of every view:
+  V x [B, D] (one pass per crop size; `context` is not needed)."""
+  del context
+  return embed_views(model, views)
 
 
 def embed_views(model: SSLModel, views: Sequence[jax.Array],

@@ -9,6 +9,15 @@ the step reaches `queue_start_step`; every view (globals and `augment.local_crop
 local crops) predicts the codes of the other global views (`losses.swav`). The queue (method
 state, one per global view, `queue_size` rows) takes the global views' normalised
 projections of the global batch once per optimizer step; `queue_size=0` disables it.
+
+The queue starts empty (zeros, as main_swav.py's) and counts its real rows (`filled`, saved
+with the train state); Sinkhorn masks the rows not yet written (`valid`), so they add
+nothing to the marginals and the codes are exactly those of the batch plus the filled rows.
+main_swav.py instead waits until its queue is full (`use_the_queue` once `queue[i, -1]` is
+nonzero) and only then appends all of it; here the queue is written from step 0 and used
+from `queue_start_step` with whatever it holds (the full queue whenever `queue_start_step`
+x global batch >= `queue_size`, which is then main_swav.py's use with the queue started
+`queue_size` / batch steps earlier).
 """
 
 from __future__ import annotations
@@ -54,13 +63,15 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   for v in range(NUM_GLOBAL_VIEWS):
     view_scores = scores[v]
     if queue_size > 0:
-      queued = jax.lax.stop_gradient(method_state[f"view{v}"]["embeddings"])
-      with_queue = jnp.concatenate([view_scores, queued @ prototypes.normalized_kernel()])
+      view_queue = method_state[f"view{v}"]
+      queued = jax.lax.stop_gradient(view_queue["embeddings"])
+      # Rows [0, filled) hold embeddings (the pointer starts at 0 and laps only when full).
       use_queue = context.step >= queue_start_step
-      codes.append(jnp.where(
-          use_queue,
-          losses.sinkhorn_knopp(with_queue, epsilon, sinkhorn_iterations)[:batch_size],
-          losses.sinkhorn_knopp(view_scores, epsilon, sinkhorn_iterations)))
+      valid = jnp.concatenate([jnp.ones((batch_size,), bool),
+                               use_queue & (jnp.arange(queued.shape[0]) < view_queue["filled"])])
+      with_queue = jnp.concatenate([view_scores, queued @ prototypes.normalized_kernel()])
+      codes.append(losses.sinkhorn_knopp(with_queue, epsilon, sinkhorn_iterations,
+                                         valid=valid)[:batch_size])
     else:
       codes.append(losses.sinkhorn_knopp(view_scores, epsilon, sinkhorn_iterations))
   loss = losses.swav(scores, jnp.stack(codes), temperature)
@@ -69,18 +80,30 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
 
 
 def init_method_state(method_args: Mapping[str, Any], head_args: Mapping[str, Any]) -> Any:
+  """Per global view: an empty queue (zero rows, as main_swav.py's) and its fill count."""
   if method_args["queue_size"] <= 0:
     return {}
-  return {f"view{v}": queue.init(method_args["queue_size"], head_args["projector_output_dim"],
-                                 seed=v) for v in range(NUM_GLOBAL_VIEWS)}
+  shape = (method_args["queue_size"], head_args["projector_output_dim"])
+  # Separate arrays per view (the step donates the state: no buffer may appear twice).
+  return {f"view{v}": {"embeddings": jnp.zeros(shape, jnp.float32),
+                       "pointer": jnp.zeros((), jnp.int32), "filled": jnp.zeros((), jnp.int32)}
+          for v in range(NUM_GLOBAL_VIEWS)}
 
 
 def update_method_state(method_state, state_inputs, context, method_args):
+  """Writes each global view's projections into its queue; `filled` counts real rows."""
   del context
   if method_args["queue_size"] <= 0:
     return method_state
-  return {f"view{v}": queue.enqueue(method_state[f"view{v}"], state_inputs["z"][:, v])
-          for v in range(NUM_GLOBAL_VIEWS)}
+  new_state = {}
+  for v in range(NUM_GLOBAL_VIEWS):
+    rows = state_inputs["z"][:, v]
+    view_queue = method_state[f"view{v}"]
+    written = queue.enqueue({"embeddings": view_queue["embeddings"],
+                             "pointer": view_queue["pointer"]}, rows)
+    filled = jnp.minimum(view_queue["filled"] + rows.shape[0], method_args["queue_size"])
+    new_state[f"view{v}"] = {**written, "filled": filled.astype(jnp.int32)}
+  return new_state
 
 
 SPEC = MethodSpec(

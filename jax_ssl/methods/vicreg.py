@@ -13,16 +13,21 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_heads)
+from jax_ssl.methods.spec import (MethodSpec, StepContext, embed_projections,
+                                  objective_from_embeddings, projector_heads)
 
 
-def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *,
-              invariance_weight: float, variance_weight: float, covariance_weight: float):
-  z1, z2 = embed_views(model, views)
+embed = embed_projections  # the projections of every view, V x [B, D]
+
+
+def embedding_loss(embeddings: Sequence[jax.Array], method_state: Any, context: StepContext, *,
+                   invariance_weight: float, variance_weight: float, covariance_weight: float):
+  z1, z2 = embeddings
   loss = losses.vicreg(z1, z2, invariance_weight, variance_weight, covariance_weight)
   return loss, {"vicreg": loss}, {}
+
+
+objective = objective_from_embeddings(embed, embedding_loss)
 
 
 SPEC = MethodSpec(
@@ -32,4 +37,6 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"invariance_weight": 25.0, "variance_weight": 25.0,
                          "covariance_weight": 1.0},
+    embed=embed,
+    embedding_loss=embedding_loss,
 )

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from jax_ssl import checkpoint, losses
@@ -73,16 +74,25 @@ SPEC = MethodSpec(
 
 
 def _saved_run(workdir: str) -> tuple[ml_collections.ConfigDict, str]:
-  """(the run's config, the path of its latest complete checkpoint's TrainState)."""
+  """(the run's config, the absolute path of its latest complete checkpoint's TrainState).
+
+  `workdir` is taken relative to the current directory (Orbax reads absolute paths only).
+  """
+  if not workdir:
+    raise DataError(f"method_args.tokenizer_workdir is not set; train a tokenizer with "
+                    f"{TRAIN_COMMAND} and pass --config.method_args.tokenizer_workdir=DIR")
+  workdir = os.path.abspath(os.path.expanduser(workdir))
   config_path = os.path.join(workdir, "config.json")
   step = checkpoint.last_complete_step(os.path.join(workdir, "checkpoints"))
   if not os.path.exists(config_path) or step is None:
-    raise DataError(f"method_args.tokenizer_workdir={workdir!r} has no tokenizer checkpoint; "
-                    f"train one with {TRAIN_COMMAND}")
+    what = ("does not exist" if not os.path.isdir(workdir) else
+            "has no config.json" if not os.path.exists(config_path) else "has no checkpoint")
+    raise DataError(f"method_args.tokenizer_workdir={workdir} {what}: train the tokenizer "
+                    f"first with {TRAIN_COMMAND.replace('DIR', workdir)}")
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   if config.method != SPEC.name:
-    raise DataError(f"method_args.tokenizer_workdir={workdir!r} holds a {config.method!r} run, "
+    raise DataError(f"method_args.tokenizer_workdir={workdir} holds a {config.method!r} run, "
                     f"not a {SPEC.name!r} one; train one with {TRAIN_COMMAND}")
   return config, os.path.join(workdir, "checkpoints", str(step), "state")
 
@@ -116,9 +126,24 @@ def _saved_leaf(params: Mapping[str, Any], path: Sequence[Any]) -> Any:
   return node["value"] if isinstance(node, Mapping) and set(node) == {"value"} else node
 
 
+def _read_state(path: str, *, restore: bool) -> Any:
+  """The saved TrainState tree at `path` (absolute): its metadata, or (`restore`) its arrays
+  as numpy. Through the item handler: the Checkpointer would warn, once per call, that the
+  item folder has no _CHECKPOINT_METADATA (that file lives in the step folder above it)."""
+  handler = ocp.PyTreeCheckpointHandler()
+  try:
+    metadata = handler.metadata(epath.Path(path)).tree
+    if not restore:
+      return metadata
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+    return handler.restore(epath.Path(path), args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+  finally:
+    handler.close()
+
+
 def _abstract_tokenizer(workdir: str) -> tuple[nnx.GraphDef, nnx.State, str]:
   config, path = _saved_run(workdir)
-  metadata = ocp.PyTreeCheckpointer().metadata(path).item_metadata.tree["params"]
+  metadata = _read_state(path, restore=False)["params"]
   in_channels = _saved_leaf(metadata, ("encoder", "stem", "kernel")).shape[2]
   graphdef, state = nnx.split(nnx.eval_shape(lambda: _build(config, in_channels)))
   return graphdef, state, path
@@ -137,10 +162,7 @@ def load_tokenizer(workdir: str) -> nnx.State:
   encoder (the run's backbone) and quantizer (heads/quantizer), not the decoder; the
   structure of `tokenizer_graphdef(workdir)`."""
   _, state, path = _abstract_tokenizer(workdir)
-  checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(path).item_metadata.tree
-  as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
-  saved = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))["params"]
+  saved = _read_state(path, restore=True)["params"]
 
   def restore(key_path, abstract):
     value = np.asarray(_saved_leaf(saved, [getattr(k, "key", getattr(k, "idx", k))

@@ -1,9 +1,14 @@
 """Runs `jax_ssl.train` in a subprocess with optional fault injection (tests only).
 
-  python tests/harness/run_trainer.py --kill_at_step N --kill_signal KILL|TERM <trainer flags>
+  python tests/harness/run_trainer.py --kill_at_step N --kill_signal KILL|TERM|INT <trainer flags>
 
 When the trainer has finished step N's checkpoint save call, the process sends itself the
-signal: SIGKILL models a preemption without warning, SIGTERM a polite one.
+signal: SIGKILL models a preemption without warning, SIGTERM a polite one, SIGINT a Ctrl-C.
+
+  python tests/harness/run_trainer.py --sigint_during_save_of_step N <trainer flags>
+
+sends SIGINT while step N's checkpoint is being written (with --kill_signal INT: the second
+Ctrl-C, pressed while the first one's save runs).
 
   python tests/harness/run_trainer.py --disk_full_at_save_of_step N --disk_full_in blocking|background
 
@@ -22,9 +27,11 @@ from absl import app, flags
 from jax_ssl import checkpoint, train
 
 _KILL_AT = flags.DEFINE_integer("kill_at_step", 0, "Signal self after this step's save call (0: never).")
-_SIGNAL = flags.DEFINE_enum("kill_signal", "KILL", ["KILL", "TERM"], "Signal to send.")
+_SIGNAL = flags.DEFINE_enum("kill_signal", "KILL", ["KILL", "TERM", "INT"], "Signal to send.")
 _KILL_DURING_SAVE = flags.DEFINE_integer(
     "kill_during_save_of_step", 0, "SIGKILL while Orbax writes this step's checkpoint (0: never).")
+_SIGINT_DURING_SAVE = flags.DEFINE_integer(
+    "sigint_during_save_of_step", 0, "SIGINT while Orbax writes this step's checkpoint (0: never).")
 
 _DISK_FULL_AT = flags.DEFINE_integer(
     "disk_full_at_save_of_step", 0, "Fail this step's checkpoint write with ENOSPC (0: never).")
@@ -40,7 +47,7 @@ def _save_then_signal(self, step, state, data_iterator, *, force=False):
     if _SIGNAL.value == "KILL":
       self.wait()  # the checkpoint of an earlier step is complete; this one too
       os.kill(os.getpid(), signal.SIGKILL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM if _SIGNAL.value == "TERM" else signal.SIGINT)
   return saved
 
 
@@ -54,6 +61,8 @@ def _patch_grain_handler():
     step_folder = os.path.basename(os.path.dirname(str(directory)))
     if _KILL_DURING_SAVE.value and step_folder.split(".")[0] == str(_KILL_DURING_SAVE.value):
       os.kill(os.getpid(), signal.SIGKILL)
+    if _SIGINT_DURING_SAVE.value and step_folder.split(".")[0] == str(_SIGINT_DURING_SAVE.value):
+      os.kill(os.getpid(), signal.SIGINT)
     if (_DISK_FULL_IN.value == "blocking"
         and step_folder.split(".")[0] == str(_DISK_FULL_AT.value)):
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC),
@@ -84,4 +93,4 @@ if __name__ == "__main__":
   checkpoint.Checkpointer.save = _save_then_signal
   _patch_grain_handler()  # reads its flags at save time, after app.run parsed the flags
   _patch_background_commit()
-  app.run(train.main)
+  app.run(train.main, flags_parser=train.parse_flags)  # --config.KEY=VALUE overrides
