@@ -143,3 +143,13 @@ def test_compare_writes_next_to_the_first_run_and_marks_subset_runs(tmp_path, mo
                       "examples; `../older`: at most 2000 training examples "
                       "(eval.train_limit / eval.test_limit)")
   assert_real_png(tmp_path / "runs" / "comparison.png")
+
+
+def test_accuracy_shows_a_spread_only_over_several_subsets():
+  from jax_ssl.evaluate import report  # pylint: disable=g-import-not-at-top
+  several = {"linear_1pct_top1": 0.8086, "linear_1pct_top1_std": 0.004,
+             "linear_1pct_top1_seeds": [0.804, 0.809, 0.8128]}
+  one = {"linear_1pct_top1": 0.401, "linear_1pct_top1_std": 0.0, "linear_1pct_top1_seeds": [0.401]}
+  assert report.format_accuracy(several, "linear_1pct_top1") == "0.8086 ± 0.0040"
+  assert report.format_accuracy(one, "linear_1pct_top1") == "0.4010"
+  assert report.format_accuracy({}, "knn_top1") == "–"

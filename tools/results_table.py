@@ -78,7 +78,7 @@ def _row(run_dir: str, results: dict, features: str, scores: dict, keys) -> str:
   cells = []
   for k in keys:
     value = f"{scores[k]:.4f}" if k in scores else "—"
-    if k in scores and f"{k}_std" in scores:
+    if k in scores and f"{k}_std" in scores and len(scores.get(f"{k}_seeds", (0, 0))) > 1:
       value += f" ± {scores[f'{k}_std']:.4f}"
     cells.append(value)
   return (f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "

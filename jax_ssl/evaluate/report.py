@@ -43,11 +43,12 @@ def accuracy_keys(results: dict[str, Any]) -> list[str]:
 
 
 def format_accuracy(scores: dict[str, Any], key: str) -> str:
-  """'0.8310', '0.8086 ± 0.0040' when scores has key + '_std', '–' when absent."""
+  """'0.8310', '0.8086 ± 0.0040' when scores has key + '_std' over several subsets (one
+  subset has no spread to show), '–' when absent."""
   if key not in scores:
     return "–"
   text = f"{scores[key]:.4f}"
-  if f"{key}_std" in scores:
+  if f"{key}_std" in scores and len(scores.get(f"{key}_seeds", (0, 0))) > 1:
     text += f" ± {scores[key + '_std']:.4f}"
   return text
 
