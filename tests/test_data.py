@@ -114,3 +114,16 @@ def test_host_resize_for_variable_size_images():
   out = pipeline._image_and_label(record, image_size=32)
   assert out["image"].shape == (32, 32, 3)
   assert int(out["label"]) == 3
+
+
+def test_building_fashion_mnist_prints_one_line_not_tfds_download_messages(tmp_path, capfd):
+  from jax_ssl.data import pipeline  # pylint: disable=g-import-not-at-top
+  source = make_idx_dataset(str(tmp_path / "idx"), num_train=64, num_test=16)
+  pipeline.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), source_dir=source)
+  out = capfd.readouterr().out
+  assert "Downloading and preparing" not in out and "downloaded and prepared" not in out
+  lines = [line for line in out.splitlines() if line.strip()]
+  assert lines == [f"built dataset 'fashion_mnist' in {tmp_path / 'tfds'}/fashion_mnist_local/1.0.0 "
+                   f"from {source} (once)"]
+  pipeline.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), source_dir=source)
+  assert not capfd.readouterr().out.strip()  # already built: nothing

@@ -12,10 +12,12 @@ bottleneck).
 
 Recipe: the SimCLR experiment's data, augmentations, small encoder and AdamW (4e-3 per 256
 images, so 2e-3 here), with the method, its heads and the batch changed: batch 128, 2000
-steps (4.3 epochs; 11.9 min of training at 0.36 s/step plus 2.4 min of evaluation on 2
-cores). Measured (seed 0, 1% = mean of 3 subsets): knn 0.8064, linear 0.8600, 1% 0.7975,
-above raw pixels (0.7913 / 0.8475 / 0.7780) and the random-init encoder (0.7683 / 0.8222 /
-0.7303) on all three (README results table, `results/simsiam_fmnist`).
+steps (4.3 epochs). Measured (seed 0, 1% = mean of 3 subsets; `results/simsiam_fmnist`,
+README results table), on a 2-vCPU AMD EPYC sharing its cores with test runs (9.7 min of
+training, 2.7 of evaluation): knn 0.8132, linear 0.8563, 1% 0.7906 (std 0.0071), above raw
+pixels (0.7913 / 0.8469 / 0.7780) and the random-init encoder (0.7683 / 0.8222 / 0.7303)
+on all three. An earlier run of the same recipe (11.9 min at 0.36 s/step, before the CPU
+speed paths): 0.8064 / 0.8600 / 0.7975.
 Earlier recipes at batch 256, each below raw pixels on all three:
   * 2048 -> 2048 projector, 512-d predictor bottleneck, 800 steps: 0.7778 / 0.8372 / 0.7652;
   * the heads above, 1050 steps (11.5 min): 0.7870 / 0.8424 / 0.7723.

@@ -41,6 +41,8 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
       builder.download_and_prepare()
     except FileNotFoundError as e:
       raise DataError(str(e)) from None
+    print(f"built dataset {name!r} in {builder.data_dir} from {builder._source_dir} (once)",  # pylint: disable=protected-access
+          flush=True)
 
 
 def load_source(name: str, split: str, *, data_dir: str | None) -> CheckedSource:

@@ -85,6 +85,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         homepage="https://github.com/zalandoresearch/fashion-mnist",
     )
 
+  # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared" to
+  # stdout for every build; nothing is downloaded here (pipeline.prepare says what it built).
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
+
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing is downloaded.
     check_source_dir(self._source_dir)
