@@ -71,15 +71,16 @@ def tiny_config(source_dir: str, data_dir: str, **overrides):
   return config
 
 
-def state_and_step(config, **step_options):
+def state_and_step(config, num_classes=None, **step_options):
   """(spec, graphdef, optimizer, initial TrainState, jitted train step) of a config, built as
-  the trainer builds them (one input channel); `step_options` go to make_train_step."""
+  the trainer builds them (one input channel; `num_classes` for the online probe);
+  `step_options` go to make_train_step."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax_ssl import config as config_lib, methods  # pylint: disable=g-import-not-at-top
   from jax_ssl.state import create_train_state  # pylint: disable=g-import-not-at-top
   from jax_ssl.step import make_train_step  # pylint: disable=g-import-not-at-top
   spec = methods.get_method(config.method)
-  model = config_lib.build_model(config, 1, config.seed)
+  model = config_lib.build_model(config, 1, config.seed, num_classes=num_classes)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)

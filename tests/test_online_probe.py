@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 
 import trainer_subprocess as ts
-from conftest import tiny_config
+from conftest import state_and_step, tiny_config
 from jax_ssl import config as config_lib
-from jax_ssl import methods, train
+from jax_ssl import train
 from jax_ssl.errors import ConfigError
-from jax_ssl.state import create_train_state
-from jax_ssl.step import make_train_step
 
 
 def _flat(tree):
@@ -28,16 +26,7 @@ def _one_step(online_probe: bool, images, labels):
   # covers the step without accumulation).
   config = tiny_config("unused", "unused", online_probe=online_probe, grad_accum_steps=2)
   config.optimizer.update(name="sgd", warmup_steps=0)
-  spec = methods.get_method(config.method)
-  model = config_lib.build_model(config, 1, config.seed, num_classes=10)
-  optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
-  step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
-                                 schedule, config_lib.view_configs(config),
-                                 total_steps=config.total_steps,
-                                 grad_accum_steps=config.grad_accum_steps,
-                                 online_probe=online_probe))
+  _, _, _, state, step = state_and_step(config, num_classes=10, online_probe=online_probe)
   batch = {"image": images, "label": labels} if online_probe else {"image": images}
   before = _flat(state.params)
   new_state, metrics = step(state, batch, jax.random.key_data(jax.random.key(0)))
