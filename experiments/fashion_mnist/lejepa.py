@@ -9,11 +9,14 @@ Laptop smoke test (seconds): `--config experiments/fashion_mnist/lejepa.py:runlo
 Recipe: the reference minimal example's LeJEPA (4 views, lambda = 0.02, 256 SIGReg
 directions, a 3-layer projector with BatchNorm down to 16 dimensions) on the SimCLR
 experiment's data, augmentations and small encoder; batch 128 so that the 4 x 128 = 512
-views per step cost what SimCLR's 2 x 256 do, AdamW at 4e-3 x 128/256 for 1100 steps
-(12.6 min of training at 0.69 s/step plus 1.9 min of evaluation, alone on 2 cores).
-Measured (seed 0, 1% = mean of 3 subsets): knn 0.8239, linear 0.8501, 1% 0.7990, above raw
-pixels (0.7913 / 0.8475 / 0.7780) and the random-init encoder on all three (README results
-table, `results/lejepa_fmnist`). The first recipe, 800 steps, gave 0.8134 / 0.8475 / 0.7886
+views per step cost what SimCLR's 2 x 256 do, AdamW at 4e-3 x 128/256 for 1100 steps.
+Measured (seed 0, 1% = mean of 3 subsets; `results/lejepa_fmnist`, README results table), on
+a 2-vCPU AMD EPYC sharing its cores with test runs (6.0 min of training, 1.7 of
+evaluation): knn 0.8203, linear 0.8482, 1% 0.7928 (std 0.0020), above raw pixels (0.7913 /
+0.8469 / 0.7780) and the random-init encoder (0.7683 / 0.8221 / 0.7303) on all three, the
+linear probe by 0.0013. An earlier run of the same recipe (12.6 min at 0.69 s/step alone on
+2 cores, before the CPU speed paths):
+0.8239 / 0.8501 / 0.7990. The first recipe, 800 steps, gave 0.8134 / 0.8475 / 0.7886
 (a tie with raw pixels on the linear probe).
 """
 
