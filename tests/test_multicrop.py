@@ -325,3 +325,39 @@ def test_dino_with_local_crops_and_moco_v3_run_on_a_vit_by_config(method):
     with pytest.raises(ConfigError, match="local_crops.output_size=10 does not split into "
                                           "model.patch_size=4"):
       config_lib.validate(bad, 1)
+
+
+@pytest.mark.parametrize("method", ["byol", "moco_v3"])
+def test_byol_and_moco_v3_local_crops_predict_the_global_targets(method):
+  # solo-learn's multi-crop BYOL / MoCo v3: every crop's prediction against each *other*
+  # global view's target; the target network sees the 2 global views only.
+  from test_teacher import teacher_config  # pylint: disable=g-import-not-at-top
+  config = teacher_config(method)
+  config.augment.local_crops.update(num=2, output_size=12)
+  _, graphdef, _, state, step = _setup(config)
+  images = _images(config)
+  rng = jax.random.key_data(jax.random.key(0))
+  _, metrics = step(state, images, rng)
+  views = _views(config, images, rng)
+  assert [v.shape[1] for v in views] == [28, 28, 12, 12]
+  model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
+  from jax_ssl.methods.spec import with_modules  # pylint: disable=g-import-not-at-top
+  target = nnx.merge(graphdef, with_modules(state.params, state.target_params),
+                     with_modules(state.batch_stats, state.target_batch_stats), copy=True)
+  model.train()
+  target.train()
+  p = []  # one online pass per crop size, as the step's BatchNorm sees the views
+  for pair in (views[:2], views[2:]):
+    p += jnp.split(model.heads["predictor"](model.heads["projector"](
+        model.backbone(jnp.concatenate(pair)))), 2)
+  z = jnp.split(target.heads["projector"](target.backbone(jnp.concatenate(views[:2]))), 2)
+  pairs = [(0, 1), (0, 2), (0, 3), (1, 0), (1, 2), (1, 3)]
+  if method == "byol":
+    expected = sum(losses.byol(p[v2], z[v1]) for v1, v2 in pairs)
+    value, two_view = float(metrics["byol"]), losses.byol(p[0], z[1]) + losses.byol(p[1], z[0])
+  else:
+    expected = sum(losses.info_nce(p[v2], z[v1], 0.2) for v1, v2 in pairs)
+    value = float(metrics["info_nce"])
+    two_view = losses.info_nce(p[0], z[1], 0.2) + losses.info_nce(p[1], z[0], 0.2)
+  assert value == pytest.approx(float(expected), rel=1e-4)
+  assert value != pytest.approx(float(two_view), rel=1e-2)

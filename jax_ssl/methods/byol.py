@@ -5,6 +5,11 @@ NeurIPS 2020. Online: backbone -> projector -> predictor; target: EMA copies of 
 and projector (declared in the spec's `target_modules`, moved by the shared step after each
 optimizer update with momentum `base_momentum` -> 1 on a cosine), no predictor. The loss
 is symmetrised, eq. (2)-(3): byol(p1, sg(z'2)) + byol(p2, sg(z'1)).
+
+Multi-crop (`augment.local_crops.num` = L > 0, as solo-learn's BYOL): the L local crops go
+through the online network only and predict both global views' targets; the loss is
+sum over global v1, every other crop v2 of byol(p_v2, sg(z'_v1)), which is eq. (2)-(3)
+when L = 0. The target network sees the 2 global views only.
 """
 
 from __future__ import annotations
@@ -12,27 +17,38 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 
 from jax_ssl import losses
 from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_predictor_heads)
+                                  map_by_crop_size, projector_predictor_heads)
+
+NUM_GLOBAL_VIEWS = 2
 
 
 def predictions_and_targets(model: SSLModel, views: Sequence[jax.Array], context: StepContext
                             ) -> tuple[list[jax.Array], list[jax.Array]]:
-  """Online predictions q_v and (stop-gradient) target projections z'_v of every view."""
-  projections = embed_views(model, views)
-  predictions = jnp.split(model.heads["predictor"](jnp.concatenate(projections)), len(views))
-  targets = [jax.lax.stop_gradient(z) for z in embed_views(context.target, views)]
+  """Online predictions q_v of every view (V x [B, D], backbone -> projector -> predictor,
+  one pass per crop size) and the stop-gradient target projections z'_v of the 2 global
+  views (2 x [B, D])."""
+  predictions = map_by_crop_size(
+      lambda x: model.heads["predictor"](model.heads["projector"](model.backbone(x))), views)
+  targets = [jax.lax.stop_gradient(z)
+             for z in embed_views(context.target, views[:NUM_GLOBAL_VIEWS])]
   return predictions, targets
+
+
+def cross_view_pairs(num_views: int) -> list[tuple[int, int]]:
+  """(target view v1, prediction view v2) pairs: each global view's target, every other crop's
+  prediction (solo-learn's multi-crop loop); [(0, 1), (1, 0)] for 2 views."""
+  return [(v1, v2) for v1 in range(NUM_GLOBAL_VIEWS) for v2 in range(num_views) if v2 != v1]
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
               context: StepContext, *, base_momentum: float):
   del base_momentum  # read by the step for the EMA update
-  (p1, p2), (z1, z2) = predictions_and_targets(model, views, context)
-  loss = losses.byol(p1, z2) + losses.byol(p2, z1)
+  predictions, targets = predictions_and_targets(model, views, context)
+  loss = sum(losses.byol(predictions[v2], targets[v1])
+             for v1, v2 in cross_view_pairs(len(views)))
   return loss, {"byol": loss}, {}
 
 
@@ -43,4 +59,5 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"base_momentum": 0.996},  # the paper's ImageNet value
     target_modules=("backbone", "heads/projector"),
+    local_views=True,
 )

@@ -6,6 +6,10 @@ EMA copies of the backbone and projector (keys k, `target_modules`), no queue: t
 are the other keys of the global batch (under jit over global arrays the logits span every
 device, as the paper's all-gather). Loss: ctr(q1, k2) + ctr(q2, k1) with ctr =
 `losses.info_nce` (cross-entropy scaled by 2 * temperature, as the paper's code).
+
+Multi-crop (`augment.local_crops.num` = L > 0, as solo-learn's MoCo v3): local crops are
+queries only, against both global views' keys: sum over global v1, every other crop v2 of
+ctr(q_v2, k_v1) (the loss above when L = 0); the momentum encoder sees the global views only.
 """
 
 from __future__ import annotations
@@ -15,22 +19,23 @@ from typing import Any, Sequence
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.byol import predictions_and_targets
+from jax_ssl.methods.byol import cross_view_pairs, predictions_and_targets
 from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, objective_from_embeddings,
                                   projector_predictor_heads)
 
 
 def embed(model: SSLModel, views: Sequence[jax.Array], context: StepContext
           ) -> tuple[list[jax.Array], list[jax.Array]]:
-  """(queries [q1, q2], stop-gradient keys [k1, k2]), each [B, D]."""
+  """(queries of every view V x [B, D], stop-gradient keys of the 2 global views [k1, k2])."""
   return predictions_and_targets(model, views, context)
 
 
 def embedding_loss(embeddings, method_state: Any, context: StepContext, *, temperature: float,
                    base_momentum: float):
   del base_momentum  # read by the step for the EMA update
-  (q1, q2), (k1, k2) = embeddings
-  loss = losses.info_nce(q1, k2, temperature) + losses.info_nce(q2, k1, temperature)
+  queries, keys = embeddings
+  loss = sum(losses.info_nce(queries[v2], keys[v1], temperature)
+             for v1, v2 in cross_view_pairs(len(queries)))
   return loss, {"info_nce": loss}, {}
 
 
@@ -44,6 +49,7 @@ SPEC = MethodSpec(
     objective=objective,
     default_method_args={"temperature": 0.2, "base_momentum": 0.99},  # paper: ResNet-50, 0.99
     target_modules=("backbone", "heads/projector"),
+    local_views=True,
     embed=embed,
     embedding_loss=embedding_loss,
 )
