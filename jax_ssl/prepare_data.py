@@ -1,12 +1,14 @@
 r"""Builds a dataset the trainer can name: `python -m jax_ssl.prepare_data image_folder ...`.
 
   python -m jax_ssl.prepare_data image_folder --source DIR --name NAME [--data_dir D]
-      [--image_size 64] [--resize shorter_side_center_crop|stretch|pad|none] [--channels 3]
+      [--image_size 64] [--resize shorter_side_center_crop|stretch|pad|none|encoded] [--channels 3]
       [--test_fraction 0.1] [--overwrite]
 
 turns a folder of images (class subfolders = labels; a flat folder = unlabelled; train/ and
 test/ subfolders = given splits; see jax_ssl/data/image_folder.py) into an array_record TFDS
-dataset in D/NAME/1.0.0. Any experiment then trains on it with
+dataset in D/NAME/1.0.0 (`--resize encoded`: each image at its own size, its encoded bytes
+kept, for the host crops of the ImageNet experiments: `--config
+experiments/imagenet/<method>.py --config.dataset.name=NAME`). Any experiment then trains on it with
 `--config.dataset.name=NAME --config.dataset.data_dir=D`. Unreadable files are listed and
 skipped; the command fails with one line if no image is readable, and warns in one line if
 the dataset trains but cannot be evaluated (one class, no test split). Relative paths are
@@ -33,7 +35,9 @@ _IMAGE_SIZE = flags.DEFINE_integer("image_size", 64, "Stored images are image_si
 _RESIZE = flags.DEFINE_enum("resize", "shorter_side_center_crop", list(image_folder.RESIZE_MODES),
                             "shorter_side_center_crop: shorter side to image_size, center crop; "
                             "stretch: ignore the aspect ratio; pad: longer side to image_size, "
-                            "black borders; none: keep the size (all images must share it).")
+                            "black borders; none: keep the size (all images must share it); "
+                            "encoded: keep each image's size and encoded bytes (views cropped "
+                            "from the whole image at training time, as ImageNet's).")
 _CHANNELS = flags.DEFINE_integer("channels", 3, "3 (RGB) or 1 (grayscale).")
 _TEST_FRACTION = flags.DEFINE_float(
     "test_fraction", 0.1, "Share of each class held out as `test` when there is no test/ folder.")
@@ -71,6 +75,7 @@ def main(argv):
   splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in sorted(info.splits,
                                                                                       reverse=True))
   height, width, channels = info.features["image"].shape
+  size = "any size" if height is None else f"{height}x{width}x{channels}"
   if "label" in info.features:
     names = info.features["label"].names
     labels = f"{len(names)} class{'es' if len(names) != 1 else ''} ({', '.join(names)})"
@@ -79,7 +84,7 @@ def main(argv):
   if skipped:
     print(f"{len(skipped)} files skipped (listed above)")
   print(f"built {builder.name!r} in {builder.data_dir}: {splits} images of "
-        f"{height}x{width}x{channels}, {labels}")
+        f"{size}{f' with {channels} channels' if height is None else ''}, {labels}")
   for warning in image_folder.dataset_warnings(info):
     print(f"warning: {warning}")
   print(f"train on it with --config.dataset.name={builder.name} --config.dataset.data_dir={data_dir}")

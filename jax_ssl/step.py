@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from jax_ssl.data import augment
 from jax_ssl import optim
-from jax_ssl.methods.spec import MethodSpec, StepContext, select_modules, with_modules
+from jax_ssl.methods.spec import (MethodSpec, StepContext, select_modules, views_per_device,
+                                  with_modules)
 from jax_ssl.state import TrainState
 
 
@@ -171,7 +173,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
                     optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     view_configs: Sequence[augment.AugmentConfig], *, total_steps: int = 1,
                     grad_accum_steps: int = 1, grad_accum_mode: str = "micro_batch",
-                    online_probe: bool = False):
+                    online_probe: bool = False, mesh: Mesh | None = None):
   """Returns the pure train step for `method` with its hyper-parameters bound.
 
   rng is the run's base key (raw uint32 key data, so it can be a global array); the step's
@@ -194,6 +196,11 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
 
   With `online_probe` the batch also carries "label" [B] and heads["online_probe"] is
   trained on the first view (`online_probe_loss`); the logged "loss" stays the method's.
+
+  `mesh`: the mesh the step is jitted over (the batch sharded over its data axis). With
+  several devices the views' encoder passes then run per device (`spec.map_by_crop_size`):
+  the gradients are all-reduced once per step whatever the number of crop sizes. None
+  (a step jitted without shardings): the same values, computed on the global arrays.
   """
   objective = functools.partial(method.objective, **method_args)
   if grad_accum_mode not in GRAD_ACCUM_MODES:
@@ -205,7 +212,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
-    views = augment.make_views(step_rng, batch["image"], view_configs)
+    views = augment.views_of_batch(step_rng, batch, view_configs)  # host views or images
     # The objective's own randomness (pretext tasks, SIGReg directions) is independent of
     # the views' (which use step_rng itself).
     objective_rng = jax.random.fold_in(step_rng, _OBJECTIVE_STREAM)
@@ -238,7 +245,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
                      state_inputs, loss)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    labels = batch["label"] if online_probe else jnp.zeros((batch["image"].shape[0],), jnp.int32)
+    labels = batch["label"] if online_probe else jnp.zeros((views[0].shape[0],), jnp.int32)
     if grad_accum_mode == "exact" and grad_accum_steps > 1:
       grads, batch_stats, target_batch_stats, loss, metrics, state_inputs = _exact_accumulation(
           loss_fn, grad_fn, method, method_args, state, views, labels, objective_rng,
@@ -293,7 +300,13 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
         target_batch_stats=keep(target_batch_stats, state.target_batch_stats))
     return new_state, metrics
 
-  return train_step
+  @functools.wraps(train_step)
+  def train_step_with_views_mesh(state: TrainState, batch: Mapping[str, jax.Array],
+                                 rng: jax.Array):
+    with views_per_device(mesh):  # read while the step is traced
+      return train_step(state, batch, rng)
+
+  return train_step_with_views_mesh
 
 
 def make_feature_fn(graphdef: nnx.GraphDef):

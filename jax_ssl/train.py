@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jax_ssl import checkpoint, interrupts, run_lock, run_report, sharding
+from jax_ssl import checkpoint, interrupts, perf, run_lock, run_report, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.config import data_checks, paths
@@ -111,6 +111,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                         stops: interrupts.StopSignals, allow_config_changes: bool) -> dict[str, Any]:
+  run_start = time.perf_counter()  # goodput counts from here
   # ---------------------------------------------------------------- config
   spec = methods.get_method(config.method)
   resume = config_lib.check_resume_compatible(config, workdir,
@@ -139,12 +140,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   image_shape = info.features["image"].shape
   if None not in image_shape[:2]:  # variable-size datasets are resized to dataset.image_size
     config_lib.validate_against_data(config, image_shape)
-  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
+  # Variable-size images: the views' crops are made on the host (data/host_views.py).
+  host_views = pipeline.host_views(info, config_lib.view_configs(config),
+                                   enabled=data.host_crops)
+  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir,
+                                encoded=host_views is not None)
   data_iterator = pipeline.train_iterator(
       source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
       seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count(), image_size=data.image_size,
-      read_threads=data.read_threads)
+      read_threads=data.read_threads, host_views=host_views, channels=in_channels,
+      **pipeline.worker_settings(data))
 
   # ---------------------------------------------------------------- state
   num_classes = info.features["label"].num_classes if "label" in info.features else None
@@ -170,75 +176,104 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     config_lib.record_config(config, workdir, start_step=start_step, resume=resume)
 
   # ---------------------------------------------------------------- step
-  train_step = jax.jit(
-      make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
-                      config_lib.view_configs(config), total_steps=config.total_steps,
-                      grad_accum_steps=config.grad_accum_steps,
-                      grad_accum_mode=config.grad_accum_mode,
-                      online_probe=config.online_probe),
-      in_shardings=(replicated, batch_sharding, replicated),
-      out_shardings=(replicated, replicated),
-      donate_argnums=(0,))
+  def make_step(grad_accum_steps: int, step_mesh):
+    return make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
+                           config_lib.view_configs(config), total_steps=config.total_steps,
+                           grad_accum_steps=grad_accum_steps,
+                           grad_accum_mode=config.grad_accum_mode,
+                           online_probe=config.online_probe, mesh=step_mesh)
+  train_step = jax.jit(make_step(config.grad_accum_steps, mesh),
+                       in_shardings=(replicated, batch_sharding, replicated),
+                       out_shardings=(replicated, replicated),
+                       donate_argnums=(0,))
   rng = sharding.replicate(jax.random.key_data(jax.random.key(config.seed)), mesh)
 
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, start_step)
   progress = _progress_bar(config.total_steps, start_step)
   train_seconds = writer.last_elapsed
+  # The host never waits for the device between log steps and checkpoints: the next
+  # batches' copies to the devices overlap the running step (a checkpoint saves the input
+  # position of the batches consumed, not of those prefetched), and each step's non-finite
+  # flag stays on the device, in `unchecked`, until a log step or a save reads them all.
+  device_batches = sharding.DevicePrefetch(data_iterator, mesh)
+  unchecked: list[tuple[int, dict[str, jax.Array]]] = []
+  peak_flops = perf.peak_flops_per_second(jax.devices(), config.model.dtype)
+  if peak_flops is None:
+    logging.warning("mfu is not logged: no peak FLOP/s is known for %s in %s (jax_ssl/perf.py "
+                    "PEAK_FLOPS)", jax.devices()[0].device_kind, config.model.dtype)
   interval_start, interval_steps = time.perf_counter(), 0
   step = start_step
   skipped = 0
   # Compiled once, ahead of time, on the first batch: the executable accepts only these shapes
   # and shardings, so a step can never recompile silently (it would raise instead).
-  compiled_step, compile_seconds, data_wait = None, None, 0.0
+  compiled_step, compile_seconds, data_wait, step_flops = None, None, 0.0, None
+  # Seconds of the interval not spent stepping (compile, FLOP count, checkpoint saves), and
+  # of this process's run spent stepping, for `goodput`.
+  interval_overhead, step_seconds = 0.0, 0.0
   try:
     while step < config.total_steps and not stops.received:
-      wait_start = time.perf_counter()  # the previous step has finished (nonfinite check)
-      batch = sharding.to_global(next(data_iterator), mesh)
-      inputs = {"image": batch["image"]}
+      wait_start = time.perf_counter()  # the host's wait for the input pipeline
+      batch = next(device_batches)
+      inputs = pipeline.step_inputs(batch)  # {"image"} or the host's {"views"}
       if config.online_probe:  # labels reach only the probe head (step.online_probe_loss)
         inputs["label"] = batch["label"]
       data_wait += time.perf_counter() - wait_start
       if compiled_step is None:
         compile_start = time.perf_counter()
-        compiled_step = train_step.lower(state, inputs, rng).compile()
+        lowered = train_step.lower(state, inputs, rng)
+        compiled_step = lowered.compile()
         compile_seconds = time.perf_counter() - compile_start
+        # Counted on the global arrays (mesh=None: the same arithmetic; XLA counts a
+        # shard_map body, the per-device encoder passes, once for all devices).
+        step_flops = perf.step_flops(
+            lowered, lambda: jax.jit(make_step(1, None)).lower(state, inputs, rng),
+            grad_accum_steps=config.grad_accum_steps, per_device_passes=mesh.size > 1)
+        interval_overhead += time.perf_counter() - compile_start
       state, metrics = compiled_step(state, inputs, rng)
       step += 1
       interval_steps += 1
-      if float(metrics["nonfinite"]):  # one scalar per step: stop before saving anything
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
-        if not config.skip_nonfinite_updates:
-          raise NonFiniteError(
-              f"non-finite {' and '.join(bad)} ({', '.join(f'{k}={values[k]}' for k in bad)}) at step "
-              f"{step}; stopped without saving it: the last checkpoint in {workdir}/checkpoints is intact. "
-              f"Lower the learning rate, or set --config.skip_nonfinite_updates=True to skip such steps.")
-        skipped += 1
-        logging.warning("step %d: non-finite %s; update skipped (%d so far)", step, bad, skipped)
-      checkpointer.save(step, state, data_iterator)
-      if step % config.log_every_steps == 0 or step == config.total_steps:
+      unchecked.append((step, metrics))
+      log_step = step % config.log_every_steps == 0 or step == config.total_steps
+      if log_step or checkpointer.manager.should_save(step):  # nothing non-finite is saved
+        skipped = _check_finite(unchecked, skipped, config.skip_nonfinite_updates, workdir)
+        unchecked = []
+      save_start = time.perf_counter()
+      checkpointer.save(step, state, device_batches)
+      interval_overhead += time.perf_counter() - save_start
+      if log_step:
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         elapsed = time.perf_counter() - interval_start
         train_seconds += elapsed
         metrics["images_per_second"] = interval_steps * config.global_batch_size / elapsed
+        metrics.update(perf.utilization(step_flops, interval_steps, elapsed, peak_flops))
         metrics["train_seconds"] = train_seconds
         metrics["skipped_updates"] = skipped
-        # Share of the interval the device sat idle waiting for the input pipeline.
+        # Share of the interval the host waited for the input pipeline: an upper bound of the
+        # share the device sat idle for it (the device may run queued steps meanwhile).
         metrics["data_wait_fraction"] = data_wait / elapsed
+        # Share of this process's time (since it started: setup, restore, compile, data
+        # waits and checkpoint saves included) spent stepping.
+        step_seconds += max(elapsed - data_wait - interval_overhead, 0.0)
+        metrics["goodput"] = step_seconds / (time.perf_counter() - run_start)
         if compile_seconds is not None:  # the first record after (re)starting
           metrics["compile_seconds"], compile_seconds = compile_seconds, None
+          if step_flops:
+            metrics["model_flops_per_step"] = step_flops
         writer.write(step, metrics)
         progress.update(interval_steps)
         progress.set_postfix(loss=f"{metrics['loss']:.4f}",
-                             img_s=f"{metrics['images_per_second']:.0f}")
+                             img_s=f"{metrics['images_per_second']:.0f}",
+                             **({"mfu": f"{metrics['mfu']:.1%}"} if "mfu" in metrics else {}))
         if progress.disable and jax.process_index() == 0:
           print(f"step {step}/{config.total_steps} " + " ".join(
               f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         interval_start, interval_steps, data_wait = time.perf_counter(), 0, 0.0
+        interval_overhead = 0.0
     if step not in checkpointer.manager.all_steps() and step > start_step:
-      # The final state (or the state at SIGINT/SIGTERM) is always saved.
-      checkpointer.save(step, state, data_iterator, force=True)
+      # The final state (or the state at SIGINT/SIGTERM) is always saved, never a non-finite one.
+      skipped = _check_finite(unchecked, skipped, config.skip_nonfinite_updates, workdir)
+      checkpointer.save(step, state, device_batches, force=True)
     checkpointer.wait()  # a save that failed in the background raises StorageError here
   except OSError as e:  # metrics/TensorBoard on a full or unwritable disk: one line
     if isinstance(e, UserInputError) or checkpoint.storage_error(e) is None:
@@ -268,6 +303,31 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     run_report.done(config, workdir, step, results)
   return {"step": step, "train_seconds": train_seconds, "results": results,
           "preempted": preempted, "interrupted": stops.received, "state": state}
+
+
+def _check_finite(unchecked: list[tuple[int, dict[str, jax.Array]]], skipped: int,
+                  skip_nonfinite_updates: bool, workdir: str) -> int:
+  """Reads the non-finite flags of the `unchecked` (step, metrics) pairs (the host's only
+  wait for the device outside log steps and saves); returns the count of skipped updates.
+
+  A non-finite step raises NonFiniteError naming the first one, unless
+  `skip_nonfinite_updates`: then each is reported as a skipped update (the step kept the
+  state as it was, see step.py).
+  """
+  flags = jax.device_get([metrics["nonfinite"] for _, metrics in unchecked])
+  for (step, metrics), flag in zip(unchecked, flags):
+    if not flag:
+      continue
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+    if not skip_nonfinite_updates:
+      raise NonFiniteError(
+          f"non-finite {' and '.join(bad)} ({', '.join(f'{k}={values[k]}' for k in bad)}) at step "
+          f"{step}; stopped without saving it: the last checkpoint in {workdir}/checkpoints is intact. "
+          f"Lower the learning rate, or set --config.skip_nonfinite_updates=True to skip such steps.")
+    skipped += 1
+    logging.warning("step %d: non-finite %s; update skipped (%d so far)", step, bad, skipped)
+  return skipped
 
 
 def _check_writable(workdir: str) -> None:

@@ -1,6 +1,7 @@
 """Your own images: `python -m jax_ssl.prepare_data image_folder`, then any experiment names them."""
 
 import glob
+import io
 import json
 import os
 import subprocess
@@ -301,3 +302,51 @@ def test_trainer_warns_in_one_line_where_a_small_dataset_still_runs(tmp_path, ca
                                          if line.startswith("step 1/1"))  # before training
   assert out["results"]["knn_k"] == 8  # the k used
   assert out["results"]["eval_examples"] == {"train": [8, 8], "test": [2, 2]}
+
+
+def test_encoded_mode_keeps_each_images_bytes_and_size_for_the_host_crops(tmp_path):
+  """`--resize encoded`: every image at its own size, its file's bytes kept where the host
+  path reads them as they are (a JPEG, a PNG), re-encoded upright where EXIF rotates it; the
+  ImageNet experiments then crop each view from the whole image."""
+  source = tmp_path / "images"
+  rng = np.random.default_rng(0)
+  for name in COLORS:
+    os.makedirs(source / name)
+    for i in range(4):
+      image = rng.integers(0, 255, size=(40 + 8 * i, 70 - 6 * i, 3)).astype(np.uint8)
+      Image.fromarray(image).save(source / name / f"{i}.{'jpg' if i % 2 else 'png'}", quality=90)
+  wide = np.zeros((30, 60, 3), np.uint8)
+  wide[:, :30] = 255  # white left half
+  exif = Image.Exif()
+  exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": upright it is 60 x 30
+  Image.fromarray(wide).save(source / "circles" / "rotated.jpg", exif=exif, quality=95)
+  data_dir = str(tmp_path / "tfds")
+  proc = prepare_cli("--source", str(source), "--name", "my_photos", "--data_dir", data_dir,
+                     "--resize", "encoded", "--test_fraction", "0.2")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert any("images of any size with 3 channels, 3 classes" in line
+             for line in proc.stdout.splitlines()), proc.stdout
+  info = pipeline.dataset_info("my_photos", data_dir=data_dir)
+  assert pipeline.is_variable_size(info)
+  train_split = pipeline.load_source("my_photos", "train", data_dir=data_dir, encoded=True)
+  test_split = pipeline.load_source("my_photos", "test", data_dir=data_dir, encoded=True)
+  stored = [r["image"] for split in (train_split, test_split)
+            for r in (split[i] for i in range(len(split)))]
+  assert len(stored) == 13 and all(isinstance(b, bytes) for b in stored)
+  files = {p: open(p, "rb").read() for p in glob.glob(str(source / "*" / "[0-9].*"))}
+  assert sum(b in files.values() for b in stored) == 12  # kept byte for byte
+  (rotated,) = [b for b in stored if b not in files.values()]
+  upright = np.asarray(Image.open(io.BytesIO(rotated)))
+  assert upright.shape == (60, 30, 3)
+  assert upright[:25].mean() > 200 and upright[35:].mean() < 50  # white half now on top
+  # The evaluation reads decoded images at the config's size (shorter side, centre crop).
+  decoded = pipeline.load_source("my_photos", "test", data_dir=data_dir)
+  assert pipeline._image_and_label(decoded[0], 64)["image"].shape == (64, 64, 3)
+
+  from jax_ssl.config import load  # pylint: disable=g-import-not-at-top
+  config = load.load_experiment(os.path.join(ts.ROOT, "experiments/imagenet/simclr_resnet50.py:runlocal"))
+  config.update_from_flattened_dict({"model.width": 4, "total_steps": 2, "evaluate": False,
+                                     "dataset.name": "my_photos", "dataset.data_dir": data_dir,
+                                     "dataset.test_split": "test"})
+  out = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert out["step"] == 2

@@ -134,6 +134,8 @@ def test_train_step_compiles_once_and_reports_compile_time_and_data_wait(fake_fm
   """The step compiles once however many steps run (a per-step or second-step recompile, e.g.
   from a weak-typed or re-sharded state, would add compiles), and the first record reports the
   compile time; every record reports the share of time spent waiting for data."""
+  from jax_ssl import perf  # pylint: disable=g-import-not-at-top
+  perf.cpu_peak_flops_per_second()  # the MFU's CPU peak: one matmul compile per process, first
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
       lambda event, duration, **_: compiles.append(event)

@@ -13,6 +13,18 @@ Reports, for the config's global batch on this machine's devices:
     the JAX and PyTorch model steps then alternate for `--rounds` rounds and their medians
     give the ratio.
 Speed is reported, never asserted.
+
+  python tools/benchmark.py --config experiments/imagenet/dino_vit_small.py --hlo [--set ...]
+
+`--hlo` compiles the trainer's step for the current devices and never runs it: it prints the
+bytes each collective kind (all-reduce, all-gather, all-to-all, collective-permute,
+reduce-scatter) leaves on each device per step and the convolutions and dot products by
+dtype, read from the compiled HLO text (`compiled.as_text()`; loops counted by their trip
+count), then one JSON line {"collective_bytes": {...}, "collective_counts": {...},
+"ops_by_dtype": {"convolution": {"bf16": 158}, "dot": {...}}, "ops_by_dtype_lowered": {...}}
+(`_lowered`: the program JAX hands XLA; XLA:CPU computes bfloat16 convolutions in float32,
+so on CPU only the lowered counts show bfloat16). Force several CPU devices with
+XLA_FLAGS=--xla_force_host_platform_device_count=8.
 """
 
 from __future__ import annotations
@@ -20,7 +32,9 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
+import re
 import resource
 import time
 from typing import Callable
@@ -71,10 +85,12 @@ def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
-                  model_step: bool = True) -> tuple[dict, Callable | None]:
-  """-> (results, a function running one model-only step, or None without `model_step`)."""
-  mesh = sharding.make_mesh()
+def build_step(config, in_channels: int, image_size: int, num_devices: int | None = None):
+  """The trainer's step for `config` on this machine's devices (the first `num_devices`;
+  None: all), jitted as the trainer jits it (replicated state, batch sharded over the mesh),
+  and its arguments: (jitted step, the un-jitted step, jit keyword arguments, graphdef,
+  state, batch, rng, spec, optimizer)."""
+  mesh = sharding.make_mesh(num_devices)
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
   spec = methods.get_method(config.method)
   num_classes = 1000 if config.dataset.name.startswith("imagenet") else 10
@@ -93,18 +109,27 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
         np.random.default_rng(1).integers(0, num_classes, (batch_size,), dtype=np.int32),
         batch_sharding)
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
-  results = {}
-
-  # Trainer step.
   train_step = make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
                                schedule, config_lib.view_configs(config),
                                total_steps=config.total_steps,
                                grad_accum_steps=config.grad_accum_steps,
                                grad_accum_mode=config.grad_accum_mode,
-                               online_probe=config.online_probe)
+                               online_probe=config.online_probe, mesh=mesh)
   jit_kwargs = dict(in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated))
   step_fn = jax.jit(train_step, donate_argnums=(0,), **jit_kwargs)
+  return step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer
+
+
+def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
+                  model_step: bool = True) -> tuple[dict, Callable | None]:
+  """-> (results, a function running one model-only step, or None without `model_step`)."""
+  step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer = build_step(
+      config, in_channels, image_size)
+  images = batch["image"]
+  results = {}
+
+  # Trainer step.
   start = time.perf_counter()
   compiled = step_fn.lower(state, batch, rng).compile()
   results["trainer_compile_s"] = time.perf_counter() - start
@@ -165,6 +190,166 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
   jax.block_until_ready(run_model())
   results["model_step_s"] = _time(run_model, steps)
   return results, run_model
+
+
+# ----------------------------------------------------------------------------------------
+# The compiled step's HLO: collectives and convolutions / dots by dtype (--hlo).
+
+COLLECTIVES = ("all-reduce", "all-gather", "all-to-all", "collective-permute",
+               "reduce-scatter")
+_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2,
+                "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8,
+                "c128": 16, "f8e4m3fn": 1, "f8e5m2": 1}
+_ARRAY = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?(%?[\w.\-]+)\s*=\s*")
+_CALLED = re.compile(r"\b(body|condition|calls|to_apply|true_computation|false_computation)"
+                     r"=(%?[\w.\-]+)")
+_BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
+_TRIP_COUNT = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
+_CUSTOM_TARGET = re.compile(r'custom_call_target="([^"]+)"')
+
+
+def _split_type(text: str) -> tuple[str, str]:
+  """'(f32[4]{0}, /*index=1*/f32[2]{0}) all-reduce(...' -> (the type, the rest)."""
+  if not text.startswith("("):
+    head, _, rest = text.partition(" ")
+    return head, rest
+  depth = 0
+  for i, char in enumerate(text):
+    depth += char == "("
+    depth -= char == ")"
+    if depth == 0:
+      return text[:i + 1], text[i + 1:].lstrip()
+  return text, ""
+
+
+def _arrays(type_text: str) -> list[tuple[str, tuple[int, ...]]]:
+  """'(f32[4,2]{1,0}, bf16[3]{0})' -> [('f32', (4, 2)), ('bf16', (3,))] (arrays only)."""
+  return [(dtype, tuple(int(d) for d in dims.split(",") if d))
+          for dtype, dims in _ARRAY.findall(re.sub(r"/\*.*?\*/", "", type_text))
+          if dtype in _DTYPE_BYTES]
+
+
+def _nbytes(arrays) -> int:
+  return sum(_DTYPE_BYTES[dtype] * math.prod(shape) for dtype, shape in arrays)
+
+
+def parse_hlo(text: str) -> list[dict]:
+  """The instructions of an HLO module's text (`compiled.as_text()`), each a dict: name,
+  op, arrays (the result's [(dtype, shape)]), operands (names), attributes (the text after
+  the operands), computation, and `runs`: how many times it runs per execution of the
+  module (the product of the known trip counts of the while loops around it; 1 outside
+  loops; every branch of a conditional counted once)."""
+  instructions, computation, entry = [], None, None
+  calls: dict[str, list[tuple[str, int]]] = {}
+  for line in text.splitlines():
+    if not line.startswith(" ") and line.rstrip().endswith("{"):
+      header = line.split("(", 1)[0].split()
+      computation = header[-1].lstrip("%") if header else None
+      if header and header[0] == "ENTRY":
+        entry = computation
+      continue
+    match = _INSTRUCTION.match(line)
+    if not match or computation is None:
+      continue
+    type_text, rest = _split_type(line[match.end():])
+    op, _, rest = rest.partition("(")
+    depth, end = 1, len(rest)
+    for i, char in enumerate(rest):
+      depth += (char == "(") - (char == ")")
+      if depth == 0:
+        end = i
+        break
+    operands = re.findall(r"%([\w.\-]+)", rest[:end])
+    attributes = rest[end + 1:]
+    trips = 1
+    if op == "while":
+      found = _TRIP_COUNT.search(attributes)
+      trips = int(found.group(1)) if found else 1
+    called = [(name.lstrip("%"), trips if kind in ("body", "condition") else 1)
+              for kind, name in _CALLED.findall(attributes)]
+    for branches in _BRANCHES.findall(attributes):
+      called += [(name.strip().lstrip("%"), 1) for name in branches.split(",") if name.strip()]
+    calls.setdefault(computation, []).extend(called)
+    instructions.append(dict(name=match.group(1).lstrip("%"), op=op.strip(),
+                             arrays=_arrays(type_text), operands=operands,
+                             attributes=attributes, computation=computation))
+  runs = {entry: 1} if entry else {}
+  order = [entry] if entry else []
+  for parent in order:  # breadth-first from ENTRY over the call graph (a DAG)
+    for child, trips in calls.get(parent, []):
+      if child not in runs:
+        order.append(child)
+      runs[child] = max(runs.get(child, 0), runs[parent] * trips)
+  for instruction in instructions:
+    instruction["runs"] = runs.get(instruction["computation"], 1)
+  return instructions
+
+
+def collectives(instructions: list[dict]) -> list[dict]:
+  """The cross-device collectives: kind (one of COLLECTIVES), arrays (what each device
+  ends up with: the reduced buffers of an all-reduce, the gathered ones of an all-gather,
+  the received ones of an all-to-all / collective-permute, the shard of a reduce-scatter),
+  bytes of those arrays per device per execution (times `runs`) and the instruction.
+  Asynchronous pairs (GPU, TPU: `-start` / `-done`) count once, at the start."""
+  found = []
+  for instruction in instructions:
+    op = instruction["op"]
+    kind = op[:-len("-start")] if op.endswith("-start") else op
+    if kind not in COLLECTIVES:
+      continue
+    arrays = instruction["arrays"]
+    if op.endswith("-start") and kind == "all-gather":  # (operands, results)
+      arrays = arrays[len(arrays) // 2:]
+    elif op.endswith("-start") and kind == "collective-permute":  # (source, dest, context)
+      arrays = arrays[1:2]
+    found.append(dict(kind=kind, arrays=arrays, bytes=_nbytes(arrays) * instruction["runs"],
+                      instruction=instruction))
+  return found
+
+
+def ops_by_dtype(instructions: list[dict]) -> dict[str, dict[str, int]]:
+  """Convolutions and dot products by the dtype of their first operand (times `runs`):
+  `convolution` / `dot` instructions, inside fusions too, and the custom calls that stand
+  for them (cuDNN / oneDNN convolutions, cuBLAS gemms, this library's CPU kernels)."""
+  dtypes = {i["name"]: i["arrays"][0][0] for i in instructions if i["arrays"]}
+  counts: dict[str, dict[str, int]] = {"convolution": {}, "dot": {}}
+  for instruction in instructions:
+    op = instruction["op"]
+    if op == "custom-call":
+      target = (_CUSTOM_TARGET.search(instruction["attributes"]) or [None, ""])[1].lower()
+      op = ("convolution" if "conv" in target else
+            "dot" if any(k in target for k in ("gemm", "matmul", "dot")) else op)
+    if op not in counts:
+      continue
+    operand = instruction["operands"][0] if instruction["operands"] else None
+    dtype = dtypes.get(operand) or (instruction["arrays"][0][0] if instruction["arrays"] else "?")
+    counts[op][dtype] = counts[op].get(dtype, 0) + instruction["runs"]
+  return counts
+
+
+def hlo_summary(text: str) -> dict:
+  """{"collective_bytes": {kind: bytes per device per step}, "collective_counts": {kind:
+  instructions}, "ops_by_dtype": {"convolution": {dtype: n}, "dot": {dtype: n}}}."""
+  instructions = parse_hlo(text)
+  found = collectives(instructions)
+  return {"collective_bytes": {k: sum(c["bytes"] for c in found if c["kind"] == k)
+                               for k in COLLECTIVES},
+          "collective_counts": {k: sum(c["instruction"]["runs"] for c in found
+                                       if c["kind"] == k) for k in COLLECTIVES},
+          "ops_by_dtype": ops_by_dtype(instructions)}
+
+
+def hlo_report(config, in_channels: int, image_size: int) -> dict:
+  """`hlo_summary` of the trainer's step for `config`, compiled for this machine's devices
+  and never run, plus `ops_by_dtype_lowered`: the same counts in the program JAX hands XLA
+  (before XLA's passes; XLA:CPU computes bfloat16 convolutions and dots in float32, so on
+  CPU the compiled counts show float32 where the model asked for bfloat16)."""
+  step_fn, _, _, _, state, batch, rng, _, _ = build_step(config, in_channels, image_size)
+  lowered = step_fn.lower(state, batch, rng)
+  summary = hlo_summary(lowered.compile().as_text())
+  summary["ops_by_dtype_lowered"] = ops_by_dtype(parse_hlo(lowered.as_text(dialect="hlo")))
+  return summary
 
 
 def matmul_ceiling(size: int = 2048, steps: int = 10) -> float:
@@ -324,6 +509,10 @@ def main():
                       help="also time the input pipeline alone (needs the dataset prepared)")
   parser.add_argument("--ceiling", action="store_true",
                       help="also measure the machine's f32 matmul GFLOP/s")
+  parser.add_argument("--hlo", action="store_true",
+                      help="compile the step (never run it) and print the bytes each collective "
+                           "kind moves per device and the convolutions and dots by dtype; the "
+                           "last line is one JSON object")
   args = parser.parse_args()
   config = load_config(args.config)
   for item in args.set:
@@ -336,6 +525,18 @@ def main():
   in_channels = 1 if config.dataset.name == "fashion_mnist" else 3
   image_size = config.dataset.image_size or config.augment.output_size
   batch = config.global_batch_size
+  if args.hlo:
+    report = hlo_report(config, in_channels, image_size)
+    print(f"{args.config}: the compiled step on {jax.device_count()} x "
+          f"{jax.devices()[0].device_kind}, global batch {batch}, "
+          f"{len(config_lib.view_configs(config))} views per image")
+    for kind, size in report["collective_bytes"].items():
+      print(f"  {kind:<20} {report['collective_counts'][kind]:>5} ops {size:>14,d} bytes per device")
+    for op, counts in report["ops_by_dtype"].items():
+      lowered = report["ops_by_dtype_lowered"][op]
+      print(f"  {op:<20} compiled {counts}  (as JAX lowered it: {lowered})")
+    print(json.dumps(report))
+    return
   results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,

@@ -73,7 +73,9 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.method_args = ml_collections.ConfigDict(dict(method_args))
   config.dataset = ml_collections.ConfigDict(dict(
       name="cifar10", data_dir=config_dict.placeholder(str), source_dir="",
-      train_split="train", test_split="test", read_threads=8, image_size=0))
+      train_split="train", test_split="test", read_threads=8, image_size=0,
+      # 32x32 images: views made on device; the host only batches (no worker processes)
+      host_crops=False, num_workers=0, worker_buffer_size=2))
   config.augment = ml_collections.ConfigDict(dict(augment))
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet18", width=64, stem="cifar", final_features=0,

@@ -24,6 +24,9 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
   config.dataset.test_split = "test"
   config.dataset.read_threads = 4
   config.dataset.image_size = 0  # 0: keep the stored size (28x28)
+  config.dataset.host_crops = False  # 28x28 images: every view made on device
+  config.dataset.num_workers = 0  # the host only batches: threads of the trainer's process
+  config.dataset.worker_buffer_size = 2
 
   # Views: SimCLR's pipeline restricted to what applies to 28x28 grayscale images.
   config.augment = ml_collections.ConfigDict(dict(

@@ -1,7 +1,8 @@
-"""What every ImageNet-1k experiment shares: the data (host-resized to `dataset.image_size`),
-the ResNet-50, the epoch-based schedule, checkpoints and evaluation, and the `:runlocal`
-shrink. Each method file passes its recipe (method, method_args, views, heads, batch,
-optimizer, epochs) to `make_config`."""
+"""What every ImageNet-1k experiment shares: the data (each view's crop drawn over the whole
+image, decoded and resized on the host by grain worker processes; flip, colour and blur on
+device), the ResNet-50, the epoch-based schedule, checkpoints and evaluation, and the
+`:runlocal` shrink. Each method file passes its recipe (method, method_args, views, heads,
+batch, optimizer, epochs) to `make_config`."""
 
 from typing import Any, Mapping
 
@@ -9,7 +10,9 @@ import ml_collections
 from ml_collections import config_dict
 
 TRAIN_EXAMPLES = 1_281_167
-IMAGE_SIZE = 256  # host resize (shorter side, centre crop) before the on-device crop
+# The evaluation's host resize (shorter side, then the central square; eval.crop_fraction of
+# it is the view), and with dataset.host_crops=False the training images' too.
+IMAGE_SIZE = 256
 RUNLOCAL_IMAGE_SIZE = 64
 RUNLOCAL_OUTPUT_SIZE = 56
 
@@ -63,17 +66,29 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
                 global_batch_size: int, optimizer: Mapping[str, Any], epochs: int,
                 warmup_epochs: int, runlocal_heads: Mapping[str, Any],
                 image_size: int = IMAGE_SIZE, model: Mapping[str, Any] | None = None,
-                runlocal_model: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
-  """The full config; `runlocal` shrinks it to a few steps of a small model on 64 px images
-  cropped to 56 px (heads updated by `runlocal_heads`). `model` updates the ResNet-50 default
-  (a ViT: `backbone="vit_base"` ...); under runlocal `runlocal_model` updates it instead of the
-  small ResNet."""
+                runlocal_model: Mapping[str, Any] | None = None,
+                host_crops: bool = True) -> ml_collections.ConfigDict:
+  """The full config; `runlocal` shrinks it to a few steps of a small model on 56 px views
+  (64 px evaluation images; heads updated by `runlocal_heads`), its input in the trainer's
+  threads. `model` updates the ResNet-50 default (a ViT: `backbone="vit_base"` ...); under
+  runlocal `runlocal_model` updates it instead of the small ResNet. `host_crops=False`: the
+  host resizes every image to `image_size` squared (shorter side, centre crop) and the views
+  are cropped from that square on device (recipes whose crops are defined on it: jigsaw,
+  relative position)."""
   config = ml_collections.ConfigDict()
   config.method = method
   config.method_args = ml_collections.ConfigDict(dict(method_args))
   config.dataset = ml_collections.ConfigDict(dict(
       name="imagenet2012", data_dir=config_dict.placeholder(str), source_dir="",
-      train_split="train", test_split="validation", read_threads=32, image_size=image_size))
+      train_split="train", test_split="validation", image_size=image_size,
+      # Each view's random resized crop over the whole image, decoded at the smallest DCT
+      # scale that suffices and resized on the host (jax_ssl/data/host_views.py); False: the
+      # image_size square of every image, cropped on device.
+      host_crops=host_crops,
+      # grain worker processes making the batches (-1: one per core but the trainer's, at
+      # most 32; 0: threads of the trainer's process), each with read_threads threads and
+      # worker_buffer_size finished batches ready.
+      num_workers=-1, read_threads=2, worker_buffer_size=2))
   config.augment = ml_collections.ConfigDict(dict(augment))
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet50", width=64, stem="imagenet", final_features=0,
@@ -123,7 +138,8 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
       knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
       encoder="method",  # as the method's paper evaluates (DINO: the EMA teacher)
-      # Resize(256) + CenterCrop(224): the central 224/256 of the host's 256 px images.
+      # Resize(256) + CenterCrop(224): the central 224/256 of the host's 256 px squares
+      # (bicubic, as DINO's and MAE's evaluation; torchvision's offsets, data/host_views.py).
       crop_fraction=0.875,
       finetune=finetune))
   if runlocal:
@@ -133,6 +149,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
     config.checkpoint_every_steps = 2
     config.optimizer.warmup_steps = 1
     config.dataset.image_size = RUNLOCAL_IMAGE_SIZE
+    config.dataset.update(num_workers=0, read_threads=4)  # no worker start-up for 4 steps
     config.augment.output_size = RUNLOCAL_OUTPUT_SIZE
     config.augment.local_crops.output_size = RUNLOCAL_OUTPUT_SIZE * 96 // 224
     config.model.update(dict(runlocal_model or dict(backbone="resnet_small", width=8)))

@@ -71,6 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       global_batch_size=128,
       optimizer=base.optimizer("sgd", 0.1, weight_decay=1e-4),
       epochs=35, warmup_epochs=5,
+      host_crops=False,  # the puzzle's crop is defined on the image_size square
       runlocal_heads=dict(classifier_hidden_dim=32),
       image_size=_IMAGE_SIZE)
   if runlocal:  # 56 px crops of 64 px images: 18 px cells, 16 px tiles

@@ -78,7 +78,8 @@ def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfi
                            f"augment.view_overrides[{i}]") for i in range(num_global)]
   if local["num"] > 0:
     if not spec.local_views:
-      users = " and ".join(sorted(name for name, m in methods.METHODS.items() if m.local_views))
+      users = sorted(name for name, m in methods.METHODS.items() if m.local_views)
+      users = ", ".join(users[:-1]) + " and " + users[-1]
       raise ConfigError(f"augment.local_crops.num={local['num']} but {config.method} does not "
                         f"use multi-crop local views; set it to 0 ({users} use them)")
     local_aug = {**aug, "output_size": local["output_size"], "crop_scale": local["crop_scale"]}
@@ -87,11 +88,32 @@ def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfi
   return views
 
 
+def backbone_dtypes(backbone: str) -> tuple[str, ...]:
+  """The `model.dtype` values a backbone computes in (parameters are float32 in all): the
+  ResNets and ViTs float32 or bfloat16, the VQ tokenizer's encoder float32 only."""
+  if backbone in vit.BACKBONES:
+    return tuple(sorted(vit.DTYPES))
+  if backbone in resnet.BACKBONES:
+    return tuple(sorted(resnet.DTYPES))
+  return ("float32",)
+
+
+def dtype_refusal(backbone: str, dtype: str) -> str | None:
+  """The one-line refusal of a `model.dtype` the backbone cannot honour; None if it can."""
+  dtypes = backbone_dtypes(backbone)
+  if dtype in dtypes:
+    return None
+  return (f"model.dtype={dtype!r}: model.backbone={backbone!r} computes in "
+          f"{' or '.join(dtypes)} only; set model.dtype to {' or '.join(map(repr, dtypes))}")
+
+
 def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
                    rngs: nnx.Rngs) -> nnx.Module:
-  """The ResNet, ViT or VQ encoder named by `model.backbone`; a ViT takes
-  `augment.output_size` images."""
+  """The ResNet, ViT or VQ encoder named by `model.backbone`, computing in `model.dtype`; a
+  ViT takes `augment.output_size` images."""
   model = config.model
+  if dtype_refusal(model.backbone, model.dtype):
+    raise ConfigError(dtype_refusal(model.backbone, model.dtype))
   if model.backbone in vit.BACKBONES:
     return vit.make_vit(model.backbone, image_size=config.augment.output_size,
                         patch_size=model.patch_size, in_channels=in_channels, depth=model.depth,
@@ -103,7 +125,7 @@ def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
                            in_channels=in_channels, rngs=rngs)
   return resnet.make_backbone(model.backbone, width=model.width, stem=model.stem,
                               in_channels=in_channels, final_features=model.final_features,
-                              rngs=rngs)
+                              dtype=model.dtype, rngs=rngs)
 
 
 def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int, *,

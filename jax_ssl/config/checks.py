@@ -10,7 +10,7 @@ from typing import Any
 import ml_collections
 
 from jax_ssl import methods
-from jax_ssl.config.build import method_args, view_configs
+from jax_ssl.config.build import dtype_refusal, method_args, view_configs
 from jax_ssl.errors import ConfigError
 from jax_ssl.models import resnet, vit, vq
 
@@ -25,7 +25,12 @@ SCHEMA: dict[str, Any] = {
     "method": str,
     "method_args": FREE,
     "dataset": {"name": str, "data_dir": (str, type(None)), "source_dir": str,
-                "train_split": str, "test_split": str, "read_threads": int, "image_size": int},
+                "train_split": str, "test_split": str, "read_threads": int, "image_size": int,
+                # variable-size images: each view's crop made on the host (data/host_views.py)
+                "host_crops": bool,
+                # grain worker processes (-1: one per core but one, at most 32; 0: threads
+                # of the trainer's process) and the finished batches each keeps ready
+                "num_workers": int, "worker_buffer_size": int},
     "augment": {"output_size": int, "crop_scale": _PAIR, "crop_ratio": _PAIR,
                 "flip_prob": _NUMBER, "jitter_prob": _NUMBER, "brightness": _NUMBER,
                 "contrast": _NUMBER, "saturation": _NUMBER, "hue": _NUMBER,
@@ -38,9 +43,11 @@ SCHEMA: dict[str, Any] = {
                                 "overrides": FREE}},
     "model": {"backbone": str, "width": (int, type(None)), "stem": str,
               "final_features": int,  # ResNets: > 0 adds a final 1x1 conv to this width
+              # compute dtype of every backbone ("float32", "bfloat16"; parameters float32)
+              "dtype": str,
               # ViT backbones (vit_tiny/small/base) only; None = the named size's value
               "patch_size": int, "pos_embedding": str, "cls_token": bool, "pool": str,
-              "dtype": str, "remat": bool, "depth": (int, type(None)),
+              "remat": bool, "depth": (int, type(None)),
               "dim": (int, type(None)), "num_heads": (int, type(None))},
     "heads": FREE,
     "optimizer": {"name": str, "base_learning_rate": _NUMBER, "lr_scaling": str,
@@ -130,6 +137,8 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   check(is_vit or not spec.patch_tokens or bool(spec.backbones),
         f"method={config.method!r} works on patch tokens and needs a ViT backbone; "
         f"model.backbone={config.model.backbone!r}, use one of {sorted(vit.BACKBONES)}")
+  refusal = dtype_refusal(config.model.backbone, config.model.dtype)
+  check(refusal is None, refusal or "")
   if is_vit:
     _check_vit(config, check)
   if config.model.backbone in vq.BACKBONES:
@@ -194,6 +203,13 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   check(config.eval.encoder != "target" or "backbone" in spec.target_modules,
         f"eval.encoder='target' but {config.method} has no EMA target of its backbone; use "
         f"'online' or 'method'")
+  data = config.dataset
+  check(data.num_workers >= -1,
+        f"dataset.num_workers={data.num_workers}; use -1 (one per core but one), 0 (threads of "
+        f"the trainer only) or a number of worker processes")
+  check(data.read_threads >= 1, f"dataset.read_threads={data.read_threads}; must be >= 1")
+  check(data.worker_buffer_size >= 1,
+        f"dataset.worker_buffer_size={data.worker_buffer_size}; must be >= 1")
   check(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints}; must be >= 1")
   check(config.augment.local_crops.num >= 0,
         f"augment.local_crops.num={config.augment.local_crops.num}; must be >= 0")
@@ -216,7 +232,6 @@ def _check_vit(config: ml_collections.ConfigDict, check) -> None:
         f"model.pool={model.pool!r}; use 'gap' (mean of the patch tokens) or 'cls'")
   check(model.pool != "cls" or model.cls_token,
         "model.pool='cls' needs model.cls_token=True")
-  check(model.dtype in vit.DTYPES, f"model.dtype={model.dtype!r}; use one of {sorted(vit.DTYPES)}")
   check(depth >= 1, f"model.depth={model.depth}; must be >= 1")
   check(dim % heads == 0, f"model width {dim} is not divisible by {heads} heads; set "
                           f"model.dim / model.num_heads so that it is")
@@ -278,6 +293,9 @@ _SAVED_DEFAULTS: dict[str, Any] = {
     "eval.finetune.low_label": True,  # fine-tuning ran on every low-label subset chosen
     "eval.encoder": "online",  # every run was evaluated with the online parameters
     "eval.crop_fraction": 1.0,  # the whole (host-resized) image was the evaluation view
+    "dataset.host_crops": False,  # the host resized every image to dataset.image_size
+    "dataset.num_workers": 0,  # threads of the trainer's process made the batches
+    "dataset.worker_buffer_size": 2,
 }
 
 

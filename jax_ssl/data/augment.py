@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -344,14 +344,21 @@ def augment_view(rng: jax.Array, image: ArrayLike, config: AugmentConfig) -> jax
   image = _to_unit_float(image)
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(f"expected one image [H, W, 1 or 3], got shape {image.shape}")
-  height, width, channels = image.shape
+  height, width, _ = image.shape
   uniforms = jax.random.uniform(rng, (len(_SLOTS),))
+  box = _sample_crop_box(uniforms, height, width, config.crop_scale, config.crop_ratio)
+  image = resized_crop(image, *box, config.output_size)
+  return _photometric(uniforms, image, config)
+
+
+def _photometric(uniforms: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
+  """Flip, colour jitter, grayscale, blur, solarize and normalisation of one [S, S, C] view
+  in [0, 1], with the randomness of `uniforms` (the example's slots)."""
+  channels = image.shape[-1]
 
   def bernoulli(name: str, prob: float) -> jax.Array:
     return uniforms[_SLOTS[name]] < prob
 
-  box = _sample_crop_box(uniforms, height, width, config.crop_scale, config.crop_ratio)
-  image = resized_crop(image, *box, config.output_size)
   if config.flip_prob > 0:
     image = jnp.where(bernoulli("flip", config.flip_prob), image[:, ::-1], image)
   if config.jitter_prob > 0:
@@ -413,6 +420,37 @@ def make_views(rng: jax.Array, images: ArrayLike,
   images = _to_unit_float(images)
   return [augment_batch(jax.random.fold_in(rng, view), images, config)
       for view, config in enumerate(configs)]
+
+
+def photometric_batch(rng: jax.Array, views: ArrayLike, config: AugmentConfig) -> jax.Array:
+  """The device half of a view the host has cropped (jax_ssl/data/host_views.py): flip,
+  colour jitter, grayscale, blur, solarize, normalisation of [B, S, S, C] uint8 (or float in
+  [0, 1]) -> [B, S, S, C] float32, S = config.output_size.
+
+  Example i uses ``jax.random.fold_in(rng, i)`` and the same random slots as `augment_view`
+  (the crop's slots go unused).
+  """
+  views = _to_unit_float(views)
+  if views.ndim != 4 or views.shape[1:3] != (config.output_size,) * 2 or views.shape[-1] not in (1, 3):
+    raise ValueError(f"expected host views [B, {config.output_size}, {config.output_size}, 1 or 3], "
+                     f"got shape {views.shape}")
+  keys = jax.vmap(lambda index: jax.random.fold_in(rng, index))(jnp.arange(views.shape[0]))
+  return jax.vmap(lambda key, view: _photometric(
+      jax.random.uniform(key, (len(_SLOTS),)), view, config))(keys, views)
+
+
+def views_of_batch(rng: jax.Array, batch: Mapping[str, ArrayLike],
+                   configs: Sequence[AugmentConfig]) -> list[jax.Array]:
+  """The step's views, one [B, S_v, S_v, C] float32 per config: from `batch["views"]` (one
+  host-cropped uint8 [B, S_v, S_v, C] per config, variable-size datasets) by
+  `photometric_batch`, else from `batch["image"]` by `make_views`. View v uses
+  ``jax.random.fold_in(rng, v)`` either way."""
+  if "views" not in batch:
+    return make_views(rng, batch["image"], configs)
+  if len(batch["views"]) != len(configs):
+    raise ValueError(f"the batch has {len(batch['views'])} host views for {len(configs)} configs")
+  return [photometric_batch(jax.random.fold_in(rng, view), images, config)
+          for view, (images, config) in enumerate(zip(batch["views"], configs))]
 
 
 def center_view(images: ArrayLike, output_size: int, mean: Sequence[float] | None = None,

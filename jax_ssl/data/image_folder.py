@@ -11,14 +11,20 @@ Layouts of the source folder (hidden files and folders are ignored):
 
 Pillow decodes every file (any format it reads, EXIF orientation applied), converts it to RGB
 (or grayscale) and resizes it to one shape; images are stored as uint8 `Tensor` features, so
-reading needs no image codec. Files that are not readable images, and files outside the class
-folders, are skipped and reported by name, never silently.
+reading needs no image codec. With `resize="encoded"` the images keep their size and their
+encoded bytes instead (an `Image` feature of any size): the trainer crops and resizes each view
+from the whole image on the host, as for ImageNet (jax_ssl/data/host_views.py); a file is
+stored as it is when that path decodes it as it is (a JPEG in RGB or grayscale, or a PNG,
+without an EXIF rotation), re-encoded otherwise (rotated; JPEG quality 95 for a JPEG, PNG for
+the rest). Files that are not readable images, and files outside the class folders, are
+skipped and reported by name, never silently.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import re
 import shlex
@@ -31,8 +37,8 @@ from PIL import Image, ImageOps
 from jax_ssl.errors import ConfigError, DataError
 
 # How images of any size become one image_size x image_size shape ("none": keep the size; all
-# images must then share it).
-RESIZE_MODES = ("shorter_side_center_crop", "stretch", "pad", "none")
+# images must then share it; "encoded": keep each file's size and encoded bytes).
+RESIZE_MODES = ("shorter_side_center_crop", "stretch", "pad", "none", "encoded")
 _EXIF_ORIENTATION, _SWAPPING_ORIENTATIONS = 0x0112, (5, 6, 7, 8)
 
 
@@ -119,6 +125,25 @@ def load_image(path: str, *, image_size: int, resize: str, channels: int) -> np.
   return array[..., None] if array.ndim == 2 else array
 
 
+def encoded_image(path: str, *, channels: int) -> bytes:
+  """The file's bytes for `resize="encoded"`: as they are when the host path decodes them as
+  they are (a JPEG in RGB or grayscale, or a PNG; no EXIF rotation), else re-encoded with the
+  rotation applied (JPEG quality 95 for a JPEG source, PNG otherwise). Raises if unreadable."""
+  with open(path, "rb") as f:
+    data = f.read()
+  with Image.open(io.BytesIO(data)) as image:
+    image.load()  # a truncated or garbled file raises here, at prepare time
+    rotated = image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, None)
+    if not rotated and ((image.format == "JPEG" and image.mode in ("RGB", "L"))
+                        or image.format == "PNG"):
+      return data
+    fmt = "JPEG" if image.format == "JPEG" else "PNG"
+    image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
+  out = io.BytesIO()
+  image.save(out, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+  return out.getvalue()
+
+
 def _common_size(source: str, layout: Layout) -> tuple[int, int]:
   """(height, width) shared by every readable image (for resize='none'), else DataError."""
   examples: dict[tuple[int, int], str] = {}
@@ -153,6 +178,7 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._source, self._layout, self._channels = source, layout, channels
     self._image_size, self._resize, self._rebuild_command = image_size, resize, rebuild_command
     self._shape = ((*_common_size(source, layout), channels) if resize == "none"
+                   else (None, None, channels) if resize == "encoded"
                    else (image_size, image_size, channels))
     self.skipped: list[tuple[str, str]] = []  # (path relative to source, reason)
     self._on_skip = on_skip
@@ -166,7 +192,8 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._on_skip(path, reason)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    features = {"image": tfds.features.Tensor(shape=self._shape, dtype=np.uint8)}
+    features = {"image": tfds.features.Image(shape=self._shape) if self._resize == "encoded"
+                else tfds.features.Tensor(shape=self._shape, dtype=np.uint8)}
     if self._layout.class_names:
       features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
     return tfds.core.DatasetInfo(
@@ -194,9 +221,12 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     count = 0
     for path, label in self._layout.files[split]:
       try:
-        image = load_image(os.path.join(self._source, path), image_size=self._image_size,
-                           resize=self._resize, channels=self._channels)
-        if image.shape != self._shape:
+        if self._resize == "encoded":
+          image = encoded_image(os.path.join(self._source, path), channels=self._channels)
+        else:
+          image = load_image(os.path.join(self._source, path), image_size=self._image_size,
+                             resize=self._resize, channels=self._channels)
+        if self._resize != "encoded" and image.shape != self._shape:
           raise ValueError(f"{image.shape[1]}x{image.shape[0]}, not {self._shape[1]}x{self._shape[0]}")
       except Exception as e:  # pylint: disable=broad-except  # any undecodable file: skip, report
         self._skip(path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}")
@@ -246,7 +276,7 @@ def build(source: str, *, name: str, data_dir: str, image_size: int = 64,
     raise ConfigError(f"--name {name!r} is a TFDS dataset's name; choose another name")
   if resize not in RESIZE_MODES:
     raise ConfigError(f"--resize {resize!r}; choose one of {list(RESIZE_MODES)}")
-  if image_size <= 0 and resize != "none":
+  if image_size <= 0 and resize not in ("none", "encoded"):
     raise ConfigError(f"--image_size {image_size}; must be a positive number of pixels")
   if channels not in (1, 3):
     raise ConfigError(f"--channels {channels}; use 3 (RGB) or 1 (grayscale)")

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grain
@@ -19,6 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from jax_ssl.data import fashion_mnist_local
+from jax_ssl.data import host_views as host_views_lib
 from jax_ssl.errors import ConfigError, DataError
 
 # Our offline builders, by the name experiment files use.
@@ -45,9 +49,14 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
           flush=True)
 
 
-def load_source(name: str, split: str, *, data_dir: str | None) -> CheckedSource:
+def load_source(name: str, split: str, *, data_dir: str | None,
+                encoded: bool = False) -> CheckedSource:
   """Random-access source for `split` of dataset `name` (a TFDS name, a local builder, or an
   image folder built by `python -m jax_ssl.prepare_data`).
+
+  `encoded`: records carry the image's encoded bytes (JPEG, PNG) rather than the decoded
+  array, for the host views of variable-size datasets (`host_views`); only for an `Image`
+  feature (other images are arrays either way).
 
   Raises DataError with one line naming the fix when the dataset is not prepared: nothing is
   downloaded at run time. Records that cannot be read later raise DataError too (see
@@ -58,8 +67,11 @@ def load_source(name: str, split: str, *, data_dir: str | None) -> CheckedSource
   if splits and split.split("[")[0] not in splits:
     raise ConfigError(f"dataset {name!r} has no split {split!r} (it has {sorted(splits)}); set "
                       f"--config.dataset.train_split / test_split to one of them")
+  decoders = None
+  if encoded and isinstance(builder.info.features["image"], tfds.features.Image):
+    decoders = {"image": tfds.decode.SkipDecoding()}
   try:
-    source = builder.as_data_source(split=split)
+    source = builder.as_data_source(split=split, decoders=decoders)
   except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
     # Not prepared, or prepared as TFRecord (no random access): never download here.
     raise DataError(
@@ -134,47 +146,177 @@ def dataset_info(name: str, *, data_dir: str | None) -> tfds.core.DatasetInfo:
   return _builder(name, data_dir=data_dir).info
 
 
-def _resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
-  """Resizes the shorter side to `size` (bicubic) and center-crops to size x size."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  height, width = image.shape[:2]
-  scale = size / min(height, width)
-  new_h, new_w = max(size, round(height * scale)), max(size, round(width * scale))
-  pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-  resized = np.asarray(pil.resize((new_w, new_h), Image.BICUBIC))
-  if resized.ndim == 2:
-    resized = resized[..., None]
-  top, left = (new_h - size) // 2, (new_w - size) // 2
-  return resized[top:top + size, left:left + size]
+def is_variable_size(info: tfds.core.DatasetInfo) -> bool:
+  """Whether the dataset's images vary in size (ImageNet, image folders kept encoded): those
+  get their views' geometry on the host (`host_views`), fixed-size ones all on device."""
+  return None in tuple(info.features["image"].shape[:2])
+
+
+def host_views(info: tfds.core.DatasetInfo, view_configs: Sequence[Any], *, enabled: bool = True
+               ) -> tuple[host_views_lib.HostView, ...] | None:
+  """The host's share of `view_configs` (augment.AugmentConfig, one per view) for a
+  variable-size dataset when `enabled` (`dataset.host_crops`); None otherwise: a fixed-size
+  dataset's views are made on device from its images, a variable-size one's from the
+  `dataset.image_size` squares the host makes."""
+  if not (enabled and is_variable_size(info)):
+    return None
+  return host_views_lib.host_views_of(view_configs)
+
+
+def default_num_workers() -> int:
+  """Worker processes for `dataset.num_workers=-1`: one per core but the trainer's, at most 32
+  (each worker imports the data stack, a few hundred MB)."""
+  return max(1, min(32, (os.cpu_count() or 2) - 1))
+
+
+def worker_settings(dataset: Mapping[str, Any]) -> dict[str, int]:
+  """`train_iterator`'s worker arguments from the config's `dataset` section: `num_workers`
+  (-1: `default_num_workers()`; 0: threads only) and `worker_buffer_size`. Configs without
+  the keys (saved before them) get 0 and 2: the thread path they ran with."""
+  num_workers = int(dataset.get("num_workers", 0))
+  return {"num_workers": default_num_workers() if num_workers == -1 else num_workers,
+          "worker_buffer_size": int(dataset.get("worker_buffer_size", 2))}
 
 
 def _image_and_label(record: dict[str, Any], image_size: int = 0) -> dict[str, np.ndarray]:
-  """Record -> {"image": uint8 [H, W, C], "label": int32}; resized if `image_size` > 0 and
-  the image is not already image_size x image_size (variable-size datasets: ImageNet)."""
-  image = np.asarray(record["image"], np.uint8)
+  """Record -> {"image": uint8 [H, W, C], "label": int32}; for variable-size datasets (`image`
+  not already image_size x image_size, or encoded bytes) resized to the shorter side
+  `image_size` and centre-cropped to a square (`host_views.evaluation_view`)."""
+  image = record["image"]
+  if not isinstance(image, np.ndarray):  # encoded bytes
+    image = host_views_lib.full_decode(image, channels=3)
+  image = np.asarray(image, np.uint8)
   if image.ndim == 2:
     image = image[..., None]
   if image_size and image.shape[:2] != (image_size, image_size):
-    image = _resize_center_crop(image, image_size)
+    image = host_views_lib.evaluation_view(image, image_size)
   return {"image": image, "label": np.asarray(record.get("label", -1), np.int32)}
+
+
+def _views_and_label(index: int, record: dict[str, Any], *,
+                     views: Sequence[host_views_lib.HostView], seed: int, channels: int
+                     ) -> dict[str, Any]:
+  """Record at position `index` of the global stream -> {"views": (uint8 [S_v, S_v, C], ...),
+  "label": int32} (host_views.make_views)."""
+  return {"views": host_views_lib.make_views(record["image"], views, seed=seed, index=index,
+                                             channels=channels),
+          "label": np.asarray(record.get("label", -1), np.int32)}
+
+
+def step_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
+  """What the train step takes of a batch: its host views ("views") or its images ("image")."""
+  return {"views": batch["views"]} if "views" in batch else {"image": batch["image"]}
 
 
 def train_iterator(source, *, local_batch_size: int, seed: int, process_index: int,
                    process_count: int, image_size: int = 0, read_threads: int = 4,
-                   prefetch_buffer_size: int = 8) -> grain.DatasetIterator:
-  """Infinite, checkpointable iterator of this process's `{"image", "label"}` batches.
+                   prefetch_buffer_size: int = 8,
+                   host_views: Sequence[host_views_lib.HostView] | None = None,
+                   channels: int = 3, num_workers: int = 0, worker_buffer_size: int = 2
+                   ) -> grain.DatasetIterator:
+  """Infinite, checkpointable iterator of this process's batches: `{"image", "label"}`, or
+  with `host_views` `{"views": (one uint8 [B, S_v, S_v, channels] per view), "label"}`.
 
   Its state (`get_state`/`set_state`, or grain's Orbax handler) is the position in the
   global stream, so a resumed run sees exactly the batches it would have seen.
+
+  Args:
+   host_views: for variable-size datasets (records with encoded bytes, `load_source(...,
+     encoded=True)`), the views' geometry made here (host_views.make_views); None: the image
+     (resized to `image_size` if set) is shipped whole.
+   read_threads: threads reading and transforming batches in each process that does the
+     work (this one with num_workers=0, each worker otherwise).
+   prefetch_buffer_size: batches read ahead with num_workers=0; each worker reads
+     `read_threads` batches ahead.
+   num_workers: grain worker processes (`mp_prefetch`); 0: threads of this process only.
+     Worker w makes this process's batches w, w + num_workers, ...; they come back in order,
+     so the stream (and a checkpoint's position in it) is the same for any count.
+   worker_buffer_size: finished batches each worker keeps ready.
   """
   dataset = (grain.MapDataset.source(source)
              .shuffle(seed=seed)      # a fresh permutation every epoch
-             .repeat()
-             .map(functools.partial(_image_and_label, image_size=image_size))
-             .batch(local_batch_size, drop_remainder=True))
+             .repeat())
+  if host_views:
+    dataset = dataset.map_with_index(functools.partial(
+        _views_and_label, views=tuple(host_views), seed=seed, channels=channels))
+  else:
+    dataset = dataset.map(functools.partial(_image_and_label, image_size=image_size))
+  dataset = dataset.batch(local_batch_size, drop_remainder=True)
   dataset = dataset[process_index::process_count]
+  if num_workers > 0:
+    return WorkerStream(
+        dataset, grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_threads),
+        grain.MultiprocessingOptions(num_workers=num_workers,
+                                     per_worker_buffer_size=worker_buffer_size))
   options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
   return iter(dataset.to_iter_dataset(options))
+
+
+def _exit_with_parent(worker_index: int, worker_count: int) -> None:
+  """grain's worker initialiser: ends this worker process once the process that started it is
+  gone. A SIGKILLed trainer (a preemption, `kill -9`) otherwise leaves its workers running,
+  orphaned, holding its output pipes and memory (seen in tests: the killed trainer's
+  subprocess never reached end of file)."""
+  del worker_index, worker_count
+  parent = os.getppid()
+
+  def watch() -> None:
+    while os.getppid() == parent:
+      time.sleep(1.0)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="exit_with_parent", daemon=True).start()
+
+
+class WorkerStream(grain.DatasetIterator):
+  """The batches of `dataset` made by grain worker processes (`mp_prefetch`), with the state of
+  the thread path, `{"next_index": batches returned}`: a checkpoint resumes with any number
+  of workers, or none (grain's own mp_prefetch state records each worker's position, so a
+  run could only resume with the worker count it was saved with, and `num_workers=-1`
+  depends on the machine)."""
+
+  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions,
+               multiprocessing_options: grain.MultiprocessingOptions):
+    super().__init__()
+    self._dataset, self._read_options = dataset, read_options
+    self._multiprocessing_options = multiprocessing_options
+    self._next_index, self._workers = 0, None
+
+  def _start(self) -> None:
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (outside app.run)
+      flags.FLAGS.mark_as_parsed()
+    self._close_workers()
+    self._workers = iter(self._dataset[self._next_index:].to_iter_dataset(self._read_options)
+                         .mp_prefetch(self._multiprocessing_options,
+                                      worker_init_fn=_exit_with_parent))
+
+  def __next__(self):
+    if self._workers is None:
+      self._start()
+    batch = next(self._workers)
+    self._next_index += 1
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {"next_index": self._next_index}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._close_workers()
+    self._next_index = int(state["next_index"])
+
+  def start_prefetch(self) -> None:
+    if self._workers is None:
+      self._start()
+
+  def _close_workers(self) -> None:
+    if self._workers is not None:
+      self._workers.close()
+      self._workers = None
+
+  def close(self) -> None:
+    self._close_workers()
+    super().close()
 
 
 def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,

@@ -12,14 +12,18 @@ Several specs combine into one with `jax_ssl.methods.mix` (mixing.py) (one step,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import Mesh, PartitionSpec
 
+from jax_ssl.models import batch_norm
 from jax_ssl.models.heads import MLPHead
+from jax_ssl.sharding import DATA_AXIS
 
 # (model, views, method_state, context, **method_args) -> (loss, metrics, state_inputs)
 Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
@@ -210,18 +214,83 @@ def projector_predictor_heads(feature_dim: int, head_args: Mapping[str, Any],
   return heads
 
 
+def stack_views(views: Sequence[jax.Array]) -> jax.Array:
+  """V x [B, ...] views of one size -> [B * V, ...], example-major: row b * V + v is view v
+  of example b.
+
+  The batch axis is sharded over devices in contiguous blocks, so example-major rows keep
+  every view of an example on the device that holds the example: no example moves between
+  devices (a view-major concatenation, [V * B, ...], would put view v of the examples of
+  device d on device (v * B + d * B / n) // (B / n) and make XLA move them: all-to-all /
+  collective-permute, or an all-gather of every view)."""
+  stacked = jnp.stack(views, axis=1)  # [B, V, ...]
+  return stacked.reshape(stacked.shape[0] * stacked.shape[1], *stacked.shape[2:])
+
+
+def unstack_views(stacked: jax.Array, num_views: int) -> list[jax.Array]:
+  """Inverse of `stack_views`: [B * V, ...] example-major -> V x [B, ...]."""
+  per_example = stacked.reshape(stacked.shape[0] // num_views, num_views, *stacked.shape[1:])
+  return [per_example[:, v] for v in range(num_views)]
+
+
+_VIEWS_MESH: list[Mesh | None] = []
+
+
+@contextlib.contextmanager
+def views_per_device(mesh: Mesh | None) -> Iterator[None]:
+  """While a train step is traced inside: `map_by_crop_size` runs its passes per device over
+  `mesh`'s data axis (a mesh of several devices; None or one device: as a plain function
+  of the global arrays). The train step enters it (`make_train_step(mesh=...)`)."""
+  _VIEWS_MESH.append(mesh)
+  try:
+    yield
+  finally:
+    _VIEWS_MESH.pop()
+
+
 def map_by_crop_size(fn: Callable[[jax.Array], jax.Array],
                      views: Sequence[jax.Array]) -> list[jax.Array]:
-  """`fn` on all views of each crop size concatenated (one pass per size), split back per view.
+  """`fn` on all views of each crop size at once (one pass per size), split back per view:
+  V x [B, ...] -> V x [B, ...] outputs, in the order of `views`.
 
   One pass per size means BatchNorm statistics over every view of that size in the global
   batch (SimCLR's global BN; multi-crop's global and local groups, as DINO and SwAV do).
+  The views of a size go in example-major (`stack_views`), so each device runs the views of
+  its own examples; `fn` must treat rows independently but for the statistics of
+  `models/batch_norm.BatchNorm` (the backbones and heads do), whose set of rows is the same
+  in any order.
+
+  Inside `views_per_device(mesh)` with several devices, the passes of all crop sizes run in
+  one `jax.shard_map` over the data axis (BatchNorm sums its statistics over it:
+  `batch_norm.cross_device`). Why: under plain jit each pass's weight gradients are summed
+  over the devices where that pass contracts the batch, so with two crop sizes (multi-crop)
+  XLA all-reduces every gradient twice; from inside the shard_map the parameters enter
+  replicated and unchecked (`check_vma=False`), and the transpose sums their cotangent over
+  the devices once, after the passes' local gradients are added: one all-reduce of the
+  gradients per step (tests/test_views_layout.py reads it from the compiled HLO).
   """
+  sizes = list(dict.fromkeys(view.shape[1:] for view in views))  # in order of appearance
+  groups = [[i for i, view in enumerate(views) if view.shape[1:] == size] for size in sizes]
+  stacks = [stack_views([views[i] for i in group]) for group in groups]
+  mesh = _VIEWS_MESH[-1] if _VIEWS_MESH else None
+  if mesh is None or mesh.shape[DATA_AXIS] == 1:
+    outs = [fn(stack) for stack in stacks]
+  else:
+    collected = []
+
+    def per_device(*local_stacks):
+      with batch_norm.cross_device(DATA_AXIS) as running:
+        local_outs = [fn(stack) for stack in local_stacks]
+      collected.append(running)
+      return local_outs, batch_norm.collected_values(running)
+
+    outs, running_values = jax.shard_map(
+        per_device, mesh=mesh, in_specs=PartitionSpec(DATA_AXIS),
+        out_specs=(PartitionSpec(DATA_AXIS), PartitionSpec()), check_vma=False)(*stacks)
+    batch_norm.assign(collected[0], running_values)
   outputs = {}
-  for size in dict.fromkeys(view.shape[1:] for view in views):  # in order of appearance
-    indices = [i for i, view in enumerate(views) if view.shape[1:] == size]
-    out = fn(jnp.concatenate([views[i] for i in indices], axis=0))
-    outputs.update(zip(indices, jnp.split(out, len(indices), axis=0)))
+  for group, out in zip(groups, outs):
+    outputs.update(zip(group, unstack_views(out, len(group))))
   return [outputs[i] for i in range(len(views))]
 
 

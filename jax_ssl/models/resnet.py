@@ -3,6 +3,13 @@
 Layout NHWC. Convolutions use explicit symmetric padding (as PyTorch/torchvision do) and
 Kaiming-normal (fan_out) initialisation, so a plain `torch.nn` peer is the same network.
 
+`dtype` is the compute dtype (`model.dtype`): with bfloat16 the convolutions take bfloat16
+inputs and kernels (cast from the float32 parameters) and the activations between layers
+are bfloat16, while parameters, BatchNorm statistics and normalisation (models/batch_norm.py)
+and the pooled features stay float32, as flax's ImageNet ResNet and big_vision's BiT run
+mixed precision. The library's CPU convolution kernels are float32-only; bfloat16 layers
+take XLA's convolution.
+
 References:
   He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
 """
@@ -22,47 +29,55 @@ _KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torchvision's BatchNorm momentum 0.1 is Flax's 0.9 (weight of the running value).
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
+# model.dtype -> compute dtype (parameters are float32 whatever it is)
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
-         rngs: nnx.Rngs) -> nnx.Conv:
+         dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Conv:
+  """Bias-free conv, symmetric padding, float32 kernel, computed in `dtype`."""
   pad = (kernel - 1) // 2
   return nnx.Conv(in_features, out_features, (kernel, kernel), strides=(stride, stride),
                   padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_KAIMING,
+                  dtype=dtype, param_dtype=jnp.float32,
                   conv_general_dilated=kernel_conv.conv_general_dilated, rngs=rngs)
 
 
-def batch_norm(features: int, *, rngs: nnx.Rngs) -> fused_bn.BatchNorm:
-  """`nnx.BatchNorm` that can fuse the residual add and ReLU after it (models/batch_norm.py)."""
-  return fused_bn.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, rngs=rngs)
+def batch_norm(features: int, *, dtype=None, rngs: nnx.Rngs) -> fused_bn.BatchNorm:
+  """`nnx.BatchNorm` that can fuse the residual add and ReLU after it (models/batch_norm.py);
+  float32 statistics, output in `dtype` (None: the input's)."""
+  return fused_bn.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
+                            compute_dtype=dtype, rngs=rngs)
 
 
-def conv1x1_bn(in_features: int, out_features: int, stride: int = 1, *,
+def conv1x1_bn(in_features: int, out_features: int, stride: int = 1, *, dtype=jnp.float32,
                rngs: nnx.Rngs) -> nnx.Sequential:
   """1x1 conv + BatchNorm (projection shortcuts, the optional final 1x1 conv)."""
-  return nnx.Sequential(conv(in_features, out_features, 1, stride, rngs=rngs),
-                        batch_norm(out_features, rngs=rngs))
+  return nnx.Sequential(conv(in_features, out_features, 1, stride, dtype=dtype, rngs=rngs),
+                        batch_norm(out_features, dtype=dtype, rngs=rngs))
 
 
 def projection_shortcut(in_features: int, out_features: int, stride: int, *,
-                        rngs: nnx.Rngs) -> nnx.Sequential | None:
+                        dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Sequential | None:
   """1x1 conv + BatchNorm where the residual changes shape (ResNet option B), else None."""
   if stride == 1 and in_features == out_features:
     return None
-  return conv1x1_bn(in_features, out_features, stride, rngs=rngs)
+  return conv1x1_bn(in_features, out_features, stride, dtype=dtype, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
   """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
   expansion = 1
 
-  def __init__(self, in_features: int, features: int, stride: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_features: int, features: int, stride: int, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     out_features = features * self.expansion
-    self.conv1 = conv(in_features, features, 3, stride, rngs=rngs)
-    self.bn1 = batch_norm(features, rngs=rngs)
-    self.conv2 = conv(features, out_features, 3, rngs=rngs)
-    self.bn2 = batch_norm(out_features, rngs=rngs)
-    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, rngs=rngs))
+    self.conv1 = conv(in_features, features, 3, stride, dtype=dtype, rngs=rngs)
+    self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
+    self.conv2 = conv(features, out_features, 3, dtype=dtype, rngs=rngs)
+    self.bn2 = batch_norm(out_features, dtype=dtype, rngs=rngs)
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride,
+                                                 dtype=dtype, rngs=rngs))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
@@ -74,15 +89,17 @@ class Bottleneck(nnx.Module):
   """1x1 -> 3x3 (strided, as torchvision's ResNet v1.5) -> 1x1, expansion 4 (ResNet-50)."""
   expansion = 4
 
-  def __init__(self, in_features: int, features: int, stride: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_features: int, features: int, stride: int, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     out_features = features * self.expansion
-    self.conv1 = conv(in_features, features, 1, rngs=rngs)
-    self.bn1 = batch_norm(features, rngs=rngs)
-    self.conv2 = conv(features, features, 3, stride, rngs=rngs)
-    self.bn2 = batch_norm(features, rngs=rngs)
-    self.conv3 = conv(features, out_features, 1, rngs=rngs)
-    self.bn3 = batch_norm(out_features, rngs=rngs)
-    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, rngs=rngs))
+    self.conv1 = conv(in_features, features, 1, dtype=dtype, rngs=rngs)
+    self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
+    self.conv2 = conv(features, features, 3, stride, dtype=dtype, rngs=rngs)
+    self.bn2 = batch_norm(features, dtype=dtype, rngs=rngs)
+    self.conv3 = conv(features, out_features, 1, dtype=dtype, rngs=rngs)
+    self.bn3 = batch_norm(out_features, dtype=dtype, rngs=rngs)
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride,
+                                                 dtype=dtype, rngs=rngs))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
@@ -106,27 +123,31 @@ class ResNet(nnx.Module):
       fraction of the cost of widening the stages. Kolesnikov et al., "Revisiting
       Self-Supervised Visual Representation Learning" (CVPR 2019), found representation
       width to matter most for the pretext tasks (rotation, relative position, exemplar).
+    dtype: compute dtype of the convolutions and activations (module docstring); the
+      features [B, feature_dim] are float32.
   """
 
   def __init__(self, stage_sizes: Sequence[int], block: type, width: int, stem: str,
-               in_channels: int, final_features: int = 0, *, rngs: nnx.Rngs):
+               in_channels: int, final_features: int = 0, *, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if stem not in ("cifar", "imagenet"):
       raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
     self.stem_kind = stem
+    self.dtype = dtype
     self.stem_conv = conv(in_channels, width, 3 if stem == "cifar" else 7,
-                          1 if stem == "cifar" else 2, rngs=rngs)
-    self.stem_bn = batch_norm(width, rngs=rngs)
+                          1 if stem == "cifar" else 2, dtype=dtype, rngs=rngs)
+    self.stem_bn = batch_norm(width, dtype=dtype, rngs=rngs)
     blocks = []
     in_features = width
     for stage, num_blocks in enumerate(stage_sizes):
       features = width * 2**stage
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
-        blocks.append(block(in_features, features, stride, rngs=rngs))
+        blocks.append(block(in_features, features, stride, dtype=dtype, rngs=rngs))
         in_features = features * block.expansion
     self.blocks = nnx.List(blocks)
-    self.final = nnx.data(
-        conv1x1_bn(in_features, final_features, rngs=rngs) if final_features else None)
+    self.final = nnx.data(conv1x1_bn(in_features, final_features, dtype=dtype, rngs=rngs)
+                          if final_features else None)
     self.feature_dim = final_features or in_features
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -137,7 +158,7 @@ class ResNet(nnx.Module):
       x = block(x)
     if self.final is not None:
       x = nnx.relu(self.final(x))
-    return jnp.mean(x, axis=(1, 2))
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 
 BACKBONES = {
@@ -149,11 +170,14 @@ BACKBONES = {
 
 
 def make_backbone(name: str, *, width: int | None, stem: str, in_channels: int,
-                  final_features: int = 0, rngs: nnx.Rngs) -> ResNet:
+                  final_features: int = 0, dtype: str = "float32", rngs: nnx.Rngs) -> ResNet:
   """Backbone by name: `resnet_small` (4 stages x 1 basic block), `resnet18`, `resnet50`;
-  `final_features` > 0 adds a final 1x1 conv to that many channels (see `ResNet`)."""
+  `final_features` > 0 adds a final 1x1 conv to that many channels (see `ResNet`); `dtype`
+  ("float32" or "bfloat16") the compute dtype."""
   if name not in BACKBONES:
     raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
+  if dtype not in DTYPES:
+    raise ValueError(f"model.dtype={dtype!r}; the ResNets compute in one of {sorted(DTYPES)}")
   stage_sizes, block, default_width = BACKBONES[name]
   return ResNet(stage_sizes, block, width or default_width, stem, in_channels, final_features,
-                rngs=rngs)
+                dtype=DTYPES[dtype], rngs=rngs)
