@@ -30,7 +30,6 @@ import glob
 import io
 import json
 import os
-import platform
 import sys
 import time
 
@@ -43,6 +42,7 @@ sys.path.insert(0, ROOT)
 from jax_ssl import config as config_lib  # noqa: E402
 from jax_ssl.config import load as config_load  # noqa: E402
 from jax_ssl.data import host_views, pipeline  # noqa: E402
+from jax_ssl.evaluate import host  # noqa: E402
 
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
 REFERENCE_SIZE = 256  # the old path's host resize (dataset.image_size)
@@ -114,17 +114,6 @@ def images_per_second(iterator, *, batch_size: int, warmup: int, batches: int) -
   return batches * batch_size / seconds
 
 
-def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--config", required=True, help="experiment file PATH[:ARG] (its views)")
@@ -185,7 +174,7 @@ def main() -> None:
             "images_per_second_per_worker": round(per_worker, 1), "workers": args.workers,
             "read_threads": args.read_threads, "views": view_text,
             "image_size": f"{first_width}x{first_height}",
-            "files": len(files), "config": args.config, "cpu": _cpu_name(),
+            "files": len(files), "config": args.config, "cpu": host.cpu_model(),
             "cpu_count": os.cpu_count(), "rounds": args.rounds,
             "load_average": round(os.getloadavg()[0], 2)}
   print(f"host views ({view_text}) of {len(files)} {result['image_size']} JPEGs, "
