@@ -243,15 +243,22 @@ def test_multicrop_step_is_the_same_on_1_and_8_devices(method):
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)
 
 
-def test_simclr_with_local_crops_contrasts_every_crop():
-  # 2 global + 2 local views: the step's loss is nt_xent_multi_view over all 4 embeddings.
-  config = multicrop_config("simclr")
+def _step_and_views(config):
+  """One step of `config` on seeded images: (graphdef, state before it, its metrics, the
+  views it made: 2 global of 28 px then 2 local of 12 px)."""
   _, graphdef, _, state, step = _setup(config)
   images = _images(config)
   rng = jax.random.key_data(jax.random.key(0))
   _, metrics = step(state, images, rng)
   views = _views(config, images, rng)
   assert [v.shape[1] for v in views] == [28, 28, 12, 12]
+  return graphdef, state, metrics, views
+
+
+def test_simclr_with_local_crops_contrasts_every_crop():
+  # 2 global + 2 local views: the step's loss is nt_xent_multi_view over all 4 embeddings.
+  config = multicrop_config("simclr")
+  graphdef, state, metrics, views = _step_and_views(config)
   model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
   model.train()
   z = []  # one encoder pass per crop size, as the step's BatchNorm sees the views
@@ -335,12 +342,7 @@ def test_byol_and_moco_v3_local_crops_predict_the_global_targets(method):
   from test_teacher import teacher_config  # pylint: disable=g-import-not-at-top
   config = teacher_config(method)
   config.augment.local_crops.update(num=2, output_size=12)
-  _, graphdef, _, state, step = _setup(config)
-  images = _images(config)
-  rng = jax.random.key_data(jax.random.key(0))
-  _, metrics = step(state, images, rng)
-  views = _views(config, images, rng)
-  assert [v.shape[1] for v in views] == [28, 28, 12, 12]
+  graphdef, state, metrics, views = _step_and_views(config)
   model = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
   from jax_ssl.methods.spec import with_modules  # pylint: disable=g-import-not-at-top
   target = nnx.merge(graphdef, with_modules(state.params, state.target_params),
