@@ -9,6 +9,9 @@ A save that fails because the disk is full or the directory is not writable (rai
 calling thread, or in Orbax's background thread and surfaced at the next save or `wait`)
 becomes one `StorageError` line naming the step, the path and the fix; the checkpoints
 already on disk are untouched, so rerunning resumes from the last complete one.
+
+The directory may be a URL (`gs://bucket/run/checkpoints`): Orbax takes epath paths and
+writes the arrays through TensorStore (jax_ssl/fs.py); only a local path is made absolute.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from jax_ssl import fs
 from jax_ssl.errors import StorageError, UserInputError
 
 
@@ -55,7 +59,7 @@ class Checkpointer:
   """Thin owner of an `ocp.CheckpointManager` for (TrainState, grain iterator)."""
 
   def __init__(self, directory: str, *, keep: int, save_every_steps: int):
-    self.directory = os.path.abspath(directory)
+    self.directory = fs.absolute(directory)
     self._options = dict(keep=keep, save_every_steps=save_every_steps)
     self.manager = self._make_manager()
     self._pending_step = None  # the step of the last save started and not yet waited for
@@ -87,15 +91,14 @@ class Checkpointer:
       except CheckpointLayoutError:
         raise
       except Exception as e:  # pylint: disable=broad-except  # any read failure: try older
-        path = os.path.join(self.directory, str(step))
-        aside = os.path.join(f"{self.directory}_corrupt", f"{step}-{int(time.time())}")
+        path = fs.join(self.directory, str(step))
+        aside = fs.join(f"{self.directory}_corrupt", f"{step}-{int(time.time())}")
         logging.error("checkpoint %s is unreadable (%s: %s); moved it to %s and trying an older one",
                       path, type(e).__name__, str(e).splitlines()[0][:200], aside)
         print(f"warning: checkpoint {path} is unreadable ({type(e).__name__}); moved to {aside}; "
               f"resuming from an older checkpoint", flush=True)
         if jax.process_index() == 0:
-          os.makedirs(os.path.dirname(aside), exist_ok=True)
-          shutil.move(path, aside)
+          _move(path, aside)
         if jax.process_count() > 1:
           from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
           multihost_utils.sync_global_devices(f"moved corrupt checkpoint {step}")
@@ -171,7 +174,7 @@ class Checkpointer:
         described.append(f"{name}: " + (f"saved {old}, expected {new}" if old and new else
                                          "not in the checkpoint" if new else "not expected"))
       raise CheckpointLayoutError(
-          f"checkpoint {os.path.join(self.directory, str(step))} holds a train state of "
+          f"checkpoint {fs.join(self.directory, str(step))} holds a train state of "
           f"another layout ({'; '.join(described[:3])}"
           f"{f'; {len(described) - 3} more' if len(described) > 3 else ''}): it was written by "
           f"another version of jax_ssl or another config; resume it with the version and config "
@@ -240,14 +243,32 @@ def _fill_missing(restored, abstract_state, missing: tuple[str, ...]):
   return type(abstract_state)(**fields)
 
 
-def abstract_like(tree, sharding: jax.sharding.Sharding):
-  """ShapeDtypeStructs of `tree` carrying `sharding` (the restore target)."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+def abstract_like(tree, sharding):
+  """ShapeDtypeStructs of `tree` carrying `sharding` (the restore target): one
+  `jax.sharding.Sharding` for every leaf, or a pytree of them matching `tree` (per-leaf, as
+  FSDP's `state.state_shardings`). Orbax reads each array into its target's sharding,
+  whatever sharding, strategy or device count wrote it."""
+  if isinstance(sharding, jax.sharding.Sharding):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+  return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                      tree, sharding)
+
+
+def _move(path: str, aside: str) -> None:
+  """Moves the folder `path` to `aside` (a new folder in a new parent): `shutil.move` locally,
+  a copy of every object and a delete on an object store (fsspec's recursive `mv`)."""
+  if not fs.is_url(path):
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(path, aside)
+    return
+  import fsspec  # pylint: disable=g-import-not-at-top
+  filesystem, key = fsspec.core.url_to_fs(path)
+  filesystem.mv(key, fsspec.core.url_to_fs(aside)[1], recursive=True)
 
 
 def last_complete_step(checkpoint_dir: str) -> int | None:
   """The newest finalized checkpoint step in `checkpoint_dir` (temporary folders excluded)."""
-  if not os.path.isdir(checkpoint_dir):
+  if not fs.path(checkpoint_dir).is_dir():
     return None
   return max(ocp.path.step.checkpoint_steps(checkpoint_dir), default=None)
 
@@ -283,7 +304,7 @@ def write_failure_message(error: BaseException, *, checkpoint_dir: str, what: st
   step = last_complete_step(checkpoint_dir)
   resume = (f"step {step}, the last complete checkpoint" if step is not None
             else "step 0 (no checkpoint was completed)")
-  workdir = os.path.dirname(os.path.abspath(checkpoint_dir))
+  workdir = fs.parent(fs.absolute(checkpoint_dir))
   where = f" ({path})" if path and path not in what else ""
   return (f"cannot write {what}: {os.strerror(code)}{where}; {_WRITE_FIXES[code]} (or copy "
           f"{workdir} to a disk that has room and is writable, and pass the copy as --workdir), "

@@ -11,16 +11,20 @@ directory unless that is where DIR1 lies. The last line printed names both files
 Runs evaluated on a subset (`eval.train_limit` / `eval.test_limit` below the split's size,
 as the `:runlocal` configs do) are not comparable with full-test-set runs: their row and bar
 are marked `†`, and a footnote under the table gives the examples each used.
+
+Runs and FILE.md may be URLs (gs://...): they are read and written through etils.epath
+(jax_ssl/fs.py); a URL whose client is missing is one line naming the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
+from jax_ssl import fs
+from jax_ssl.errors import UserInputError
 from jax_ssl.evaluate import report
 
 SUBSET_MARK = "†"
@@ -30,16 +34,15 @@ def load_runs(paths: list[str]) -> list[tuple[str, dict]]:
   """[(path, results)]; raises SystemExit with one line for a missing or unreadable file."""
   runs = []
   for path in paths:
-    file = path if path.endswith(".json") else os.path.join(path, "results.json")
+    file = path if path.endswith(".json") else fs.join(path, "results.json")
     try:
-      with open(file) as f:
-        runs.append((path, json.load(f)))
+      runs.append((path, json.loads(fs.path(file).read_text())))
     except FileNotFoundError:
       raise SystemExit(f"error: {file} not found: give run directories that hold a "
                        f"results.json (python -m jax_ssl.train or jax_ssl.evaluate writes it)")
     except (OSError, json.JSONDecodeError) as e:
       raise SystemExit(f"error: cannot read {file} ({e}); rerun `python -m jax_ssl.evaluate "
-                       f"--workdir {os.path.dirname(file) or '.'}` to rewrite it")
+                       f"--workdir {fs.parent(file) or '.'}` to rewrite it")
   return runs
 
 
@@ -53,11 +56,9 @@ def subset_note(path: str, results: dict[str, Any]) -> str | None:
              for split, name in (("train", "training"), ("test", "test"))
              for used, total in [counts.get(split, (0, 0))] if used < total]
     return ", ".join(parts) or None
-  config_path = os.path.join(os.path.dirname(path) if path.endswith(".json") else path,
-                             "config.json")
+  config_path = fs.join(fs.parent(path) if path.endswith(".json") else path, "config.json")
   try:
-    with open(config_path) as f:
-      ev = json.load(f).get("eval", {})
+    ev = json.loads(fs.path(config_path).read_text()).get("eval", {})
   except (OSError, json.JSONDecodeError):
     return None
   parts = [f"at most {ev[key]} {name} examples"
@@ -67,8 +68,8 @@ def subset_note(path: str, results: dict[str, Any]) -> str | None:
 
 def default_out(first_run: str) -> str:
   """comparison.md in the folder that holds the first run (its directory's parent)."""
-  run_dir = os.path.dirname(first_run) if first_run.endswith(".json") else first_run
-  return os.path.join(os.path.dirname(os.path.abspath(run_dir)), "comparison.md")
+  run_dir = fs.parent(first_run) if first_run.endswith(".json") else first_run
+  return fs.join(fs.parent(fs.absolute(run_dir)), "comparison.md")
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -79,6 +80,12 @@ def main(argv: list[str] | None = None) -> str:
                       help="Markdown file (default: comparison.md in the folder that holds the "
                            "first run); the bar chart goes next to it as .png")
   args = parser.parse_args(argv)
+  try:
+    for path in args.runs:
+      fs.check_client(path, "run")
+    fs.check_client(args.out, "--out")
+  except UserInputError as e:
+    raise SystemExit(f"error: {e}") from None
   runs = load_runs(args.runs)
   notes = {path: subset_note(path, results) for path, results in runs}
   marks = {path: SUBSET_MARK for path, note in notes.items() if note}
@@ -87,13 +94,12 @@ def main(argv: list[str] | None = None) -> str:
                + "; ".join(f"`{path}`: {note}" for path, note in notes.items() if note)
                + " (eval.train_limit / eval.test_limit)"] if any(notes.values()) else []
   text = "\n\n".join([table, *footnotes])
-  out = os.path.abspath(args.out or default_out(args.runs[0]))
-  chart = os.path.splitext(out)[0] + ".png"
-  os.makedirs(os.path.dirname(out), exist_ok=True)
+  out = fs.absolute(args.out or default_out(args.runs[0]))
+  chart = str(fs.path(out).with_suffix(".png"))
+  fs.make_dirs(fs.parent(out))
   report.plot_comparison([(f"{path} {marks[path]}" if path in marks else path, results)
                           for path, results in runs], chart)
-  with open(out, "w") as f:
-    f.write(f"{text}\n\n![comparison]({os.path.basename(chart)})\n")
+  fs.path(out).write_text(f"{text}\n\n![comparison]({fs.path(chart).name})\n")
   print(text)
   print(f"wrote {out} and {chart}", file=sys.stderr)
   return text

@@ -14,6 +14,9 @@ skipped; the command fails with one line if no image is readable, and warns in o
 the dataset trains but cannot be evaluated (one class, no test split). Relative paths are
 relative to the current directory (the printed ones are absolute). Quiet by default (absl
 verbosity WARNING, no TFDS progress bars); `--verbosity 0` shows TFDS's INFO lines.
+D is a local folder: array_record writes local files only. To train from a bucket, copy
+D/NAME there (`gcloud storage cp -r D/NAME gs://bucket/tfds/`) and pass
+`--config.dataset.data_dir=gs://bucket/tfds`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 from absl import app, flags, logging
 import tensorflow_datasets as tfds
 
+from jax_ssl import fs
 from jax_ssl.config.paths import absolute_path
 from jax_ssl.data import image_folder, pipeline
 from jax_ssl.errors import UserInputError
@@ -55,6 +59,13 @@ def main(argv):
     # TFDS warns "Variant folder D/NAME/1.0.0 has no dataset_info.json" while building it.
     logging.get_absl_logger().addFilter(
         lambda record: "has no dataset_info.json" not in record.getMessage())
+  if fs.is_url(_DATA_DIR.value) or fs.is_url(_SOURCE.value):
+    flag, value = (("--data_dir", _DATA_DIR.value) if fs.is_url(_DATA_DIR.value)
+                   else ("--source", _SOURCE.value))
+    sys.exit(f"error: {flag} {value}: prepare_data reads and writes local folders only "
+             f"(array_record writes local files); build into a local --data_dir D, copy D/"
+             f"{_NAME.value} to the bucket (gcloud storage cp -r) and train with "
+             f"--config.dataset.data_dir=<the bucket folder>")
   data_dir = absolute_path(_DATA_DIR.value or pipeline.default_data_dir())
   skipped = []
 

@@ -13,6 +13,18 @@ pid, the host, the process's start time and the command:
 
 The lock is created with `link(2)` of a complete file, so a reader never sees it half written
 (also on NFS, where O_EXCL was not reliable).
+
+A workdir in a bucket (`gs://...`, jax_ssl/fs.py) gets the same lock file, with weaker
+guarantees, since no store offers link(2) and a process on another host cannot be checked:
+
+* creation is atomic where the store has create-only-if-absent: on GCS the upload carries
+  `ifGenerationMatch=0`, so of two trainings starting together exactly one gets the lock; a
+  store that ignores the precondition (and the local GCS emulator) only refuses a training
+  that starts after another one's lock exists;
+* liveness is checked only for a lock written by this host (same hostname: its pid and start
+  time, as above). A lock written on another host (a TPU pod's or a preempted VM's) is
+  refused, naming the command that deletes it, even if that training was SIGKILLed; a
+  training that ends or is stopped by SIGINT/SIGTERM removes its lock itself.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ import os
 import socket
 import sys
 
+from jax_ssl import fs
 from jax_ssl.errors import UserInputError
 
 LOCK_FILE = "train.lock"
@@ -37,7 +50,7 @@ class RunLock:
 
   def __init__(self, workdir: str):
     self.workdir = workdir
-    self.path = os.path.join(workdir, LOCK_FILE)
+    self.path = fs.join(workdir, LOCK_FILE)
     self.held = False
 
   def acquire(self) -> None:
@@ -56,13 +69,13 @@ class RunLock:
       if not isinstance(holder, dict):
         raise WorkdirInUseError(
             f"{self.workdir} has an unreadable lock {self.path} ({holder}); if no training runs "
-            f"in {self.workdir}, delete that file and rerun")
+            f"in {self.workdir}, delete that file{_delete_command(self.path)} and rerun")
       who = f"pid {holder.get('pid')} on {_host(holder)}, started {holder.get('started', '?')}"
       if holder.get("host") != mine["host"]:
         raise WorkdirInUseError(
             f"{self.workdir} is in use by another training ({who}); wait for it to end or use "
             f"another --workdir; if you are sure it no longer runs (another host's process cannot "
-            f"be checked from here), delete {self.path} and rerun")
+            f"be checked from here), delete {self.path}{_delete_command(self.path)} and rerun")
       if _alive(holder.get("pid"), holder.get("process_start")):
         raise WorkdirInUseError(
             f"{self.workdir} is in use by another training ({who}); wait for it to end, stop it "
@@ -85,6 +98,8 @@ class RunLock:
 
 def _create(path: str, content: dict) -> bool:
   """Creates `path` holding `content` atomically; False if it exists."""
+  if fs.is_url(path):  # create-only-if-absent (fs.create_exclusive)
+    return fs.create_exclusive(path, json.dumps(content))
   temporary = f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
   with open(temporary, "w") as f:
     json.dump(content, f)
@@ -100,8 +115,7 @@ def _create(path: str, content: dict) -> bool:
 def _read(path: str) -> dict | str | None:
   """The lock's content; None if there is none; a string saying why if it does not parse."""
   try:
-    with open(path) as f:
-      text = f.read()
+    text = fs.path(path).read_text()
   except FileNotFoundError:
     return None
   try:
@@ -113,9 +127,14 @@ def _read(path: str) -> dict | str | None:
 
 def _remove(path: str) -> None:
   try:
-    os.remove(path)
+    fs.path(path).unlink()
   except FileNotFoundError:
     pass
+
+
+def _delete_command(path: str) -> str:
+  """` (gcloud storage rm PATH)` for a lock in a bucket, where `rm` does not reach it."""
+  return f" (gcloud storage rm {path})" if fs.scheme(path) == "gs" else ""
 
 
 def _host(holder: dict) -> str:

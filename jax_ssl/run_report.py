@@ -1,17 +1,17 @@
 """The lines the trainer prints about a run's course (process 0 only): resumed, what changed,
 stopped by a signal, aborted, finished before, done. Each names the paths and the next
-command, so a user (or a scheduler's log) knows where the run is without reading the code."""
+command, so a user (or a scheduler's log) knows where the run is without reading the code.
+The workdir may be a URL (gs://...; jax_ssl/fs.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import jax
 import ml_collections
 
-from jax_ssl import checkpoint
+from jax_ssl import checkpoint, fs
 from jax_ssl import config as config_lib
 
 EVALUATE = "python -m jax_ssl.evaluate --workdir {workdir}"
@@ -43,11 +43,10 @@ def resumed(config: ml_collections.ConfigDict, workdir: str, resume: config_lib.
 
 def results_of(workdir: str, step: int) -> dict[str, Any] | None:
   """DIR/results.json if it holds the results of `step`."""
-  path = os.path.join(workdir, "results.json")
-  if not os.path.exists(path):
+  path = fs.path(workdir) / "results.json"
+  if not path.exists():
     return None
-  with open(path) as f:
-    results = json.load(f)
+  results = json.loads(path.read_text())
   return results if results.get("steps") == step else None
 
 
@@ -75,7 +74,7 @@ def stopped(signal_name: str, workdir: str, step: int, total_steps: int) -> None
 
 def stopped_in_evaluation(signal_name: str, workdir: str) -> int | None:
   """After a signal during the evaluation; returns the trained step."""
-  step = checkpoint.last_complete_step(os.path.join(workdir, "checkpoints"))
+  step = checkpoint.last_complete_step(fs.join(workdir, "checkpoints"))
   print0(f"stopped by {signal_name} during the evaluation: training is complete "
          f"({workdir}/checkpoints/{step}); rerun the same command to evaluate it")
   return step
@@ -83,7 +82,7 @@ def stopped_in_evaluation(signal_name: str, workdir: str) -> int | None:
 
 def aborted(workdir: str) -> str:
   """The line of a second SIGINT (interrupts.StopSignals prints it from its handler)."""
-  checkpoints = os.path.join(workdir, "checkpoints")
+  checkpoints = fs.join(workdir, "checkpoints")
   step = checkpoint.last_complete_step(checkpoints)
   resume = (f"resume from step {step} ({checkpoints}/{step}), the last complete checkpoint"
             if step is not None else "start again (no checkpoint was completed)")

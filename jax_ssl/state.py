@@ -1,7 +1,9 @@
-"""The train state: every piece of mutable training state in one pytree (Orbax saves it whole)."""
+"""The train state: every piece of mutable training state in one pytree (Orbax saves it whole),
+and where its arrays live on the mesh (`state_shardings`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
@@ -9,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
+from jax_ssl import sharding
 from jax_ssl.methods.spec import select_modules, with_modules
 
 
@@ -51,6 +54,29 @@ def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformatio
                               batch_stats=batch_stats, opt_state=optimizer.init(params),
                               method_state=method_state, target_params=target_params,
                               target_batch_stats=target_batch_stats)
+
+
+# The fields `config.sharding="fsdp"` shards: what grows with the model (parameters, their
+# optimizer moments and the EMA targets; ZeRO-3 / big_vision's `fsdp` rule). BatchNorm
+# statistics, the method state (queues, centers: read whole by every device's loss) and the
+# step stay replicated.
+SHARDED_FIELDS = ("params", "opt_state", "target_params")
+
+
+def state_shardings(state: TrainState, mesh: jax.sharding.Mesh, strategy: str, *,
+                    min_bytes: int = sharding.FSDP_MIN_BYTES) -> TrainState:
+  """A TrainState of NamedShardings, one per array of `state` (arrays or ShapeDtypeStructs):
+  every array replicated (`strategy="replicated"`), or the `SHARDED_FIELDS` by the `fsdp`
+  rule (`sharding.fsdp_spec`: the largest divisible dimension of each array above
+  `min_bytes`) and the rest replicated. An optimizer moment has its parameter's shape and so
+  its sharding: the update is elementwise on the shards."""
+  replicated = sharding.replicated(mesh)
+  return state.replace(**{
+      field.name: (sharding.tree_shardings(getattr(state, field.name), mesh, strategy,
+                                           min_bytes=min_bytes)
+                   if field.name in SHARDED_FIELDS else
+                   jax.tree.map(lambda _: replicated, getattr(state, field.name)))
+      for field in dataclasses.fields(state)})
 
 
 ENCODERS = ("online", "target")

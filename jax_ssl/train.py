@@ -4,15 +4,16 @@ Sections, in order: config, mesh, data, state, step, loop, evaluation. Every met
 through this file unchanged; a method only contributes its spec (jax_ssl/methods/).
 Rerunning the same command with the same --workdir resumes from the latest checkpoint (and
 says what changed); a finished run says where its results are. SIGINT (Ctrl-C) and SIGTERM
-save a checkpoint of the current step and exit 130 and 0 (interrupts.py); DIR/train.lock keeps
-a second training out of the same workdir (run_lock.py).
+save a checkpoint of the current step and exit 130 and 0 (interrupts.py; with several
+processes, all of them stop after the same step); DIR/train.lock keeps a second training out
+of the same workdir (run_lock.py). Several processes (hosts) start from their launcher's
+environment: SLURM, mpirun, torchrun, a TPU pod slice (distributed.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -22,34 +23,40 @@ import jax
 import ml_collections
 import numpy as np
 
-from jax_ssl import checkpoint, interrupts, perf, run_lock, run_report, sharding
+from jax_ssl import checkpoint, distributed, fs, interrupts, perf, run_lock, run_report, sharding
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.config import data_checks, paths
 from jax_ssl.config import load as config_load
 from jax_ssl.data import pipeline
 from jax_ssl.errors import ConfigError, DataError, NonFiniteError, StorageError, UserInputError
-from jax_ssl.state import create_train_state, split_model
+from jax_ssl.state import create_train_state, state_shardings
 from jax_ssl.step import make_train_step
 
 _CONFIG = flags.DEFINE_string(
     "config", None, "Experiment file PATH[:ARG], ARG its switches (e.g. runlocal); then "
     "--config.KEY=VALUE sets one key of its config (jax_ssl/config/load.py).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (shared by all processes).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (multi-host).")
+# Multi-process runs usually need none of these: SLURM, mpirun, torchrun-style launchers,
+# JAX_* variables and TPU pod slices are read from the environment (distributed.py).
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-host; default: from the "
+    "launcher's environment, jax_ssl/distributed.py).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes (multi-host; default: from the environment).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index (multi-host; default: from the environment).")
 _ALLOW_CONFIG_CHANGES = flags.DEFINE_bool(
     "allow_config_changes", False, "Resume a workdir with changed optimisation keys "
     "(global_batch_size, optimizer.*); the change is recorded in DIR/config_history.jsonl.")
 
 
 class MetricWriter:
-  """metrics.jsonl + TensorBoard; only process 0 writes."""
+  """metrics.jsonl + TensorBoard; only process 0 writes (a local folder or a URL: fs.py)."""
 
   def __init__(self, workdir: str, resume_step: int):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = fs.join(workdir, "metrics.jsonl")
     self.last_elapsed = 0.0
     self.tensorboard = None
     if not self.active:
@@ -57,21 +64,18 @@ class MetricWriter:
     # A killed run may have logged steps after its last checkpoint: drop them, the resumed
     # run logs them again.
     kept = []
-    if os.path.exists(self.path):
-      with open(self.path) as f:
+    if fs.path(self.path).exists():
+      with fs.path(self.path).open() as f:
         kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
       if kept:
         self.last_elapsed = json.loads(kept[-1]).get("train_seconds", 0.0)
-    with open(self.path, "w") as f:
-      f.writelines(kept)
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._log = fs.AppendableText(self.path, kept)
+    self.tensorboard = fs.summary_writer(fs.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, float]) -> None:
     if not self.active:
       return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    self._log.append(json.dumps({"step": step, **metrics}) + "\n")
     for key, value in metrics.items():
       self.tensorboard.add_scalar(key, value, step)
 
@@ -98,7 +102,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   _check_writable(workdir)
   lock = run_lock.lock_workdir(workdir)
   try:
-    with interrupts.StopSignals(lambda: (run_report.aborted(workdir), lock.release)) as stops:
+    with interrupts.StopSignals(lambda: (run_report.aborted(workdir), lock.release),
+                                sync_point=distributed.preemption_sync_point()) as stops:
       try:
         return _train_and_evaluate(config, workdir, stops, allow_config_changes)
       except interrupts.Interrupted as e:  # in the evaluation: nothing left to save
@@ -116,6 +121,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   spec = methods.get_method(config.method)
   resume = config_lib.check_resume_compatible(config, workdir,
                                               allow_config_changes=allow_config_changes)
+  stops.starting_from(resume.step if resume else 0)  # before the setup a preemption may hit
   results = run_report.results_of(workdir, resume.step) if resume else None
   if results is not None and resume.step >= config.total_steps:  # finished and evaluated
     run_report.finished(config, workdir, resume.step, results, resume)
@@ -123,7 +129,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             "results": results, "preempted": False, "interrupted": None, "state": None}
 
   # ---------------------------------------------------------------- mesh
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(shape=config.mesh_shape)  # () or (data, fsdp): sharding.py
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharding(mesh)
 
@@ -158,12 +164,21 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
-  state = sharding.replicate(state, mesh)
-  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+  # Replicated, or (config.sharding="fsdp") the parameters, optimizer state and EMA targets
+  # split over the devices by big_vision's fsdp rule (state.state_shardings); a checkpoint
+  # written under either restores into these shardings (Orbax reshards on read).
+  shardings = state_shardings(state, mesh, config.sharding, min_bytes=config.fsdp_min_bytes)
+  state = sharding.place(state, shardings)
+  if config.sharding == "fsdp" and jax.process_index() == 0:
+    whole = sharding.bytes_per_device(state, state_shardings(state, mesh, "replicated"))
+    print(f"fsdp: train state {sharding.bytes_per_device(state, shardings) / 2**20:.1f} MiB per "
+          f"device of {whole / 2**20:.1f} MiB, sharded over {sharding.fsdp_axis(mesh)!r} of mesh "
+          f"{dict(mesh.shape)}", flush=True)
+  checkpointer = checkpoint.Checkpointer(fs.join(workdir, "checkpoints"),
                                          keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
   start_step, restored = checkpointer.restore_latest(
-      checkpoint.abstract_like(state, replicated), data_iterator)
+      checkpoint.abstract_like(state, shardings), data_iterator)
   if restored is not None:
     state = restored
     if start_step >= config.total_steps and not config.evaluate:  # restored: it reads back
@@ -182,9 +197,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                            grad_accum_steps=grad_accum_steps,
                            grad_accum_mode=config.grad_accum_mode,
                            online_probe=config.online_probe, mesh=step_mesh)
-  train_step = jax.jit(make_step(config.grad_accum_steps, mesh),
-                       in_shardings=(replicated, batch_sharding, replicated),
-                       out_shardings=(replicated, replicated),
+  # jit over global arrays with the state's own shardings in and out: under FSDP XLA gathers
+  # each sharded parameter where it is used and reduce-scatters its gradient. The views'
+  # per-device encoder passes (spec.views_per_device) split the batch over the `data` axis:
+  # with a 2-D mesh the batch spans both axes, so those passes run on the global arrays.
+  step_mesh = mesh if mesh.axis_names == (sharding.DATA_AXIS,) else None
+  train_step = jax.jit(make_step(config.grad_accum_steps, step_mesh),
+                       in_shardings=(shardings, batch_sharding, replicated),
+                       out_shardings=(shardings, replicated),
                        donate_argnums=(0,))
   rng = sharding.replicate(jax.random.key_data(jax.random.key(config.seed)), mesh)
 
@@ -212,7 +232,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # of this process's run spent stepping, for `goodput`.
   interval_overhead, step_seconds = 0.0, 0.0
   try:
-    while step < config.total_steps and not stops.received:
+    # Several processes agree on the step to stop after (interrupts.py): asked every step.
+    while step < config.total_steps and not stops.should_stop(step):
       wait_start = time.perf_counter()  # the host's wait for the input pipeline
       batch = next(device_batches)
       inputs = pipeline.step_inputs(batch)  # {"image"} or the host's {"views"}
@@ -332,13 +353,13 @@ def _check_finite(unchecked: list[tuple[int, dict[str, jax.Array]]], skipped: in
 
 def _check_writable(workdir: str) -> None:
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
-    with open(probe, "w") as f:
-      f.write("ok")
-    os.remove(probe)
-  except OSError as e:
-    raise DataError(f"--workdir {workdir} is not writable ({e.strerror}); choose a writable "
+    fs.make_dirs(workdir)
+    probe = fs.path(fs.join(workdir, f".write_test_{jax.process_index()}"))
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:  # a bucket that does not exist or is not ours too (gcsfs's OSErrors)
+    reason = e.strerror or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise DataError(f"--workdir {workdir} is not writable ({reason}); choose a writable "
                     f"directory (nothing was changed)") from None
 
 
@@ -400,7 +421,10 @@ def main(argv):
   # Orbax and TFDS log every file operation at INFO; keep the console for our progress.
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except UserInputError as e:
+    sys.exit(f"error: {e}")
   try:
     # Paths typed on the command line are relative to this directory, wherever they are used.
     summary = train_and_evaluate(paths.with_absolute_paths(config),

@@ -17,6 +17,7 @@ from flax import nnx
 import trainer_subprocess as ts
 from conftest import tiny_config
 from experiments.fashion_mnist import vq_tokenizer as vq_experiment
+from jax_ssl.state import split_model
 from jax_ssl import config as config_lib
 from jax_ssl import train
 from jax_ssl.errors import ConfigError, DataError
@@ -78,7 +79,7 @@ def test_tokenizer_training_lowers_reconstruction_error_and_reads_back(tokenizer
   assert ids.min() >= 0 and ids.max() < 16
   assert len(np.unique(ids)) > 1
   config = tokenizer_config("unused", "unused")
-  model = nnx.merge(*train.split_model(config_lib.build_model(config, 1, 0))[:1],
+  model = nnx.merge(*split_model(config_lib.build_model(config, 1, 0))[:1],
                     out["state"].params, out["state"].batch_stats)
   expected = model.heads["quantizer"](model.backbone.feature_map(images))[0].reshape(5, 49)
   np.testing.assert_array_equal(ids, expected)

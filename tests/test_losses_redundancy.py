@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config
+from jax_ssl.state import split_model
 from jax_ssl import losses, methods, sharding, train
 from jax_ssl.methods.spec import StepContext
 
@@ -230,7 +231,7 @@ def test_few_training_steps_move_every_parameter(method, fake_fmnist, tmp_path):
   assert len(step_losses) == 10 and np.all(np.isfinite(step_losses))
   assert all(r[method] == r["loss"] for r in records)
   assert np.ptp(step_losses) > 1e-4 * np.abs(step_losses).max()
-  before = jax.tree_util.tree_leaves_with_path(train.split_model(initial)[1])
+  before = jax.tree_util.tree_leaves_with_path(split_model(initial)[1])
   after = jax.tree.leaves(out["state"].params)
   # The shift-invariant bias (see above) moves only because Adam rescales its rounding-noise
   # gradient; whether it moves says nothing, so it is left out.

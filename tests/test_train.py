@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from conftest import tiny_config
 from experiments.cifar10 import simclr_resnet18
+from jax_ssl.state import split_model
 from jax_ssl import train
 
 
@@ -39,7 +40,7 @@ def test_training_lowers_the_loss_and_moves_every_parameter(fake_fmnist, tmp_pat
   losses = [json.loads(l)["loss"] for l in open(tmp_path / "metrics.jsonl")]
   assert len(losses) == 40
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  before = jax.tree.leaves(train.split_model(initial)[1])
+  before = jax.tree.leaves(split_model(initial)[1])
   after = jax.tree.leaves(out["state"].params)
   assert all(not np.allclose(a, b) for a, b in zip(before, after))
   assert os.path.isdir(tmp_path / "tensorboard") and os.listdir(tmp_path / "tensorboard")

@@ -26,21 +26,29 @@ def _images(batch=3, seed=0):
   return jax.random.uniform(jax.random.key(seed), (batch, 28, 28, 1))
 
 
-@pytest.mark.parametrize("name, pos_embedding, expected", [
-    # timm's vit_{tiny,small,base}_patch16_224 (5,717,416 / 22,050,664 / 86,567,656) less
-    # the 1000-class head and the 197 x D learned position embedding (ours is fixed).
-    ("vit_tiny", "sincos", 5_717_416 - 193_000 - 197 * 192),
-    ("vit_small", "sincos", 22_050_664 - 385_000 - 197 * 384),
-    ("vit_base", "sincos", 86_567_656 - 769_000 - 197 * 768),
-    ("vit_base", "learned", 86_567_656 - 769_000),
+@pytest.mark.parametrize("name, patch_size, pos_embedding, expected", [
+    # timm's vit_{tiny,small,base,large}_patch16_224 (5,717,416 / 22,050,664 / 86,567,656 /
+    # 304,326,632) and vit_huge_patch14_224 (632,045,800) less the 1000-class head (D x 1000
+    # + 1000) and the (1 + N) x D learned position embedding (ours is fixed sin-cos); both
+    # have the CLS token, as ours.
+    ("vit_tiny", 16, "sincos", 5_717_416 - 193_000 - 197 * 192),
+    ("vit_small", 16, "sincos", 22_050_664 - 385_000 - 197 * 384),
+    ("vit_base", 16, "sincos", 86_567_656 - 769_000 - 197 * 768),
+    ("vit_base", 16, "learned", 86_567_656 - 769_000),
+    ("vit_large", 16, "sincos", 304_326_632 - 1_025_000 - 197 * 1024),
+    ("vit_huge", 14, "sincos", 632_045_800 - 1_281_000 - 257 * 1280),
 ])
-def test_parameter_counts_match_timm(name, pos_embedding, expected):
+def test_parameter_counts_match_timm(name, patch_size, pos_embedding, expected):
+  # Shapes only (nnx.eval_shape): ViT-H's 630M parameters are never allocated.
   model = nnx.eval_shape(lambda: vit.make_vit(
-      name, image_size=224, patch_size=16, in_channels=3, pos_embedding=pos_embedding,
+      name, image_size=224, patch_size=patch_size, in_channels=3, pos_embedding=pos_embedding,
       rngs=nnx.Rngs(0)))
   assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == expected
-  assert model.feature_dim == vit.BACKBONES[name][0] and model.num_layers == 12
-  assert model.grid_size == (14, 14)
+  dim, depth, heads = vit.BACKBONES[name]
+  assert model.feature_dim == dim and model.num_layers == depth
+  assert model.blocks[0].attention.num_heads == heads
+  assert model.blocks[0].mlp.fc1.out_features == 4 * dim  # timm's MLP: 4096 (L), 5120 (H)
+  assert model.grid_size == (224 // patch_size,) * 2
 
 
 def test_shapes_with_and_without_cls_token():

@@ -41,7 +41,7 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet_small", width=16, stem="cifar",
       final_features=0,  # ResNets: > 0 adds a final 1x1 conv + BN + ReLU to this many channels
-      # ViT backbones (vit_tiny/small/base) only: 7x7 tokens of 4x4 px on 28x28 images;
+      # ViT backbones (vit_tiny ... vit_huge) only: 7x7 tokens of 4x4 px on 28x28 images;
       # depth/dim/num_heads None = the named size's
       patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
       remat=False, depth=None, dim=None, num_heads=None))
@@ -65,6 +65,13 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
   config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
   config.online_probe = False  # True: linear probe on the first view's features, logged
+  # "replicated": the whole train state on every device; "fsdp": parameters, optimizer state
+  # and EMA targets split over the devices (arrays above fsdp_min_bytes), for models whose
+  # state does not fit on one chip (jax_ssl/sharding.py). mesh_shape (data, fsdp), fsdp
+  # only: the batch over both axes, the state over `fsdp`; () one `data` axis.
+  config.sharding = "replicated"
+  config.mesh_shape = ()
+  config.fsdp_min_bytes = 64 * 2**10  # smaller arrays (biases, norms) stay replicated
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1000, knn_k=200, knn_temperature=0.07, baselines=True,
       train_limit=0, test_limit=0,  # 0: the whole split

@@ -17,7 +17,8 @@ feature vectors; the SimCLR experiment's augmentations (one view), AdamW at 4e-3
 
 Measured (seed 0, 1% = mean of 3 subsets; 6.6 min of training and 2.2 min of evaluation,
 alone on a 2-vCPU AMD EPYC with the library's CPU speed paths; `results/relative_position_fmnist`):
-knn 0.7943, linear 0.8717, 1% 0.7816 (subsets 0.7748 / 0.7839 / 0.7860): above raw pixels
+knn 0.7943, linear 0.8717, 1% 0.7816 (subsets 0.7748 / 0.7839 / 0.7860; rerun on 2026-12-06
+on the EPYC beside test suites, 14.5 min of training: the same numbers): above raw pixels
 (0.7913 / 0.8469 / 0.7780) and its own random-init encoder (1024-d: 0.7771 / 0.8610 /
 0.7674) on all three, by small margins (kNN +0.0030, 1% +0.0036 over raw pixels).
 

@@ -92,7 +92,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.augment = ml_collections.ConfigDict(dict(augment))
   config.model = ml_collections.ConfigDict(dict(
       backbone="resnet50", width=64, stem="imagenet", final_features=0,
-      # ViT backbones (vit_tiny/small/base) only: 14x14 tokens of 16x16 px on 224 px views
+      # ViT backbones (vit_tiny ... vit_huge) only: 14x14 tokens of 16x16 px on 224 px views
       patch_size=16, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
       remat=False, depth=None, dim=None, num_heads=None))
   config.model.update(dict(model or {}))
@@ -119,6 +119,13 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
   config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
   config.evaluate = True
   config.online_probe = False  # True: linear probe on the first view's features, logged
+  # "replicated": the whole train state on every device; "fsdp": parameters, optimizer state
+  # and EMA targets split over the devices (arrays above fsdp_min_bytes), for models whose
+  # state does not fit on one chip (jax_ssl/sharding.py). mesh_shape (data, fsdp), fsdp
+  # only: the batch over both axes, the state over `fsdp`; () one `data` axis.
+  config.sharding = "replicated"
+  config.mesh_shape = ()
+  config.fsdp_min_bytes = 64 * 2**10  # smaller arrays (biases, norms) stay replicated
   if config.model.backbone.startswith("vit"):
     # MAE's ViT-B fine-tuning (He et al. 2022, Table 9: AdamW, blr 5e-4, weight decay 0.05,
     # layer decay 0.65, label smoothing 0.1, 100 epochs, 5 warmup; its mixup, cutmix,

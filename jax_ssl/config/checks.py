@@ -9,7 +9,7 @@ from typing import Any
 
 import ml_collections
 
-from jax_ssl import methods
+from jax_ssl import methods, sharding
 from jax_ssl.config.build import dtype_refusal, method_args, view_configs
 from jax_ssl.errors import ConfigError
 from jax_ssl.models import resnet, vit, vq
@@ -45,7 +45,7 @@ SCHEMA: dict[str, Any] = {
               "final_features": int,  # ResNets: > 0 adds a final 1x1 conv to this width
               # compute dtype of every backbone ("float32", "bfloat16"; parameters float32)
               "dtype": str,
-              # ViT backbones (vit_tiny/small/base) only; None = the named size's value
+              # ViT backbones (vit_tiny ... vit_huge) only; None = the named size's value
               "patch_size": int, "pos_embedding": str, "cls_token": bool, "pool": str,
               "remat": bool, "depth": (int, type(None)),
               "dim": (int, type(None)), "num_heads": (int, type(None))},
@@ -67,6 +67,13 @@ SCHEMA: dict[str, Any] = {
     # a linear classifier on stop-gradient backbone features of the first view, trained
     # alongside (heads["online_probe"]); logs online_probe/accuracy and online_probe/loss
     "online_probe": bool,
+    # "replicated": every device holds the whole train state; "fsdp": the parameters,
+    # optimizer state and EMA targets split over the devices (jax_ssl/sharding.py)
+    "sharding": str,
+    # () one `data` axis over all devices; (data, fsdp) a 2-D mesh, -1 for the devices left
+    # (the batch split over both axes, the state sharded over `fsdp`): sharding="fsdp" only
+    "mesh_shape": _PAIR,
+    "fsdp_min_bytes": int,  # arrays of at most this many bytes stay replicated under fsdp
     "eval": {"batch_size": int, "knn_k": int, "knn_temperature": _NUMBER,
              "baselines": bool, "train_limit": int, "test_limit": int,
              # jax_ssl/evaluate/protocols.py: "knn,linear,finetune,lowlabel[-<P>%]"
@@ -211,9 +218,28 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
   check(data.worker_buffer_size >= 1,
         f"dataset.worker_buffer_size={data.worker_buffer_size}; must be >= 1")
   check(config.keep_checkpoints > 0, f"keep_checkpoints={config.keep_checkpoints}; must be >= 1")
+  _check_sharding(config, device_count, check)
   check(config.augment.local_crops.num >= 0,
         f"augment.local_crops.num={config.augment.local_crops.num}; must be >= 0")
   view_configs(config)  # per-view overrides and local crops: one line naming the bad key
+
+
+def _check_sharding(config: ml_collections.ConfigDict, device_count: int, check) -> None:
+  """sharding, mesh_shape and fsdp_min_bytes."""
+  check(config.sharding in sharding.SHARDINGS,
+        f"sharding={config.sharding!r}; use 'replicated' (every device holds the whole train "
+        f"state) or 'fsdp' (parameters, optimizer state and EMA targets split over the devices)")
+  shape = tuple(config.mesh_shape)
+  check(not shape or config.sharding == "fsdp",
+        f"mesh_shape={shape} needs sharding='fsdp' (its `fsdp` axis shards the state); pass "
+        f"--config.sharding=fsdp, or --config.mesh_shape='()' for a replicated state")
+  try:
+    sharding.resolve_mesh_shape(shape, device_count)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  check(config.fsdp_min_bytes >= 0,
+        f"fsdp_min_bytes={config.fsdp_min_bytes}; must be >= 0 (arrays of at most this many "
+        f"bytes stay replicated; default {sharding.FSDP_MIN_BYTES})")
 
 
 def _check_vit(config: ml_collections.ConfigDict, check) -> None:
@@ -282,6 +308,9 @@ def _validate_eval(ev, device_count: int) -> None:
 _SAVED_DEFAULTS: dict[str, Any] = {
     "grad_accum_mode": "micro_batch",  # the only gradient accumulation there was
     "online_probe": False,
+    "sharding": "replicated",  # every run before FSDP replicated its state
+    "mesh_shape": (),
+    "fsdp_min_bytes": sharding.FSDP_MIN_BYTES,
     "model.final_features": 0,
     "optimizer.trust_coefficient": 0.001,  # LARS only; every experiment file had 0.001
     "eval.knn_k_sweep": (10, 20, 100, 200),

@@ -4,15 +4,19 @@ A relative path means "relative to the directory I typed the command in". Made a
 the entry point, it keeps that meaning everywhere below: in Orbax (whose metadata call
 returns None for a relative path), in the saved config.json (read again by `python -m
 jax_ssl.evaluate` and by resumed runs, perhaps from another directory) and in every message.
+
+A URL (`gs://bucket/run`, any scheme etils.epath reads: jax_ssl/fs.py) is kept as it is; its
+client is checked here, so a missing one is one line naming the extra to install.
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping
 
 import ml_collections
+
+from jax_ssl import fs
 
 # Config keys that hold paths (None or "" keep their meaning: the default).
 PATH_KEYS = ("dataset.data_dir", "dataset.source_dir")
@@ -20,9 +24,16 @@ PATH_KEYS = ("dataset.data_dir", "dataset.source_dir")
 METHOD_PATH_ARGS = ("tokenizer_workdir",)
 
 
-def absolute_path(path: str | None) -> str | None:
-  """`path` with `~` expanded, relative to the current directory; None and "" unchanged."""
-  return os.path.abspath(os.path.expanduser(path)) if path else path
+def absolute_path(path: str | None, what: str = "--workdir") -> str | None:
+  """`path` with `~` expanded, relative to the current directory; None, "" and URLs unchanged.
+
+  Raises ConfigError (one line naming `what`, the flag or key it came from) for a URL whose
+  filesystem client is not installed (`gs://` without gcsfs: `pip install 'jax_ssl[gcs]'`).
+  """
+  if not path:
+    return path
+  fs.check_client(path, what)
+  return fs.absolute(path)
 
 
 def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -34,16 +45,16 @@ def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.Con
     for parent in parents:
       node = node.get(parent) if isinstance(node, (Mapping, ml_collections.ConfigDict)) else None
     if node is not None and key in node and isinstance(node[key], str):
-      node[key] = absolute_path(node[key])
+      node[key] = absolute_path(node[key], f"--config.{dotted}")
   if "method_args" in config:
     _absolute_method_paths(config.method_args)
   return config
 
 
-def _absolute_method_paths(section) -> None:
+def _absolute_method_paths(section, prefix: str = "method_args") -> None:
   for key in list(section.keys()):
     value = section[key]
     if isinstance(value, (dict, ml_collections.ConfigDict)):
-      _absolute_method_paths(value)
+      _absolute_method_paths(value, f"{prefix}.{key}")
     elif key in METHOD_PATH_ARGS and isinstance(value, str):
-      section[key] = absolute_path(value)
+      section[key] = absolute_path(value, f"--config.{prefix}.{key}")

@@ -1,16 +1,17 @@
 """Whether a workdir's checkpoints can be resumed under a config, what resuming changes, and
-the record of every start's config (DIR/config.json, DIR/config_history.jsonl)."""
+the record of every start's config (DIR/config.json, DIR/config_history.jsonl). DIR may be a
+URL (gs://...): every file is read and written through etils.epath (jax_ssl/fs.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
 import json
-import os
 from typing import Any
 
 import ml_collections
 
+from jax_ssl import fs
 from jax_ssl.config.checks import with_saved_defaults
 from jax_ssl.errors import ConfigError
 
@@ -44,14 +45,13 @@ def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str, *,
   optimisation key changed (SCHEDULE_KEYS) without `allow_config_changes`, or if
   `total_steps` is below the latest checkpoint's step.
   """
-  saved_path = os.path.join(workdir, "config.json")
-  checkpoints = os.path.join(workdir, "checkpoints")
-  steps = [int(name) for name in os.listdir(checkpoints) if name.isdigit()] if (
-      os.path.isdir(checkpoints)) else []
-  if not (os.path.exists(saved_path) and steps):
+  saved_path = fs.path(workdir) / "config.json"
+  checkpoints = fs.path(workdir) / "checkpoints"
+  steps = [int(entry.name) for entry in checkpoints.iterdir() if entry.name.isdigit()] if (
+      checkpoints.is_dir()) else []
+  if not (saved_path.exists() and steps):
     return None
-  with open(saved_path) as f:
-    saved = with_saved_defaults(ml_collections.ConfigDict(json.load(f)))
+  saved = with_saved_defaults(ml_collections.ConfigDict(json.loads(saved_path.read_text())))
   old, new = _flatten(json.loads(saved.to_json())), _flatten(json.loads(config.to_json()))
   changes = {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
              for key in sorted(set(old) | set(new)) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
@@ -67,7 +67,7 @@ def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str, *,
         f"change the learning rate of a run in progress; use a new --workdir, "
         f"{_flags(schedule)} to resume it as it was, or --allow_config_changes to resume "
         f"with the new value{'s' if len(schedule) > 1 else ''} (recorded in "
-        f"{os.path.join(workdir, HISTORY_FILE)})")
+        f"{fs.join(workdir, HISTORY_FILE)})")
   step = max(steps)
   if config.total_steps < step:
     raise ConfigError(
@@ -85,9 +85,9 @@ def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step
                   resume: Resume | None) -> None:
   """Writes DIR/config.json (the config of this start) and appends to DIR/config_history.jsonl
   when a run starts from step 0 or resumes with changed keys, so no earlier config is lost."""
-  history = os.path.join(workdir, HISTORY_FILE)
+  history = fs.join(workdir, HISTORY_FILE)
   rows = []
-  if resume is not None and not os.path.exists(history):  # a workdir from before the history
+  if resume is not None and not fs.path(history).exists():  # a workdir from before the history
     rows.append({"start_step": 0, "config": resume.saved.to_dict()})
   if start_step == 0 or (resume is not None and resume.changes):
     rows.append({"start_step": start_step,
@@ -95,10 +95,8 @@ def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step
                  "changes": {k: list(v) for k, v in (resume.changes if resume else {}).items()},
                  "config": json.loads(config.to_json())})
   if rows:
-    with open(history, "a") as f:
-      f.writelines(json.dumps(row, default=str) + "\n" for row in rows)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
+    fs.append_text(history, "".join(json.dumps(row, default=str) + "\n" for row in rows))
+  (fs.path(workdir) / "config.json").write_text(config.to_json(indent=2))
 
 
 class _Absent:

@@ -21,6 +21,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jax_ssl import fs
 from jax_ssl.data import fashion_mnist_local
 from jax_ssl.data import host_views as host_views_lib
 from jax_ssl.errors import ConfigError, DataError
@@ -34,12 +35,24 @@ def default_data_dir() -> str:
 
 
 def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
-  """Builds a local dataset (offline) if it is not built yet; no-op for other TFDS names."""
+  """Builds a local dataset (offline) if it is not built yet; no-op for other TFDS names.
+
+  A data_dir in a bucket (gs://...) is read (TFDS through etils.epath, the records through
+  array_record's GCS client) but not built into: array_record writes local files only
+  (its writer fails with `open() failed` on a gs:// path), so an unbuilt one is one line.
+  """
   if name not in LOCAL_BUILDERS:
     return
   kwargs = {"source_dir": source_dir} if source_dir else {}
   builder = LOCAL_BUILDERS[name](data_dir=data_dir or default_data_dir(),
                                  file_format="array_record", **kwargs)
+  data_dir = data_dir or default_data_dir()
+  if fs.is_url(data_dir) and not builder.is_prepared():
+    raise DataError(
+        f"dataset {name!r} is not built in --config.dataset.data_dir={data_dir}, and it cannot be "
+        f"built there (array_record writes local files only): build it in a local data_dir (run "
+        f"once with --config.dataset.data_dir=DIR) and copy DIR/{builder.name} to {data_dir}/ "
+        f"(gcloud storage cp -r), then rerun")
   if not builder.is_prepared():
     try:
       builder.download_and_prepare()
@@ -78,7 +91,7 @@ def load_source(name: str, split: str, *, data_dir: str | None,
         f"dataset {name!r} split {split!r} is not available as array_record in {builder.data_dir} "
         f"({type(e).__name__}); nothing is downloaded at run time: build it where it can be fetched "
         f"(`tfds build {name} --file_format array_record`) and copy it into "
-        f"--config.dataset.data_dir (now {os.path.dirname(os.path.dirname(builder.data_dir))}).") from None
+        f"--config.dataset.data_dir (now {fs.parent(fs.parent(builder.data_dir))}).") from None
   return CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
 
 

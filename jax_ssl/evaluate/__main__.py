@@ -4,6 +4,7 @@
   python -m jax_ssl.evaluate --workdir DIR --report                 # pictures + DIR/report.md
   python -m jax_ssl.evaluate --workdir DIR --export_features OUT [--split train,test]
 
+DIR (and OUT) may be a URL such as gs://bucket/run (`pip install 'jax_ssl[gcs]'`).
 Rebuilds the model from DIR/config.json and restores the TrainState of step N (default: the
 latest checkpoint). Without --protocols it runs the run's `eval.protocols` (the trainer's
 post-training evaluation), unless only --report or --export_features is asked for. Results
@@ -20,6 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
+from jax_ssl import distributed
 from jax_ssl.config.paths import absolute_path
 from jax_ssl.errors import UserInputError
 from jax_ssl.evaluate.workdir import evaluate_workdir
@@ -35,6 +37,14 @@ _REPORT = flags.DEFINE_bool("report", None, "Write DIR/report.md with the result
 _EXPORT = flags.DEFINE_string("export_features", None, "Directory for <split>_features.npy and "
                               "<split>_labels.npy (backbone features of the centre views).")
 _SPLIT = flags.DEFINE_string("split", "train,test", "Splits for --export_features.")
+# As the trainer's: multi-process evaluation starts from the launcher's environment
+# (jax_ssl/distributed.py); these flags win over it.
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (default: from the environment).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Number of processes (default: from the environment).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "This process's index (default: from the environment).")
 
 
 def main(argv):
@@ -42,9 +52,10 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every file it reads at INFO
     logging.set_verbosity(logging.WARNING)
   try:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     evaluate_workdir(absolute_path(_WORKDIR.value), protocol_names=_PROTOCOLS.value,
                      step=_STEP.value, report=_REPORT.value,
-                     export_dir=absolute_path(_EXPORT.value),
+                     export_dir=absolute_path(_EXPORT.value, "--export_features"),
                      splits=tuple(s.strip() for s in _SPLIT.value.split(",") if s.strip()))
   except UserInputError as e:
     sys.exit(f"error: {e}")

@@ -2,7 +2,8 @@
 of the test features, the kNN confusion matrix, and DIR/report.md embedding them.
 
 Plots use matplotlib's object-oriented API on the Agg canvas (no display needed); the
-embedding is UMAP when `umap` imports, else scikit-learn's t-SNE.
+embedding is UMAP when `umap` imports, else scikit-learn's t-SNE. Files are written through
+etils.epath (jax_ssl/fs.py), so the workdir may be a URL (gs://...).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 os.environ.setdefault("MPLBACKEND", "Agg")  # sklearn's plots import pyplot: never a display
 
 import numpy as np  # noqa: E402
+
+from jax_ssl import fs  # noqa: E402
 
 REPORT_FILE = "report.md"
 PICTURE_DIR = "report"  # inside the workdir: the PNGs report.md embeds
@@ -91,9 +94,14 @@ def _figure(width: float, height: float):
   return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+def _save(figure, path: str) -> None:
+  """`figure` as a PNG at `path` (a local path or a URL)."""
+  with fs.path(path).open("wb") as f:
+    figure.savefig(f, format="png")
+
+
 def read_metrics(path: str) -> list[dict[str, Any]]:
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in fs.path(path).read_text().splitlines() if line.strip()]
 
 
 def plot_training_curves(records: Sequence[dict[str, Any]], path: str) -> str:
@@ -115,7 +123,7 @@ def plot_training_curves(records: Sequence[dict[str, Any]], path: str) -> str:
     ax.grid(alpha=0.3)
     if len(keys) > 1:
       ax.legend(fontsize="small")
-  figure.savefig(path)
+  _save(figure, path)
   return path
 
 
@@ -170,7 +178,7 @@ def plot_embedding(features: np.ndarray, labels: np.ndarray, path: str, *,
   ax.set_yticks([])
   if len(classes) <= 20:
     ax.legend(markerscale=3, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5))
-  figure.savefig(path)
+  _save(figure, path)
   return {"path": path, "method": method, "points": len(points)}
 
 
@@ -187,7 +195,7 @@ def plot_confusion(labels: np.ndarray, predictions: np.ndarray, path: str, *,
       values_format=".2f", colorbar=False, include_values=num_classes <= 20,
       xticks_rotation="vertical")
   ax.set_title(title)
-  figure.savefig(path)
+  _save(figure, path)
   return path
 
 
@@ -207,7 +215,7 @@ def plot_comparison(runs: Sequence[tuple[str, dict[str, Any]]], path: str) -> st
   ax.set_ylim(0, 1)
   ax.grid(axis="y", alpha=0.3)
   ax.legend(fontsize="small")
-  figure.savefig(path)
+  _save(figure, path)
   return path
 
 
@@ -231,8 +239,8 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
     num_classes, class_names: the label set.
     max_points: test points in the embedding.
   """
-  pictures = os.path.join(workdir, PICTURE_DIR)
-  os.makedirs(pictures, exist_ok=True)
+  pictures = fs.join(workdir, PICTURE_DIR)
+  fs.make_dirs(pictures)
   sections = [f"# {results['method']} on {results['dataset']}, {results['steps']} steps", "",
               results_table(results), ""]
   notes = []
@@ -244,15 +252,15 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
   notes.append(f"{len(train_labels)} training and {len(test_labels)} test examples; "
                f"`± x`: sample standard deviation over the low-label subsets")
   sections += [f"* {note}" for note in notes] + [""]
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(metrics_path) and read_metrics(metrics_path):
+  metrics_path = fs.join(workdir, "metrics.jsonl")
+  if fs.path(metrics_path).exists() and read_metrics(metrics_path):
     plot_training_curves(read_metrics(metrics_path),
-                         os.path.join(pictures, "training_curves.png"))
+                         fs.join(pictures, "training_curves.png"))
     sections += ["## Training curves", "", f"![training curves]({PICTURE_DIR}/training_curves.png)",
                  ""]
   if len(test_labels) >= MIN_EMBEDDING_POINTS:
     embedding = plot_embedding(test_features, test_labels,
-                               os.path.join(pictures, "embedding.png"),
+                               fs.join(pictures, "embedding.png"),
                                class_names=class_names, max_points=max_points)
     sections += [f"## Test features: {embedding['method']} of {embedding['points']} points", "",
                  f"![embedding]({PICTURE_DIR}/embedding.png)", ""]
@@ -262,12 +270,11 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
                  f"{MIN_EMBEDDING_POINTS} it needs.", ""]
   accuracy = float(np.mean(knn_predictions == test_labels))
   knn_k = min(knn_k, len(train_labels))  # what the kNN used (knn.py clips k to the train set)
-  plot_confusion(test_labels, knn_predictions, os.path.join(pictures, "knn_confusion.png"),
+  plot_confusion(test_labels, knn_predictions, fs.join(pictures, "knn_confusion.png"),
                  num_classes=num_classes, class_names=class_names,
                  title=f"kNN (k={knn_k}), top-1 {accuracy:.4f}, rows normalised")
   sections += [f"## kNN confusion matrix (k={knn_k}, test split)", "",
                f"![kNN confusion matrix]({PICTURE_DIR}/knn_confusion.png)", ""]
-  path = os.path.join(workdir, REPORT_FILE)
-  with open(path, "w") as f:
-    f.write("\n".join(sections))
+  path = fs.join(workdir, REPORT_FILE)
+  fs.path(path).write_text("\n".join(sections))
   return path

@@ -9,13 +9,13 @@ Each frozen-feature protocol also runs on raw pixels and on the randomly initial
 from the random initialisation (`baselines.random_init.finetune_top1`: what pretraining
 must improve on).
 Results go to `DIR/results.json` and are printed as a table; with `eval.report` (or
-`--report`) the pictures and `DIR/report.md` are written too (report.py).
+`--report`) the pictures and `DIR/report.md` are written too (report.py). DIR (and the
+feature export's folder) may be a URL (gs://...): files go through etils.epath (jax_ssl/fs.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +26,7 @@ import numpy as np
 
 from jax_ssl import config as config_lib
 from jax_ssl.config import data_checks
-from jax_ssl import sharding
+from jax_ssl import fs, sharding
 from jax_ssl.data import augment, pipeline
 from jax_ssl.errors import ConfigError, DataError
 from jax_ssl.evaluate import finetune, host, knn, protocols, report
@@ -76,7 +76,15 @@ def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0):
   encode = jax.jit(lambda p, s, images: features(p, s, view(images)),
                    in_shardings=(replicated, replicated, batch_sharding),
                    out_shardings=batch_sharding)
-  return lambda params, batch_stats: (lambda images: encode(params, batch_stats, images))
+  # Weights of any sharding (a train state under config.sharding="fsdp") are gathered once
+  # per encoder: jit refuses a committed argument whose sharding is not its in_shardings.
+  gather = jax.jit(lambda weights: weights, out_shardings=replicated)
+
+  def bind(params, batch_stats):
+    params, batch_stats = gather((params, batch_stats))
+    return lambda images: encode(params, batch_stats, images)
+
+  return bind
 
 
 def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSettings:
@@ -214,8 +222,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
              **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
   if jax.process_index() == 0:
     if chosen.frozen or chosen.finetune:
-      with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+      (fs.path(workdir) / "results.json").write_text(json.dumps(results, indent=2))
     print(report.results_table(results), flush=True)
     if report_pictures:
       if knn_predictions is None:
@@ -250,9 +257,10 @@ def export_features(config: ml_collections.ConfigDict, graphdef, state, mesh, ou
   for split in splits:
     features, labels = data.features(trained, split, mesh)
     if jax.process_index() == 0:
-      os.makedirs(out_dir, exist_ok=True)
-      np.save(os.path.join(out_dir, f"{split}_features.npy"), features)
-      np.save(os.path.join(out_dir, f"{split}_labels.npy"), labels)
+      fs.make_dirs(out_dir)
+      for name, array in ((f"{split}_features.npy", features), (f"{split}_labels.npy", labels)):
+        with (fs.path(out_dir) / name).open("wb") as f:
+          np.save(f, array)
     shapes[split] = features.shape
   return shapes
 

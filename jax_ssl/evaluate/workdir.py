@@ -1,15 +1,17 @@
-"""Evaluate a checkpoint of a run directory: the logic of `python -m jax_ssl.evaluate`."""
+"""Evaluate a checkpoint of a run directory: the logic of `python -m jax_ssl.evaluate`.
+
+The run directory may be a URL (gs://...): its files are read through etils.epath
+(jax_ssl/fs.py) and its checkpoints by Orbax, which takes such paths."""
 
 from __future__ import annotations
 
 import json
-import os
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from jax_ssl import checkpoint, methods, sharding
+from jax_ssl import checkpoint, fs, methods, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.data import pipeline
 from jax_ssl.errors import DataError
@@ -18,39 +20,50 @@ from jax_ssl.state import TrainState, create_train_state
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = fs.path(workdir) / "config.json"
+  if not path.exists():
     raise DataError(f"{path} not found: --workdir must be a directory written by jax_ssl.train")
-  with open(path) as f:
-    return config_lib.with_saved_defaults(ml_collections.ConfigDict(json.load(f)))
+  return config_lib.with_saved_defaults(ml_collections.ConfigDict(json.loads(path.read_text())))
 
 
 def restore_for_evaluation(directory: str, step: int, state: TrainState,
                            sharding: jax.sharding.Sharding) -> TrainState:
-  """`state` with the step, parameters and BatchNorm statistics of checkpoint `step`.
+  """`state` with the step, parameters and BatchNorm statistics of checkpoint `step`, and
+  its EMA target's (`target_params`, `target_batch_stats`) where `state` and the checkpoint
+  have one: the encoder `eval.encoder` names may be the target (DINO's teacher).
 
   Only what evaluation reads is restored (a partial restore), so checkpoints of older
   TrainState layouts (e.g. from before `target_params`) and of other optimizers evaluate
-  too; the optimizer and method state keep their initial values.
+  too; the optimizer and method state keep their initial values. A checkpoint written before
+  the target kept its own BatchNorm statistics gets the online ones at the target's paths,
+  as a resumed training does (checkpoint._FIELDS_FILLED_FROM).
   """
+  # Absolute: Orbax refuses a relative path (`--workdir runs/x` must work); a URL as it is.
+  state_dir = fs.path(fs.absolute(directory)) / str(step) / "state"
   needed = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats}
+  saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+  if jax.tree.leaves(state.target_params) and saved.get("target_params"):
+    needed["target_params"] = state.target_params
+    if jax.tree.leaves(state.target_batch_stats) and saved.get("target_batch_stats"):
+      needed["target_batch_stats"] = state.target_batch_stats
   abstract = checkpoint.abstract_like(needed, sharding)
-  # Absolute: Orbax refuses a relative path (`--workdir runs/x` must work).
   restored = ocp.PyTreeCheckpointer().restore(
-      os.path.abspath(os.path.join(directory, str(step), "state")),
-      args=ocp.args.PyTreeRestore(
+      state_dir, args=ocp.args.PyTreeRestore(
           item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
           partial_restore=True))
+  if "target_params" in needed and "target_batch_stats" not in needed:
+    online = restored["batch_stats"]
+    restored["target_batch_stats"] = type(online)(
+        {name: online[name] for name in state.target_batch_stats})
   return state.replace(**restored)
 
 
 def _train_seconds(workdir: str, step: int) -> float:
   """The training time logged with the last step <= `step` (0 if none)."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
+  path = fs.path(workdir) / "metrics.jsonl"
+  if not path.exists():
     return 0.0
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
   records = [r for r in records if r["step"] <= step]
   return records[-1].get("train_seconds", 0.0) if records else 0.0
 
@@ -66,11 +79,11 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   the saved config.
   """
   config = load_config(workdir)
-  results_path = os.path.join(workdir, "results.json")
+  fs.check_client(config.dataset.data_dir, f"dataset.data_dir of {workdir}/config.json")
+  results_path = fs.path(workdir) / "results.json"
   previous = None
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      previous = json.load(f)
+  if results_path.exists():
+    previous = json.loads(results_path.read_text())
   # Typos fail before anything loads.
   if protocol_names is not None:
     protocols.parse_protocols(protocol_names)
@@ -86,7 +99,7 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   spec = methods.get_method(config.method)
   graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
                                        spec.target_modules)
-  directory = os.path.join(workdir, "checkpoints")
+  directory = fs.join(workdir, "checkpoints")
   checkpointer = checkpoint.Checkpointer(directory, keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)
   try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -29,7 +28,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
 
-from jax_ssl import checkpoint, losses
+from jax_ssl import checkpoint, fs, losses
 from jax_ssl.errors import DataError
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 from jax_ssl.models import vq
@@ -76,25 +75,25 @@ SPEC = MethodSpec(
 def _saved_run(workdir: str) -> tuple[ml_collections.ConfigDict, str]:
   """(the run's config, the absolute path of its latest complete checkpoint's TrainState).
 
-  `workdir` is taken relative to the current directory (Orbax reads absolute paths only).
+  `workdir` is taken relative to the current directory (Orbax reads absolute paths only); a
+  URL (gs://...) is read through etils.epath as it is (jax_ssl/fs.py).
   """
   if not workdir:
     raise DataError(f"method_args.tokenizer_workdir is not set; train a tokenizer with "
                     f"{TRAIN_COMMAND} and pass --config.method_args.tokenizer_workdir=DIR")
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  config_path = os.path.join(workdir, "config.json")
-  step = checkpoint.last_complete_step(os.path.join(workdir, "checkpoints"))
-  if not os.path.exists(config_path) or step is None:
-    what = ("does not exist" if not os.path.isdir(workdir) else
-            "has no config.json" if not os.path.exists(config_path) else "has no checkpoint")
+  workdir = fs.absolute(workdir)
+  config_path = fs.path(workdir) / "config.json"
+  step = checkpoint.last_complete_step(fs.join(workdir, "checkpoints"))
+  if not config_path.exists() or step is None:
+    what = ("does not exist" if not fs.path(workdir).is_dir() else
+            "has no config.json" if not config_path.exists() else "has no checkpoint")
     raise DataError(f"method_args.tokenizer_workdir={workdir} {what}: train the tokenizer "
                     f"first with {TRAIN_COMMAND.replace('DIR', workdir)}")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
   if config.method != SPEC.name:
     raise DataError(f"method_args.tokenizer_workdir={workdir} holds a {config.method!r} run, "
                     f"not a {SPEC.name!r} one; train one with {TRAIN_COMMAND}")
-  return config, os.path.join(workdir, "checkpoints", str(step), "state")
+  return config, fs.join(workdir, "checkpoints", str(step), "state")
 
 
 def codebook_size(workdir: str) -> int:

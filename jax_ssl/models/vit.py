@@ -26,7 +26,7 @@ Layer-wise learning-rate decay (fine-tuning) uses `num_layers` and `layer_index(
 
 References:
   Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021 (ViT-Base: 768 wide,
-  12 blocks, 12 heads). Touvron et al., "Training data-efficient image transformers", ICML
+  12 blocks, 12 heads; ViT-Large 1024/24/16, ViT-Huge 1280/32/16, Table 1). Touvron et al., "Training data-efficient image transformers", ICML
   2021 (ViT-Tiny 192/3 heads, ViT-Small 384/6 heads). He et al., "Masked Autoencoders Are
   Scalable Vision Learners", CVPR 2022 (fixed 2-D sin-cos position embeddings). Caron et
   al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021 (DINO:
@@ -50,6 +50,10 @@ BACKBONES = {
     "vit_tiny": (192, 12, 3),
     "vit_small": (384, 12, 6),
     "vit_base": (768, 12, 12),
+    # timm's vit_large_patch16_224 (MLP 4096) and vit_huge_patch14_224 (MLP 5120): MAE's
+    # ViT-L/16 and ViT-H/14 (patch 14 for ViT-H: model.patch_size)
+    "vit_large": (1024, 24, 16),
+    "vit_huge": (1280, 32, 16),
 }
 POSITION_EMBEDDINGS = ("sincos", "learned")
 POOLS = ("gap", "cls")
@@ -284,8 +288,9 @@ def make_vit(name: str, *, image_size: int, patch_size: int, in_channels: int,
              depth: int | None = None, dim: int | None = None, num_heads: int | None = None,
              pos_embedding: str = "sincos", cls_token: bool = True, pool: str = "gap",
              dtype: str = "float32", remat: bool = False, rngs: nnx.Rngs) -> VisionTransformer:
-  """ViT by name (`vit_tiny`, `vit_small`, `vit_base`); depth/dim/num_heads override the
-  named size (a narrower or shallower model for CPU runs and tests)."""
+  """ViT by name (`vit_tiny`, `vit_small`, `vit_base`, `vit_large`, `vit_huge`: `BACKBONES`);
+  depth/dim/num_heads override the named size (a narrower or shallower model for CPU runs and
+  tests)."""
   if name not in BACKBONES:
     raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
   if dtype not in DTYPES:
