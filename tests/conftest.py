@@ -71,6 +71,18 @@ def tiny_config(source_dir: str, data_dir: str, **overrides):
   return config
 
 
+def tiny_byol_config(source_dir: str = "unused", data_dir: str = "unused", **overrides):
+  """tiny_config's BYOL (momentum 0.9: its EMA target moves visibly in a few steps)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  config = tiny_config(source_dir, data_dir, **overrides)
+  config.method = "byol"
+  config.method_args = ml_collections.ConfigDict({"base_momentum": 0.9})
+  config.heads = ml_collections.ConfigDict(dict(
+      projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
+      predictor_hidden_dim=8))
+  return config
+
+
 def state_and_step(config, num_classes=None, **step_options):
   """(spec, graphdef, optimizer, initial TrainState, jitted train step) of a config, built as
   the trainer builds them (one input channel; `num_classes` for the online probe);

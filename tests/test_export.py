@@ -13,12 +13,11 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 import trainer_subprocess as ts
-from conftest import tiny_config
+from conftest import tiny_byol_config
 from jax_ssl import backbone, export, methods, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.errors import UserInputError
@@ -36,13 +35,7 @@ def _images(count: int = 16) -> np.ndarray:
 
 
 def _byol_config(workdir):
-  config = tiny_config(str(workdir / "unused"), str(workdir / "unused"), total_steps=2)
-  config.method = "byol"
-  config.method_args = ml_collections.ConfigDict({"base_momentum": 0.9})
-  config.heads = ml_collections.ConfigDict(dict(
-      projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
-      predictor_hidden_dim=8))
-  return config
+  return tiny_byol_config(str(workdir / "unused"), str(workdir / "unused"), total_steps=2)
 
 
 def _filled(abstract, seed: int, step: int):

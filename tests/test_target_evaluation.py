@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from conftest import state_and_step, tiny_config
+from conftest import state_and_step, tiny_byol_config, tiny_config
 from jax_ssl import config as config_lib
 from jax_ssl.errors import ConfigError
 from jax_ssl.evaluate import run as evaluate_run
@@ -17,13 +17,7 @@ from jax_ssl.step import make_feature_fn
 
 
 def _byol_config(**overrides):
-  config = tiny_config("unused", "unused", total_steps=10, **overrides)
-  config.method = "byol"
-  config.method_args = ml_collections.ConfigDict({"base_momentum": 0.9})
-  config.heads = ml_collections.ConfigDict(dict(
-      projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
-      predictor_hidden_dim=8))
-  return config
+  return tiny_byol_config(total_steps=10, **overrides)
 
 
 def _setup(config):

@@ -44,29 +44,16 @@ import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _imagenet_base as base  # noqa: E402  (sibling file; experiment files are loaded by path)
+import mae_vit_base  # noqa: E402  (the ViT-B/16 file: the same pretraining recipe)
 
 FINETUNE_BATCH = 1024
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  runlocal = "runlocal" in base.switches(arg)
-  config = base.make_config(
-      runlocal=runlocal,
-      method="mae",
-      method_args={"mask_ratio": 0.75, "norm_pix": True},
-      augment=base.augment(crop_scale=(0.2, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
-                           blur_prob=0.0),
-      heads=dict(decoder_dim=512, decoder_depth=8, decoder_num_heads=16),
-      global_batch_size=4096,
-      optimizer=base.optimizer("adamw", 1.5e-4, weight_decay=0.05, momentum=0.9, beta2=0.95),
-      epochs=1600, warmup_epochs=40,
-      model=dict(backbone="vit_large", patch_size=16, pos_embedding="sincos", cls_token=True,
-                 pool="gap", dtype="bfloat16"),
-      runlocal_heads=dict(decoder_dim=32, decoder_depth=1, decoder_num_heads=2),
-      runlocal_model=dict(backbone="vit_tiny", patch_size=8, depth=2, dim=32, num_heads=2,
-                          dtype="float32"))
+  config = mae_vit_base.get_config(arg)
   config.sharding = "fsdp"
-  if not runlocal:
+  if "runlocal" not in base.switches(arg):
+    config.model.backbone = "vit_large"
     finetune_epoch = base.TRAIN_EXAMPLES // FINETUNE_BATCH
     config.eval.finetune.update(steps=50 * finetune_epoch, batch_size=FINETUNE_BATCH,
                                 base_learning_rate=1e-3, layer_decay=0.75,
