@@ -2,7 +2,8 @@
 (gcp-storage-emulator, in memory on 127.0.0.1) that the trainer's and the evaluation's
 subprocesses reach through their own clients: gcsfs (etils.epath: config, metrics,
 TensorBoard, results, the lock), TensorStore (Orbax's arrays) and array_record (the dataset's
-records). Train, SIGKILL, resume exactly, evaluate; nothing lands in a local `./gs:/` folder.
+records). Train, SIGKILL, resume exactly, evaluate, export the backbone and load it back;
+nothing lands in a local `./gs:/` folder.
 """
 
 import json
@@ -163,6 +164,25 @@ def test_train_sigkill_resume_and_evaluate_in_a_bucket(fake_fmnist, tmp_path, em
   results = json.loads(bucket.cat_file(f"{run}/results.json"))
   assert results["steps"] == TOTAL_STEPS and 0 <= results["knn_top1"] <= 1
   assert results["eval_examples"] == {"train": [64, 512], "test": [32, 128]}
+
+  # The backbone exported into the bucket and loaded from it (gcsfs through etils.epath):
+  # the same bytes as an export of the same checkpoint to a local file, the same features.
+  env_all = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ts.ROOT, **env}
+  exported = f"{BUCKET}/export/backbone.safetensors"
+  local = tmp_path / "backbone.safetensors"
+  for out in (f"gs://{exported}", str(local)):
+    done = subprocess.run([sys.executable, "-m", "jax_ssl.export", "--workdir", WORKDIR,
+                           "--out", out], env=env_all, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+  assert bucket.cat_file(exported) == local.read_bytes()
+  assert json.loads(bucket.cat_file(exported + ".json"))["step"] == TOTAL_STEPS
+  loaded = subprocess.run(
+      [sys.executable, "-c", "import sys, numpy as np, jax_ssl\n"
+       "x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)\n"
+       "a, b = (np.asarray(jax_ssl.load_backbone(p)(x)) for p in sys.argv[1:])\n"
+       "assert a.shape[0] == 4 and np.array_equal(a, b), (a, b)\n",
+       f"gs://{exported}", str(local)], env=env_all, capture_output=True, text=True, timeout=300)
+  assert loaded.returncode == 0, loaded.stderr[-3000:]
   # Nothing was written to a local folder named after the URL (os.path.abspath("gs://...")).
   assert not os.path.exists(os.path.join(os.getcwd(), "gs:"))
 
