@@ -16,10 +16,13 @@ image and a 2-layer classifier on its features predicts the permutation; the Sim
 experiment's augmentations (one view), AdamW at 4e-3, batch 256, 2000 steps (one 28x28
 image per example: about half of SimCLR's step).
 
-Measured (seed 0, 1% = mean of 3 subsets; 15.3 min of training and 3.9 min of evaluation,
-alone on a 2-vCPU Xeon; `results/jigsaw_fmnist`): knn 0.8108, linear 0.8726, 1% 0.7818, above
-raw pixels (0.7913 / 0.8475 / 0.7779) and its own random-init encoder (512-d: 0.7739 / 0.8495
-/ 0.7538) on all three. Earlier recipes, all measured the same way:
+Measured (seed 0, 1% = mean of 3 subsets; rerun 2026-12-06 alone on a 2-vCPU AMD EPYC with
+the library's CPU speed paths, 5.0 min of training and 1.5 min of evaluation;
+`results/jigsaw_fmnist`): knn 0.8067, linear 0.8740, 1% 0.7843 ± 0.0048, above raw pixels
+(0.7913 / 0.8469 / 0.7780) and its own random-init encoder (512-d: 0.7739 / 0.8497 / 0.7538)
+on all three, on 1% by less than the subsets' std. The same recipe before (15.3 + 3.9 min
+alone on a 2-vCPU Xeon, before the CPU kernels): 0.8108 / 0.8726 / 0.7818.
+Earlier recipes, measured on the Xeon:
 - Noroozi & Favaro's layout (every tile through the encoder, a classifier on the 9
   concatenated tile features), 3x3 tiles of 7x7 pixels, unit tile statistics, 128-d, batch
   256, 1600 steps (11.5 min): 0.7483 / 0.8186 / 0.7345, below raw pixels and the random-init
