@@ -13,7 +13,6 @@ environment: SLURM, mpirun, torchrun, a TPU pod slice (distributed.py).
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import time
 from typing import Any
@@ -30,6 +29,7 @@ from jax_ssl.config import data_checks, paths
 from jax_ssl.config import load as config_load
 from jax_ssl.data import pipeline
 from jax_ssl.errors import ConfigError, DataError, NonFiniteError, StorageError, UserInputError
+from jax_ssl.metric_writer import MetricWriter
 from jax_ssl.state import create_train_state, state_shardings
 from jax_ssl.step import make_train_step
 
@@ -49,42 +49,6 @@ _PROCESS_ID = flags.DEFINE_integer(
 _ALLOW_CONFIG_CHANGES = flags.DEFINE_bool(
     "allow_config_changes", False, "Resume a workdir with changed optimisation keys "
     "(global_batch_size, optimizer.*); the change is recorded in DIR/config_history.jsonl.")
-
-
-class MetricWriter:
-  """metrics.jsonl + TensorBoard; only process 0 writes (a local folder or a URL: fs.py)."""
-
-  def __init__(self, workdir: str, resume_step: int):
-    self.active = jax.process_index() == 0
-    self.path = fs.join(workdir, "metrics.jsonl")
-    self.last_elapsed = 0.0
-    self.tensorboard = None
-    if not self.active:
-      return
-    # A killed run may have logged steps after its last checkpoint: drop them, the resumed
-    # run logs them again.
-    kept = []
-    if fs.path(self.path).exists():
-      with fs.path(self.path).open() as f:
-        kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
-      if kept:
-        self.last_elapsed = json.loads(kept[-1]).get("train_seconds", 0.0)
-    self._log = fs.AppendableText(self.path, kept)
-    self.tensorboard = fs.summary_writer(fs.join(workdir, "tensorboard"))
-
-  def write(self, step: int, metrics: dict[str, float]) -> None:
-    if not self.active:
-      return
-    self._log.append(json.dumps({"step": step, **metrics}) + "\n")
-    for key, value in metrics.items():
-      self.tensorboard.add_scalar(key, value, step)
-
-  def close(self) -> None:
-    if self.tensorboard is not None:
-      try:
-        self.tensorboard.close()
-      except OSError as e:  # full disk: the error that stopped the run is the one to report
-        logging.warning("TensorBoard events not flushed: %s", e)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,

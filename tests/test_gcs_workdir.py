@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 import trainer_subprocess as ts
@@ -166,7 +167,7 @@ def test_train_sigkill_resume_and_evaluate_in_a_bucket(fake_fmnist, tmp_path, em
   assert results["eval_examples"] == {"train": [64, 512], "test": [32, 128]}
 
   # The backbone exported into the bucket and loaded from it (gcsfs through etils.epath):
-  # the same bytes as an export of the same checkpoint to a local file, the same features.
+  # the same arrays as an export of the same checkpoint to a local file, the same features.
   env_all = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ts.ROOT, **env}
   exported = f"{BUCKET}/export/backbone.safetensors"
   local = tmp_path / "backbone.safetensors"
@@ -174,7 +175,11 @@ def test_train_sigkill_resume_and_evaluate_in_a_bucket(fake_fmnist, tmp_path, em
     done = subprocess.run([sys.executable, "-m", "jax_ssl.export", "--workdir", WORKDIR,
                            "--out", out], env=env_all, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-  assert bucket.cat_file(exported) == local.read_bytes()
+  from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
+  remote_arrays, local_arrays = load(bucket.cat_file(exported)), load(local.read_bytes())
+  assert sorted(remote_arrays) == sorted(local_arrays) and remote_arrays
+  for name, array in local_arrays.items():
+    np.testing.assert_array_equal(remote_arrays[name], array, err_msg=name)
   assert json.loads(bucket.cat_file(exported + ".json"))["step"] == TOTAL_STEPS
   loaded = subprocess.run(
       [sys.executable, "-c", "import sys, numpy as np, jax_ssl\n"
