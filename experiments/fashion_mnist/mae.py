@@ -19,10 +19,11 @@ fine-tuning (`masked_modeling_config` in _fashion_mnist_base.py: 300 steps of ba
 from the pretrained encoder and from its random initialisation). Not tuned.
 
 Measured (this command, seed 0; 1% = mean of 3 subsets; `results/mae_fmnist`, README
-results table): 11.4 min of training (0.85 s/step; the first 350 steps shared the cores
-with a test run), 11.7 min of evaluation (7.1 of it the two fine-tunings), 23.3 min in all.
-knn 0.7345, linear 0.8037, 1% 0.7095, fine-tuned 0.7359; the random-init ViT: 0.6966 /
-0.8071 / 0.7079, fine-tuned 0.6968. So pretraining improves fine-tuning (+3.9 points) and
+results table; rerun 2026-12-06 on a 2-vCPU AMD EPYC, its cores shared with test runs for
+most of it): 10.1 min of training, 6.1 min of evaluation (the two fine-tunings included).
+knn 0.7345, linear 0.8042, 1% 0.7094 (std 0.0036), fine-tuned 0.7359; the random-init ViT:
+0.6966 / 0.8072 / 0.7081, fine-tuned 0.6968. The run before (11.4 + 11.7 min, no CPU
+recorded): 0.7345 / 0.8037 / 0.7095, fine-tuned 0.7359. So pretraining improves fine-tuning (+3.9 points) and
 kNN (+3.8), the 1% probe only within its seed spread (+0.2, std 0.4 / 1.1), and not the
 full linear probe (-0.3); below raw pixels on the frozen protocols (0.7913 / 0.8475 /
 0.7780), as masked modelling's features are known to be under linear probing.
