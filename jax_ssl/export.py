@@ -105,33 +105,6 @@ def architecture_of(config, in_channels: int) -> dict[str, Any]:
   return architecture
 
 
-def _restore_target(state_dir: epath.Path, saved: dict, state, replicated):
-  """`state` with the EMA target's backbone parameters and BatchNorm statistics of the
-  checkpoint at `state_dir` (a partial restore as `restore_for_evaluation`'s, which restores
-  the online weights only). A checkpoint from before the target kept its own statistics
-  gets the online ones, as the trainer's resume fills them (checkpoint._FIELDS_FILLED_FROM)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from jax_ssl import checkpoint  # pylint: disable=g-import-not-at-top
-  if "backbone" not in saved.get("target_params", {}):
-    raise DataError(f"{state_dir} holds no EMA target of the backbone (written before the "
-                    f"target was saved?); export the online encoder (leave out --teacher)")
-  needed = {"target_params": {"backbone": state.params["backbone"]}}
-  has_statistics = bool(jax.tree.leaves(state.batch_stats))
-  if has_statistics and "backbone" in saved.get("target_batch_stats", {}):
-    needed["target_batch_stats"] = {"backbone": state.batch_stats["backbone"]}
-  abstract = checkpoint.abstract_like(needed, replicated)
-  restored = ocp.PyTreeCheckpointer().restore(
-      state_dir, args=ocp.args.PyTreeRestore(
-          item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-          partial_restore=True))
-  statistics = restored.get("target_batch_stats",
-                            {"backbone": state.batch_stats["backbone"]} if has_statistics else {})
-  return state.replace(target_params=nnx.State(restored["target_params"]),
-                       target_batch_stats=nnx.State(statistics))
-
-
 def export_backbone(workdir: str, out: str, *, weights_format: str = "safetensors",
                     teacher: bool = False, step: int | None = None) -> dict[str, Any]:
   """Writes the backbone of checkpoint `step` (None: the latest) of `workdir` at `out` and
@@ -175,13 +148,19 @@ def export_backbone(workdir: str, out: str, *, weights_format: str = "safetensor
   model = nnx.eval_shape(lambda: SSLModel(
       config_lib.build_backbone(config, in_channels, nnx.Rngs(config.seed)), {}))
   graphdef, params, batch_stats = split_model(model)
+  if teacher and "backbone" not in saved.get("target_params", {}):
+    raise DataError(f"{state_dir} holds no EMA target of the backbone (written before the "
+                    f"target was saved?); export the online encoder (leave out --teacher)")
+  # With --teacher the target's backbone too (restore_for_evaluation restores the target
+  # fields `state` has; a checkpoint without the target's own statistics gets the online ones).
+  target = {"backbone": params["backbone"]} if teacher else {}
+  target_stats = ({"backbone": batch_stats["backbone"]}
+                  if teacher and jax.tree.leaves(batch_stats) else {})
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                     opt_state=(), method_state=(), target_params=nnx.State({}),
-                     target_batch_stats=nnx.State({}))
+                     opt_state=(), method_state=(), target_params=nnx.State(target),
+                     target_batch_stats=nnx.State(target_stats))
   replicated = sharding.replicated(sharding.make_mesh())
   state = restore_for_evaluation(str(directory), step, state, replicated)
-  if teacher:
-    state = _restore_target(state_dir, saved, state, replicated)
   encoder = "target" if teacher else "online"
   trained = nnx.merge(graphdef, *jax.device_get(encoder_weights(state, encoder))).backbone
 
