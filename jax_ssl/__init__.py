@@ -3,17 +3,14 @@
 Entry points: `python -m jax_ssl.train`, `python -m jax_ssl.evaluate`, `python -m
 jax_ssl.export`. Library pieces:
 `jax_ssl.losses` (pure losses), `jax_ssl.methods` (method specs), `jax_ssl.models`,
-`jax_ssl.data`, `jax_ssl.step` (the generic pure train step). `jax_ssl.load_backbone(PATH)`
-reads a backbone written by `python -m jax_ssl.export` (jax_ssl/backbone.py), imported on
-first use so that `import jax_ssl` stays light.
+`jax_ssl.data`, `jax_ssl.step` (the generic pure train step), `jax_ssl.backends` (the
+models' speed backends). `jax_ssl.load_backbone(PATH)` reads a backbone written by `python
+-m jax_ssl.export` (jax_ssl/backbone.py), imported on first use so that `import jax_ssl`
+stays light.
+
+Importing it changes no process state: the CPU platform's malloc setting and XLA flag are
+applied by the entry points (`jax_ssl.backends.prepare_process`, docs/backends.md).
 """
-
-from jax_ssl import host_memory as _host_memory
-from jax_ssl import xla_flags as _xla_flags
-
-# Both before any JAX computation creates the CPU client.
-_host_memory.apply_defaults()
-_xla_flags.apply_defaults()
 
 __version__ = "0.1.0"
 

@@ -24,6 +24,7 @@ the optimizer is needed. The image channels come from the checkpoint's own shape
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import Any
@@ -165,8 +166,12 @@ def export_backbone(workdir: str, out: str, *, weights_format: str = "safetensor
   trained = nnx.merge(graphdef, *jax.device_get(encoder_weights(state, encoder))).backbone
 
   architecture = architecture_of(config, in_channels)
-  # What load_backbone builds from the sidecar must be this module, attribute for attribute.
-  if nnx.graphdef(backbone.build_abstract(architecture)) != nnx.graphdef(trained):
+  # What load_backbone builds from the sidecar must be this module, attribute for attribute
+  # (both on the run's speed backend here: the weights do not depend on it).
+  from jax_ssl import backends  # pylint: disable=g-import-not-at-top
+  with backends.use(backends.select(config.backend)):
+    sidecar_module = backbone.build_abstract(architecture)
+  if nnx.graphdef(sidecar_module) != nnx.graphdef(trained):
     raise RuntimeError(f"backbone.build({architecture}) differs from config.build_backbone's "
                        f"module: a model.* key is missing from export.architecture_of")
   weights = backbone.flat_weights(trained)
@@ -179,7 +184,7 @@ def export_backbone(workdir: str, out: str, *, weights_format: str = "safetensor
                 "normalization": None, "eval_crop_fraction": config.eval.crop_fraction},
       "method": config.method, "encoder": encoder, "step": int(jax.device_get(state.step)),
       "workdir": str(workdir), "dataset": config.dataset.name,
-      "jax_ssl_version": jax_ssl.__version__, "config": config.to_dict()}
+      "jax_ssl_version": jax_ssl.__version__, "config": json.loads(json.dumps(config.to_dict()))}
   path, sidecar = backbone.write(out, weights, info, weights_format)
   info["written"] = [str(path), str(sidecar)]
   return info
@@ -203,6 +208,10 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--step", type=int, default=None,
                       help="Checkpoint step to export (default: the latest).")
   args = parser.parse_args(argv)
+  # As every entry point, before anything starts JAX (jax_ssl/backends). The export computes
+  # nothing with the backbone, so the run's backend does not matter: "auto".
+  from jax_ssl import backends  # pylint: disable=g-import-not-at-top
+  backends.prepare_process("auto")
   weights_format = args.format or ("msgpack" if args.out.endswith(".msgpack") else "safetensors")
   logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax logs every file it reads
   try:

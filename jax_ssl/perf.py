@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from jax_ssl.kernels import conv as kernel_conv
+from jax_ssl import backends
 
 # Dense (no sparsity) peak FLOP/s of one chip or GPU, from the vendors' datasheets, by
 # compute dtype. "float32" is the rate of float32 dots and convolutions at JAX's default
@@ -91,8 +91,8 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float | None:
 
   Not the compiled program's analysis: after compilation each device's share is counted,
   GPU dots and convolutions become library calls whose FLOPs the analysis misreports
-  (jax-ml/jax#22249, #16008), and the CPU kernels of jax_ssl.kernels are custom calls it
-  cannot see into. Loops count their body once (lower a loop-free program to count one).
+  (jax-ml/jax#22249, #16008), and the `cpu_kernels` backend's convolutions are custom calls
+  it cannot see into. Loops count their body once (lower a loop-free program to count one).
   None if the backend gives no count.
   """
   cost = lowered.cost_analysis()
@@ -104,16 +104,15 @@ def lowered_flops(lowered: jax.stages.Lowered) -> float | None:
 def step_flops(lowered: jax.stages.Lowered, lower_in_one_batch: Callable[[], jax.stages.Lowered],
                *, grad_accum_steps: int, per_device_passes: bool = False) -> float | None:
   """The model FLOPs of one train step: `lowered_flops(lowered)`, the step's program, or where
-  that one hides FLOPs from XLA's count (on a CPU the kernels of jax_ssl.kernels are custom
-  calls and Winograd does fewer multiplies; a micro-batch loop is counted once; with
+  that one hides FLOPs from XLA's count (on a CPU the `cpu_kernels` backend's convolutions
+  are custom calls and Winograd does fewer multiplies; a micro-batch loop is counted once; with
   `per_device_passes`, the encoder passes in a shard_map body are counted for one device),
   of the same step on the global arrays without gradient accumulation,
-  `lower_in_one_batch()`, lowered (not compiled) with XLA's own convolutions: the same model
-  arithmetic."""
-  if grad_accum_steps == 1 and not per_device_passes and (
-      jax.default_backend() != "cpu" or kernel_conv.mode() == "0"):
+  `lower_in_one_batch()`, lowered (not compiled) with XLA's own convolutions
+  (`backends.xla_convolutions()`): the same model arithmetic."""
+  if grad_accum_steps == 1 and not per_device_passes and jax.default_backend() != "cpu":
     return lowered_flops(lowered)
-  with kernel_conv.mode_set("0"):
+  with backends.xla_convolutions():
     return lowered_flops(lower_in_one_batch())
 
 

@@ -9,20 +9,18 @@ import json
 from typing import Any
 
 import jax
-import ml_collections
 
 from jax_ssl import checkpoint, fs
 from jax_ssl import config as config_lib
+from jax_ssl.config.schema import Experiment
 
 EVALUATE = "python -m jax_ssl.evaluate --workdir {workdir}"
-
 
 def print0(line: str) -> None:
   if jax.process_index() == 0:
     print(line, flush=True)
 
-
-def resumed(config: ml_collections.ConfigDict, workdir: str, resume: config_lib.Resume | None,
+def resumed(config: Experiment, workdir: str, resume: config_lib.Resume | None,
             step: int, schedule) -> None:
   """`resumed from step N of M`, then the keys that changed and the learning rate's change
   at step N (old schedule -> this config's `schedule`)."""
@@ -40,7 +38,6 @@ def resumed(config: ml_collections.ConfigDict, workdir: str, resume: config_lib.
     change = f"changes from {old:.4g} to {new:.4g}" if old != new else f"stays {new:.4g}"
     print0(f"{rule}the learning rate at step {step} {change}")
 
-
 def results_of(workdir: str, step: int) -> dict[str, Any] | None:
   """DIR/results.json if it holds the results of `step`."""
   path = fs.path(workdir) / "results.json"
@@ -49,8 +46,7 @@ def results_of(workdir: str, step: int) -> dict[str, Any] | None:
   results = json.loads(path.read_text())
   return results if results.get("steps") == step else None
 
-
-def finished(config: ml_collections.ConfigDict, workdir: str, step: int,
+def finished(config: Experiment, workdir: str, step: int,
              results: dict[str, Any] | None, resume: config_lib.Resume | None) -> None:
   """The line of a rerun that finds the run trained to total_steps and nothing left to do
   (evaluated, or evaluate=False)."""
@@ -63,7 +59,6 @@ def finished(config: ml_collections.ConfigDict, workdir: str, step: int,
   print0(f"already finished: {workdir} was trained to step {step} of {config.total_steps}, "
          f"nothing was redone{unused}; {where}")
 
-
 def stopped(signal_name: str, workdir: str, step: int, total_steps: int) -> None:
   """After the first SIGINT/SIGTERM: the checkpoint of `step` is saved (0: nothing ran)."""
   print0(f"stopped by {signal_name} before the first step; nothing to save; rerun the same "
@@ -71,14 +66,12 @@ def stopped(signal_name: str, workdir: str, step: int, total_steps: int) -> None
          f"stopped by {signal_name} at step {step} of {total_steps} and saved it in "
          f"{workdir}/checkpoints/{step}; rerun the same command to resume from step {step}")
 
-
 def stopped_in_evaluation(signal_name: str, workdir: str) -> int | None:
   """After a signal during the evaluation; returns the trained step."""
   step = checkpoint.last_complete_step(fs.join(workdir, "checkpoints"))
   print0(f"stopped by {signal_name} during the evaluation: training is complete "
          f"({workdir}/checkpoints/{step}); rerun the same command to evaluate it")
   return step
-
 
 def aborted(workdir: str) -> str:
   """The line of a second SIGINT (interrupts.StopSignals prints it from its handler)."""
@@ -88,8 +81,7 @@ def aborted(workdir: str) -> str:
             if step is not None else "start again (no checkpoint was completed)")
   return f"aborted by a second SIGINT without finishing the save; rerun the same command to {resume}"
 
-
-def done(config: ml_collections.ConfigDict, workdir: str, step: int,
+def done(config: Experiment, workdir: str, step: int,
          results: dict[str, Any] | None) -> None:
   saved = f"checkpoint {workdir}/checkpoints/{step}"
   if results is not None:

@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jax_ssl.data import augment
+from jax_ssl import online_probe as online_probe_lib
 from jax_ssl import optim
 from jax_ssl.methods.spec import (MethodSpec, StepContext, select_modules, views_per_device,
                                   with_modules)
@@ -25,49 +26,6 @@ from jax_ssl.state import TrainState
 
 
 _OBJECTIVE_STREAM = 1  # fold_in tag of the objective's key within a step
-# Adam at a constant rate for heads["online_probe"] (config.online_probe): the probe only
-# has to track the features, whatever the pretraining optimizer and schedule.
-ONLINE_PROBE_LEARNING_RATE = 1e-2
-
-
-def online_probe_optimizer() -> optax.GradientTransformation:
-  """The optimizer of heads["online_probe"] (config.build_optimizer gives it its own)."""
-  return optax.adam(ONLINE_PROBE_LEARNING_RATE)
-
-
-def online_probe_loss(graphdef: nnx.GraphDef, params: nnx.State, batch_stats: nnx.State,
-                      images: jax.Array, labels: jax.Array
-                      ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Cross-entropy of the linear heads["online_probe"] on stop-gradient backbone features.
-
-  The online linear probe of solo-learn and BYOL: the features of `images` (the first view,
-  [B, S, S, C]) come from the backbone in train mode (batch statistics, as the objective's
-  pass; its BatchNorm update is discarded) under `stop_gradient` parameters, so no gradient
-  of this loss reaches the backbone and the labels [B] only train the probe. The features
-  are standardised per batch before the linear layer (MAE's probe: BatchNorm, no affine).
-
-  References:
-    Grill et al., "Bootstrap Your Own Latent" (BYOL), NeurIPS 2020, App. C.1; da Costa et
-    al., "solo-learn", JMLR 2022 (online classifier); He et al., "Masked Autoencoders Are
-    Scalable Vision Learners", CVPR 2022, App. A.2 (BatchNorm without affine in the probe).
-
-  Returns:
-    (mean cross-entropy, {"online_probe/loss", "online_probe/accuracy"} on this batch).
-  """
-  frozen = nnx.merge(graphdef, jax.lax.stop_gradient(params), batch_stats, copy=True)
-  frozen.train()
-  features = jax.lax.stop_gradient(frozen.features(images))
-  # Standardised with the batch's statistics, as MAE's linear probe (BatchNorm without
-  # affine parameters): the probe's learning rate then suits any backbone's feature scale.
-  features = (features - jnp.mean(features, axis=0)) * jax.lax.rsqrt(
-      jnp.var(features, axis=0) + 1e-6)
-  probe = nnx.merge(graphdef, params, batch_stats, copy=True).heads["online_probe"]
-  logits = probe(features)
-  loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
-  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
-  return loss, {"online_probe/loss": loss, "online_probe/accuracy": accuracy}
-
-
 def _micro_batches(x: jax.Array, count: int) -> jax.Array:
   """[B, ...] -> [count, B / count, ...], micro-batch a = rows a, a + count, a + 2 count, ...
 
@@ -87,9 +45,9 @@ def _concat_micro_batches(x: jax.Array) -> jax.Array:
 GRAD_ACCUM_MODES = ("micro_batch", "exact")
 
 
-def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Mapping[str, Any],
+def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Any,
                         state: TrainState, views: Sequence[jax.Array], labels: jax.Array,
-                        objective_rng: jax.Array, count: int):
+                        objective_rng: jax.Array, count: int, teacher_graphdef: Any = None):
   """Gradient accumulation with the loss of the whole batch (GradCache), for methods that
   declare `embed` and `embedding_loss`.
 
@@ -133,11 +91,12 @@ def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Mappi
   _, embeddings = jax.lax.scan(first_pass, None, micro)
   embeddings = jax.tree.map(_concat_micro_batches, embeddings)  # [B, ...], batch order
   # The loss's rng is the one it has without accumulation (micro-batch 0's).
-  context = StepContext(rng=jax.random.fold_in(objective_rng, 0), step=state.step, target=None)
+  context = StepContext(rng=jax.random.fold_in(objective_rng, 0), step=state.step, target=None,
+                        teacher=teacher_graphdef)
 
   def whole_batch_loss(embeddings):
     loss, metrics, state_inputs = method.embedding_loss(embeddings, state.method_state, context,
-                                                        **method_args)
+                                                        method_args)
     return loss, (metrics, state_inputs)
 
   (loss, (metrics, state_inputs)), cotangents = jax.value_and_grad(
@@ -169,12 +128,18 @@ def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Mappi
   return grads, batch_stats, target_batch_stats, loss, metrics, state_inputs
 
 
-def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Mapping[str, Any],
+def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any,
                     optimizer: optax.GradientTransformation, schedule: optax.Schedule,
                     view_configs: Sequence[augment.AugmentConfig], *, total_steps: int = 1,
                     grad_accum_steps: int = 1, grad_accum_mode: str = "micro_batch",
-                    online_probe: bool = False, mesh: Mesh | None = None):
+                    online_probe: bool = False, mesh: Mesh | None = None,
+                    teacher_graphdef: Any = None):
   """Returns the pure train step for `method` with its hyper-parameters bound.
+
+  `method_args` is the method's typed Args (an instance of `method.args_type`, built from
+  the config once by `config.method_args`): every function of the spec receives it.
+  `teacher_graphdef`: for methods with `load_teacher`, the loaded teacher's graphdef (its
+  parameters are in the method state), handed to the objective as `context.teacher`.
 
   rng is the run's base key (raw uint32 key data, so it can be a global array); the step's
   key is `fold_in(rng, state.step)`, so the randomness of step k is the same whether or not
@@ -195,14 +160,16 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
   instead (`_exact_accumulation`); BatchNorm still normalises per micro-batch.
 
   With `online_probe` the batch also carries "label" [B] and heads["online_probe"] is
-  trained on the first view (`online_probe_loss`); the logged "loss" stays the method's.
+  trained on the first view (`online_probe.loss`); the logged "loss" stays the method's.
 
   `mesh`: the mesh the step is jitted over (the batch sharded over its data axis). With
   several devices the views' encoder passes then run per device (`spec.map_by_crop_size`):
   the gradients are all-reduced once per step whatever the number of crop sizes. None
   (a step jitted without shardings): the same values, computed on the global arrays.
   """
-  objective = functools.partial(method.objective, **method_args)
+  def objective(model, views, method_state, context):
+    return method.objective(model, views, method_state, context, method_args)
+
   if grad_accum_mode not in GRAD_ACCUM_MODES:
     raise ValueError(f"grad_accum_mode={grad_accum_mode!r}; use one of {GRAD_ACCUM_MODES}")
   if grad_accum_mode == "exact" and (method.embed is None or method.embedding_loss is None):
@@ -231,12 +198,12 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
                            with_modules(batch_stats, target_batch_stats), copy=True)
         target.train()
       context = StepContext(rng=jax.random.fold_in(objective_rng, micro_index),
-                            step=state.step, target=target)
+                            step=state.step, target=target, teacher=teacher_graphdef)
       loss, metrics, state_inputs = objective_fn(model, views, state.method_state, context)
       total = loss
       if online_probe:
-        probe_loss, probe_metrics = online_probe_loss(graphdef, params, batch_stats, views[0],
-                                                      labels)
+        probe_loss, probe_metrics = online_probe_lib.loss(graphdef, params, batch_stats,
+                                                          views[0], labels)
         total, metrics = loss + probe_loss, {**metrics, **probe_metrics}
       new_target_batch_stats = (
           select_modules(nnx.state(target, nnx.BatchStat), method.target_modules,
@@ -249,7 +216,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
     if grad_accum_mode == "exact" and grad_accum_steps > 1:
       grads, batch_stats, target_batch_stats, loss, metrics, state_inputs = _exact_accumulation(
           loss_fn, grad_fn, method, method_args, state, views, labels, objective_rng,
-          grad_accum_steps)
+          grad_accum_steps, teacher_graphdef)
     elif grad_accum_steps == 1:
       (_, (metrics, batch_stats, target_batch_stats, state_inputs, loss)), grads = grad_fn(
           state.params, views, state.batch_stats, state.target_batch_stats, 0, labels)
@@ -275,7 +242,8 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Map
 
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    context = StepContext(rng=objective_rng, step=state.step, target=None)
+    context = StepContext(rng=objective_rng, step=state.step, target=None,
+                          teacher=teacher_graphdef)
     method_state = method.update_method_state(state.method_state, state_inputs, context,
                                               method_args)
     target_params = state.target_params

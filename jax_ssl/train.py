@@ -12,14 +12,12 @@ environment: SLURM, mpirun, torchrun, a TPU pod slice (distributed.py).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from typing import Any
 
 from absl import app, flags, logging
 import jax
-import ml_collections
 import numpy as np
 
 from jax_ssl import checkpoint, distributed, fs, interrupts, perf, run_lock, run_report, sharding
@@ -27,6 +25,7 @@ from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.config import data_checks, paths
 from jax_ssl.config import load as config_load
+from jax_ssl.config.schema import Experiment
 from jax_ssl.data import pipeline
 from jax_ssl.errors import ConfigError, DataError, NonFiniteError, StorageError, UserInputError
 from jax_ssl.metric_writer import MetricWriter
@@ -51,9 +50,12 @@ _ALLOW_CONFIG_CHANGES = flags.DEFINE_bool(
     "(global_batch_size, optimizer.*); the change is recorded in DIR/config_history.jsonl.")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+def train_and_evaluate(config: Experiment | Any, workdir: str, *,
                        allow_config_changes: bool = False) -> dict[str, Any]:
   """Pretrains (resuming if `workdir` has checkpoints) and, if `config.evaluate`, evaluates.
+
+  `config` is the typed experiment; the library's entry point also takes an experiment
+  file's ConfigDict (or a dict) and types it here, once (`Experiment.from_config`).
 
   Holds DIR/train.lock while it runs. The first SIGINT or SIGTERM stops it after the current
   step, with a checkpoint of it; a second SIGINT exits the process at once (interrupts.py).
@@ -62,6 +64,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns a summary: {"step", "train_seconds", "results" (or None), "preempted",
   "interrupted" (the stopping signal's name or None), "state" (None if nothing ran)}.
   """
+  if not isinstance(config, Experiment):
+    config = Experiment.from_config(config)
   config_lib.validate(config, jax.device_count())
   _check_writable(workdir)
   lock = run_lock.lock_workdir(workdir)
@@ -78,7 +82,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     lock.release()
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+def _train_and_evaluate(config: Experiment, workdir: str,
                         stops: interrupts.StopSignals, allow_config_changes: bool) -> dict[str, Any]:
   run_start = time.perf_counter()  # goodput counts from here
   # ---------------------------------------------------------------- config
@@ -124,10 +128,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # ---------------------------------------------------------------- state
   num_classes = info.features["label"].num_classes if "label" in info.features else None
-  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes)
+  # The method's typed Args and Heads, and its frozen teacher read from disk, once.
+  method = config_lib.build_method(config)
+  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes,
+                                 method=method)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method),
+      spec.target_modules)
   # Replicated, or (config.sharding="fsdp") the parameters, optimizer state and EMA targets
   # split over the devices by big_vision's fsdp rule (state.state_shardings); a checkpoint
   # written under either restores into these shardings (Orbax reshards on read).
@@ -156,11 +164,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   # ---------------------------------------------------------------- step
   def make_step(grad_accum_steps: int, step_mesh):
-    return make_train_step(graphdef, spec, config_lib.method_args(config), optimizer, schedule,
+    return make_train_step(graphdef, spec, method.args, optimizer, schedule,
                            config_lib.view_configs(config), total_steps=config.total_steps,
                            grad_accum_steps=grad_accum_steps,
                            grad_accum_mode=config.grad_accum_mode,
-                           online_probe=config.online_probe, mesh=step_mesh)
+                           online_probe=config.online_probe, mesh=step_mesh,
+                           teacher_graphdef=method.teacher_graphdef)
   # jit over global arrays with the state's own shardings in and out: under FSDP XLA gathers
   # each sharded parameter where it is used and reduce-scatters its gradient. The views'
   # per-device encoder passes (spec.views_per_device) split the batch over the `data` axis:
@@ -201,7 +210,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       wait_start = time.perf_counter()  # the host's wait for the input pipeline
       batch = next(device_batches)
       inputs = pipeline.step_inputs(batch)  # {"image"} or the host's {"views"}
-      if config.online_probe:  # labels reach only the probe head (step.online_probe_loss)
+      if config.online_probe:  # labels reach only the probe head (online_probe.loss)
         inputs["label"] = batch["label"]
       data_wait += time.perf_counter() - wait_start
       if compiled_step is None:
@@ -346,8 +355,8 @@ def parse_flags(argv: list[str]) -> list[str]:
                         for key, value in overrides)]
 
 
-def load_config(argv: list[str]) -> ml_collections.ConfigDict:
-  """The experiment config of --config with the `--config.KEY=VALUE` of `argv` (what
+def load_config(argv: list[str]) -> Experiment:
+  """The typed experiment of --config with the `--config.KEY=VALUE` of `argv` (what
   parse_flags returned) applied. Raises ConfigError (one line) for any mistake in them."""
   positional, overrides = config_load.split_overrides(argv[1:])
   if positional:
@@ -356,30 +365,18 @@ def load_config(argv: list[str]) -> ml_collections.ConfigDict:
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise ConfigError("--config and --workdir are required, e.g. --config "
                       "experiments/fashion_mnist/simclr.py --workdir runs/simclr")
-  config = config_load.apply_overrides(config_load.load_experiment(_CONFIG.value), overrides)
-  if config.get("evaluate") and config.get("eval", {}).get("report"):
-    # The report draws with the [eval] extra: say so now rather than after the training.
-    missing = [name for name in ("matplotlib", "sklearn") if not _installed(name)]
-    if missing:
-      raise ConfigError(
-          f"eval.report=True needs {' and '.join(missing)} (not installed): pip install "
-          f"'jax_ssl[eval]' (in a checkout: pip install -e '.[all]'), or pass "
-          f"--config.eval.report=False")
-  return config
-
-
-def _installed(module: str) -> bool:
-  try:
-    return importlib.util.find_spec(module) is not None
-  except (ImportError, ValueError):
-    return False
+  return config_load.typed_experiment(_CONFIG.value, overrides)
 
 
 def main(argv):
   """Config mistakes, bad data and full disks end in one line `error: ...` and exit code 1
   (before anything is written, for the config)."""
+  from jax_ssl import backends  # pylint: disable=g-import-not-at-top
   try:
     config = load_config(argv)
+    # The CPU platform's malloc setting and XLA flag (jax_ssl/backends): before anything
+    # starts JAX's backends (distributed.initialize, jax.devices()), which read XLA_FLAGS once.
+    backends.prepare_process(config.backend)
   except UserInputError as e:
     sys.exit(f"error: {e}")
   # Orbax and TFDS log every file operation at INFO; keep the console for our progress.

@@ -10,12 +10,18 @@ import gzip
 import os
 import struct
 
+import ml_collections
 import numpy as np
 import pytest
+from PIL import Image
 
 # A handful of host CPU devices for in-process sharding tests; subprocess tests set their own.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# As every entry point does before JAX starts (the CPU platform's malloc setting and XLA
+# flag: jax_ssl/backends), so in-process tests compute as the trainer's processes do.
+from jax_ssl import backends  # noqa: E402  pylint: disable=g-import-not-at-top
+backends.prepare_process("auto")
 
 
 def write_idx(path: str, array: np.ndarray) -> None:
@@ -49,25 +55,44 @@ def fake_fmnist(tmp_path_factory):
   return source_dir, data_dir
 
 
+def typed(config):
+  """The typed `Experiment` of a ConfigDict (what the entry point makes of it; every library
+  function below train.train_and_evaluate takes one); an Experiment is returned as is."""
+  from jax_ssl.config import Experiment  # pylint: disable=g-import-not-at-top
+  return config if isinstance(config, Experiment) else Experiment.from_config(config)
+
+
+def set_keys(config, values=None, **flat):
+  """Sets dotted keys ({"eval.finetune.steps": 5}, or as keywords with the dots spelled
+  "eval.finetune.steps") of a ConfigDict in place, making the sections the experiment file
+  leaves at their defaults (experiment files set only what differs). Returns `config`."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  for dotted, value in {**(values or {}), **flat}.items():
+    *parents, key = dotted.split(".")
+    node = config
+    for parent in parents:
+      if parent not in node:
+        node[parent] = ml_collections.ConfigDict()
+      node = node[parent]
+    node[key] = value
+  return config
+
+
 def tiny_config(source_dir: str, data_dir: str, **overrides):
-  """The main job's config shrunk to a tiny model and batch (seconds per run on CPU)."""
+  """The main job's config shrunk to a tiny model and batch (seconds per run on CPU); a
+  ConfigDict, as train.train_and_evaluate takes it (`typed(config)` for the library's
+  functions). `overrides`: dotted keys (set_keys)."""
   import sys
   sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
   from experiments.fashion_mnist import simclr  # pylint: disable=g-import-not-at-top
   config = simclr.get_config("runlocal")
-  config.dataset.source_dir = source_dir
-  config.dataset.data_dir = data_dir
-  config.model.width = 4
-  config.heads.projector_hidden_dim = 16
-  config.heads.projector_output_dim = 8
-  config.global_batch_size = 32
-  config.total_steps = 6
-  config.log_every_steps = 1
-  config.checkpoint_every_steps = 3
-  config.evaluate = False
-  config.eval.train_limit = 256
-  config.eval.test_limit = 128
-  config.update_from_flattened_dict(overrides)
+  set_keys(config, {
+      "dataset.source_dir": source_dir, "dataset.data_dir": data_dir, "model.width": 4,
+      "heads.projector_hidden_dim": 16, "heads.projector_output_dim": 8,
+      "global_batch_size": 32, "total_steps": 6, "log_every_steps": 1,
+      "checkpoint_every_steps": 3, "evaluate": False, "eval.train_limit": 256,
+      "eval.test_limit": 128})
+  set_keys(config, overrides)
   return config
 
 
@@ -86,18 +111,90 @@ def tiny_byol_config(source_dir: str = "unused", data_dir: str = "unused", **ove
 def state_and_step(config, num_classes=None, **step_options):
   """(spec, graphdef, optimizer, initial TrainState, jitted train step) of a config, built as
   the trainer builds them (one input channel; `num_classes` for the online probe);
-  `step_options` go to make_train_step."""
+  `step_options` go to make_train_step. `config`: a ConfigDict or a typed Experiment."""
   import jax  # pylint: disable=g-import-not-at-top
-  from jax_ssl import config as config_lib, methods  # pylint: disable=g-import-not-at-top
+  from jax_ssl import config as config_lib  # pylint: disable=g-import-not-at-top
   from jax_ssl.state import create_train_state  # pylint: disable=g-import-not-at-top
   from jax_ssl.step import make_train_step  # pylint: disable=g-import-not-at-top
-  spec = methods.get_method(config.method)
-  model = config_lib.build_model(config, 1, config.seed, num_classes=num_classes)
+  config = typed(config)
+  method = config_lib.build_method(config)
+  spec = method.spec
+  model = config_lib.build_model(config, 1, config.seed, num_classes=num_classes, method=method)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
-  step = jax.jit(make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method), spec.target_modules)
+  step = jax.jit(make_train_step(graphdef, spec, method.args, optimizer,
                                  schedule, config_lib.view_configs(config),
                                  total_steps=config.total_steps,
-                                 grad_accum_steps=config.grad_accum_steps, **step_options))
+                                 grad_accum_steps=config.grad_accum_steps,
+                                 teacher_graphdef=method.teacher_graphdef, **step_options))
   return spec, graphdef, optimizer, state, step
+
+
+def batch_images(config, seed=0):
+  """A {"image": uint8 [global_batch_size, 28, 28, 1]} batch of random pixels."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return {"image": jnp.asarray(np.random.default_rng(seed).integers(
+      0, 256, (typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8))}
+
+
+def step_losses(config, num_devices, steps=3):
+  """The metrics of `steps` train steps on a mesh of `num_devices` devices (same data, same
+  rng), built as the trainer builds them: the 1-vs-N-device equivalence tests' helper.
+  `config`: a ConfigDict or a typed Experiment."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax_ssl import config as config_lib, sharding  # pylint: disable=g-import-not-at-top
+  from jax_ssl.state import create_train_state  # pylint: disable=g-import-not-at-top
+  from jax_ssl.step import make_train_step  # pylint: disable=g-import-not-at-top
+  config = typed(config)
+  mesh = sharding.make_mesh(num_devices)
+  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  method = config_lib.build_method(config)  # typed Args and Heads, a teacher loaded once
+  spec = method.spec
+  model = config_lib.build_model(config, 1, config.seed, method=method)
+  optimizer, schedule = config_lib.build_optimizer(config)
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method), spec.target_modules)
+  state = sharding.replicate(state, mesh)
+  step = jax.jit(make_train_step(graphdef, spec, method.args, optimizer,
+                                 schedule, config_lib.view_configs(config),
+                                 total_steps=config.total_steps,
+                                 grad_accum_steps=config.grad_accum_steps,
+                                 grad_accum_mode=config.grad_accum_mode,
+                                 teacher_graphdef=method.teacher_graphdef),
+                 in_shardings=(replicated, batch_sharding, replicated),
+                 out_shardings=(replicated, replicated))
+  rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
+  images = np.random.default_rng(0).integers(0, 256, (steps, config.global_batch_size, 28, 28, 1),
+                                             dtype=np.uint8)
+  out = []
+  for k in range(steps):
+    state, metrics = step(state, {"image": jax.device_put(images[k], batch_sharding)}, rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out
+
+
+# The EMA-target methods' tiny heads and args (tests/methods/test_teacher.py, test_multicrop.py).
+TEACHER_HEADS = {"byol": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
+                      predictor_hidden_dim=8),
+         "moco_v3": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=3,
+                         predictor_hidden_dim=8)}
+TEACHER_ARGS = {"byol": {"base_momentum": 0.9}, "moco_v3": {"temperature": 0.2, "base_momentum": 0.9}}
+
+
+def teacher_config(method, **overrides):
+  config = tiny_config("unused", "unused", **overrides)
+  config.method = method
+  config.method_args = ml_collections.ConfigDict(TEACHER_ARGS[method])
+  config.heads = ml_collections.ConfigDict(TEACHER_HEADS[method])
+  return config
+
+
+def assert_real_png(path):
+  """A valid PNG with something drawn on it: not one flat colour."""
+  with Image.open(path) as image:
+    assert image.format == "PNG"
+    pixels = np.asarray(image.convert("RGB"), np.float32)
+  assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+  assert pixels.std() > 0
+  assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # axes, text, data colours

@@ -12,7 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import tiny_config
+from conftest import tiny_config, typed
 from jax_ssl import checkpoint, methods, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.methods.spec import select_modules
@@ -26,6 +26,7 @@ def _byol_state():
   config.heads = ml_collections.ConfigDict(dict(
       projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
       predictor_hidden_dim=8))
+  config = typed(config)
   spec = methods.get_method(config.method)
   model = config_lib.build_model(config, 1, config.seed)
   optimizer, _ = config_lib.build_optimizer(config)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import trainer_subprocess as ts
-from conftest import tiny_byol_config
+from conftest import tiny_byol_config, typed
 from jax_ssl import backbone, export, methods, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.errors import UserInputError
@@ -35,7 +35,7 @@ def _images(count: int = 16) -> np.ndarray:
 
 
 def _byol_config(workdir):
-  return tiny_byol_config(str(workdir / "unused"), str(workdir / "unused"), total_steps=2)
+  return typed(tiny_byol_config(str(workdir / "unused"), str(workdir / "unused"), total_steps=2))
 
 
 def _filled(abstract, seed: int, step: int):
@@ -67,7 +67,7 @@ def byol_run(tmp_path_factory):
   from flax import nnx  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp("byol_run")
   config = _byol_config(workdir)
-  (workdir / "config.json").write_text(config.to_json())
+  (workdir / "config.json").write_text(json.dumps(config.to_dict()))
   spec = methods.get_method(config.method)
   optimizer, _ = config_lib.build_optimizer(config)
   graphdef, params, batch_stats = split_model(
@@ -209,7 +209,8 @@ def test_one_line_errors(byol_run, tmp_path, monkeypatch):
   simclr = tmp_path / "simclr"
   simclr.mkdir()
   saved = json.loads((byol_run / "config.json").read_text())
-  (simclr / "config.json").write_text(json.dumps({**saved, "method": "simclr"}))
+  (simclr / "config.json").write_text(json.dumps(
+      {**saved, "method": "simclr", "method_args": {}, "heads": {}}))  # simclr's defaults
   assert _error_line(["--workdir", str(simclr), *out, "--teacher"]).startswith(
       "error: --teacher: simclr has no EMA target of its backbone (methods with one: byol, dino")
   # Without the [export] extra: one line naming it, for exporting and for loading.

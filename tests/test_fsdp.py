@@ -23,7 +23,7 @@ import optax
 import pytest
 
 import trainer_subprocess as ts
-from conftest import tiny_config
+from conftest import tiny_config, typed
 from experiments.fashion_mnist import mae
 from jax_ssl import checkpoint, methods, sharding, train
 from jax_ssl import config as config_lib
@@ -104,8 +104,8 @@ def test_ema_targets_and_optimizer_moments_are_sharded_as_their_parameters():
       predictor_hidden_dim=8))
   spec = methods.get_method("byol")
   abstract = jax.eval_shape(lambda: create_train_state(
-      config_lib.build_model(config, 1, 0), config_lib.build_optimizer(config)[0],
-      config_lib.init_method_state(config), spec.target_modules)[1])
+      config_lib.build_model(typed(config), 1, 0), config_lib.build_optimizer(typed(config))[0],
+      config_lib.init_method_state(typed(config)), spec.target_modules)[1])
   shardings = state_shardings(abstract, sharding.make_mesh(), "fsdp", min_bytes=0)
   params = {jax.tree_util.keystr(p): s.spec for p, s in
             jax.tree_util.tree_flatten_with_path(shardings.params)[0]}
@@ -135,7 +135,7 @@ def test_bad_sharding_config_is_one_line(overrides, message):
   config = tiny_config("unused", "unused")
   config.update(overrides)
   with pytest.raises(ConfigError) as info:
-    config_lib.validate(config, device_count=8)
+    config_lib.validate(typed(config), device_count=8)
   assert str(info.value).startswith(message) and "\n" not in str(info.value), str(info.value)
 
 

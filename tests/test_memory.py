@@ -11,14 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import tiny_config
+from conftest import batch_images, state_and_step, step_losses, tiny_config, typed
 from jax_ssl import config as config_lib
 from jax_ssl import losses
 from jax_ssl.data import augment
 from jax_ssl.methods import moco_v2, queue
 from jax_ssl.methods.spec import StepContext
-from test_lejepa import _step_losses
-from test_teacher import _images, _setup
 
 HEADS = {"moco_v2": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2),
          "nnclr": dict(projector_hidden_dim=16, projector_output_dim=8, projector_num_layers=2,
@@ -53,14 +51,14 @@ def test_enqueue_writes_normalised_rows_at_the_pointer_and_wraps():
 
 def test_moco_v2_queue_holds_the_global_batch_keys_after_a_step():
   config = memory_config("moco_v2")
-  spec, graphdef, _, state, step = _setup(config)
+  spec, graphdef, _, state, step = state_and_step(config)
   rng = jax.random.key_data(jax.random.key(0))
-  images = _images(config)
+  images = batch_images(config)
   new_state, _ = step(state, images, rng)
   # By hand: the keys are the (pre-update) target's projections of both views; view v's
   # keys, one per image, go into queue v.
   views = augment.make_views(jax.random.fold_in(jax.random.wrap_key_data(rng), 0),
-                             images["image"], config_lib.view_configs(config))
+                             images["image"], config_lib.view_configs(typed(config)))
   target = nnx.merge(graphdef, state.params, state.batch_stats, copy=True)
   target.train()
   keys = jnp.split(target.heads["projector"](target.backbone(jnp.concatenate(views))), 2)
@@ -90,19 +88,18 @@ def test_moco_v2_each_query_meets_the_queue_of_its_positive_keys_view():
   context = StepContext(rng=jax.random.key(0), step=jnp.asarray(0), target=model)
   method_state = {"view0": {"embeddings": jnp.array([[0.0, 1.0]]), "pointer": jnp.asarray(0)},
                   "view1": {"embeddings": jnp.array([[-1.0, 0.0]]), "pointer": jnp.asarray(0)}}
-  loss, _, inputs = moco_v2.objective(model, views, method_state, context, temperature=1.0,
-                                      queue_size=1, base_momentum=0.9)
+  args = moco_v2.Args(temperature=1.0, queue_size=1, base_momentum=0.9)
+  loss, _, inputs = moco_v2.objective(model, views, method_state, context, args)
   assert float(loss) == pytest.approx(0.5 + np.log1p(np.exp(-1.0)), rel=1e-6)
   crossed = {"view0": method_state["view1"], "view1": method_state["view0"]}
-  loss, _, _ = moco_v2.objective(model, views, crossed, context, temperature=1.0,
-                                 queue_size=1, base_momentum=0.9)
+  loss, _, _ = moco_v2.objective(model, views, crossed, context, args)
   assert float(loss) == pytest.approx(np.log(2.0), rel=1e-6)
   np.testing.assert_array_equal(inputs["keys"], [[[1.0, 0.0], [0.0, 1.0]]])  # [B, view, D]
 
 
 def test_moco_v2_enqueues_one_key_per_image_into_each_views_queue():
-  args = {"queue_size": 5}
-  state = moco_v2.init_method_state(args, {"projector_output_dim": 2})
+  args = moco_v2.Args(queue_size=5)
+  state = moco_v2.init_method_state(args, moco_v2.Heads(projector_output_dim=2))
   assert state["view0"]["embeddings"].shape == state["view1"]["embeddings"].shape == (5, 2)
   keys = jnp.array([[[3.0, 4.0], [0.0, 2.0]], [[1.0, 0.0], [0.0, -5.0]]])  # [B=2, view, D]
   state = moco_v2.update_method_state(state, {"keys": keys}, None, args)
@@ -115,10 +112,10 @@ def test_moco_v2_enqueues_one_key_per_image_into_each_views_queue():
 def test_queue_moves_once_per_optimizer_step_under_gradient_accumulation(method):
   for accumulation in (1, 2):
     config = memory_config(method, grad_accum_steps=accumulation)
-    _, _, _, state, step = _setup(config)
+    _, _, _, state, step = state_and_step(config)
     rng = jax.random.key_data(jax.random.key(0))
     for k in range(2):
-      state, metrics = step(state, _images(config, k), rng)
+      state, metrics = step(state, batch_images(config, k), rng)
       assert np.isfinite(float(metrics["loss"]))
     assert int(QUEUE[method](state.method_state)["pointer"]) == (
         2 * ROWS_PER_STEP[method]) % 80, accumulation
@@ -127,7 +124,7 @@ def test_queue_moves_once_per_optimizer_step_under_gradient_accumulation(method)
 @pytest.mark.parametrize("method", ["moco_v2", "nnclr"])
 def test_memory_step_is_the_same_on_1_and_8_devices(method):
   config = memory_config(method)
-  one, eight = _step_losses(config, 1), _step_losses(config, 8)
+  one, eight = step_losses(config, 1), step_losses(config, 8)
   for a, b in zip(one, eight):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)

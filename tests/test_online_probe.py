@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import trainer_subprocess as ts
-from conftest import state_and_step, tiny_config
+from conftest import state_and_step, tiny_config, typed
 from jax_ssl import config as config_lib
 from jax_ssl import train
 from jax_ssl.errors import ConfigError
@@ -83,4 +83,4 @@ def test_probe_accuracy_rises_and_the_probe_is_checkpointed(fake_fmnist, tmp_pat
 def test_probe_needs_labels():
   config = tiny_config("unused", "unused", online_probe=True)
   with pytest.raises(ConfigError, match="online_probe=True needs class labels.*online_probe=False"):
-    config_lib.build_model(config, 1, 0, num_classes=None)
+    config_lib.build_model(typed(config), 1, 0, num_classes=None)

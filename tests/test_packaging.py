@@ -67,7 +67,7 @@ def test_every_package_and_the_experiment_files_are_shipped():
         relative = os.path.relpath(folder, os.path.join(ROOT, top))
         on_disk.add(name if relative == "." else f"{name}.{relative.replace(os.sep, '.')}")
   assert set(setuptools["packages"]) == on_disk
-  assert "kernels/*.cc" in setuptools["package-data"]["jax_ssl"]
+  assert "backends/cpu_kernels/*.cc" in setuptools["package-data"]["jax_ssl"]
 
 
 def test_readme_commands_install_what_they_run_and_ci_runs_the_test_command():

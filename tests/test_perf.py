@@ -8,9 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import state_and_step, tiny_config
-from jax_ssl import perf, sharding, train
-from jax_ssl.kernels import conv as kernel_conv
+from conftest import state_and_step, tiny_config, typed
+from jax_ssl import backends, perf, sharding, train
 
 
 @pytest.mark.parametrize("kind, dtype, peak", [
@@ -64,7 +63,8 @@ def test_utilization():
 
 def _lowered_step_flops(config):
   """XLA's count for the tiny config's step, lowered as the trainer counts it."""
-  with kernel_conv.mode_set("0"):
+  config = typed(config)
+  with backends.xla_convolutions():
     *_, state, step = state_and_step(config)
     batch = {"image": np.zeros((config.global_batch_size, 28, 28, 1), np.uint8)}
     rng = jax.random.key_data(jax.random.key(config.seed))
@@ -79,7 +79,7 @@ def test_trainer_logs_model_flops_mfu_and_goodput(fake_fmnist, tmp_path):
   flops = _lowered_step_flops(config)
   assert flops > 0 and records[0]["model_flops_per_step"] == flops
   assert "model_flops_per_step" not in records[1]  # counted once, with compile_seconds
-  peak = perf.peak_flops_per_second(jax.devices(), config.model.dtype)
+  peak = perf.peak_flops_per_second(jax.devices(), typed(config).model.dtype)
   for r in records:
     # 3 steps' FLOPs over the interval's seconds, against this process's CPU peak.
     seconds = 3 * config.global_batch_size / r["images_per_second"]

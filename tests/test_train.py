@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import tiny_config
+from conftest import tiny_config, typed
 from experiments.cifar10 import simclr_resnet18
 from jax_ssl.state import split_model
 from jax_ssl import train
@@ -35,7 +35,7 @@ def test_one_step_under_mock_cifar10(tmp_path):
 def test_training_lowers_the_loss_and_moves_every_parameter(fake_fmnist, tmp_path):
   config = tiny_config(*fake_fmnist, total_steps=40, checkpoint_every_steps=100)
   config.optimizer.base_learning_rate = 4e-3
-  initial = train.config_lib.build_model(config, 1, config.seed)
+  initial = train.config_lib.build_model(typed(config), 1, typed(config).seed)
   out = train.train_and_evaluate(config, str(tmp_path))
   losses = [json.loads(l)["loss"] for l in open(tmp_path / "metrics.jsonl")]
   assert len(losses) == 40

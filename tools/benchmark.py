@@ -30,7 +30,6 @@ XLA_FLAGS=--xla_force_host_platform_device_count=8.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -46,23 +45,23 @@ import optax
 from flax import nnx
 from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
 
+from jax_ssl import backends
 from jax_ssl import config as config_lib
-from jax_ssl import host_memory, methods, sharding
+from jax_ssl import sharding
 from jax_ssl.methods.spec import StepContext, with_modules
 from jax_ssl.state import create_train_state
-from jax_ssl.kernels import build as kernel_build
-from jax_ssl.kernels import conv as kernel_conv
-from jax_ssl.models import batch_norm as fused_bn
 from jax_ssl.step import make_train_step
 
 
-def load_config(path: str):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("experiment", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+def load_config(path: str, settings=(), backend: str | None = None):
+  """The typed experiment of PATH[:ARG] with `settings` ("KEY=VALUE", as the trainer's
+  --config.KEY=VALUE) and the backend applied."""
+  from jax_ssl.config import load as config_load  # pylint: disable=g-import-not-at-top
+  config = config_load.apply_overrides(
+      config_load.load_experiment(path),
+      config_load.split_overrides([f"--config.{item}" for item in settings])[1]
+      + ([("backend", backend)] if backend else []))
+  return config_lib.Experiment.from_config(config)
 
 
 def _time(fn, steps: int) -> float:
@@ -78,7 +77,7 @@ def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
   analysis does not see into the library's convolution kernels (custom calls), and the
   arithmetic is the same either way (Winograd's fewer multiplies are counted as a direct
   convolution's FLOPs, as for PyTorch). (A new function object, so no cached trace is reused.)"""
-  with kernel_conv.mode_set("0"):
+  with backends.xla_convolutions():
     jitted = jax.jit(lambda *a: step(*a), **jit_kwargs)  # noqa: PLW0108
     cost = jitted.lower(*args).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -92,12 +91,15 @@ def build_step(config, in_channels: int, image_size: int, num_devices: int | Non
   state, batch, rng, spec, optimizer)."""
   mesh = sharding.make_mesh(num_devices)
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  spec = methods.get_method(config.method)
+  method = config_lib.build_method(config)
+  spec = method.spec
   num_classes = 1000 if config.dataset.name.startswith("imagenet") else 10
-  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes)
+  model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes,
+                                 method=method)
   optimizer, schedule = config_lib.build_optimizer(config)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method),
+      spec.target_modules)
   state = sharding.replicate(state, mesh)
   batch_size = config.global_batch_size
   images = jax.device_put(
@@ -109,12 +111,13 @@ def build_step(config, in_channels: int, image_size: int, num_devices: int | Non
         np.random.default_rng(1).integers(0, num_classes, (batch_size,), dtype=np.int32),
         batch_sharding)
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
-  train_step = make_train_step(graphdef, spec, config_lib.method_args(config), optimizer,
+  train_step = make_train_step(graphdef, spec, method.args, optimizer,
                                schedule, config_lib.view_configs(config),
                                total_steps=config.total_steps,
                                grad_accum_steps=config.grad_accum_steps,
                                grad_accum_mode=config.grad_accum_mode,
-                               online_probe=config.online_probe, mesh=mesh)
+                               online_probe=config.online_probe, mesh=mesh,
+                               teacher_graphdef=method.teacher_graphdef)
   jit_kwargs = dict(in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated))
   step_fn = jax.jit(train_step, donate_argnums=(0,), **jit_kwargs)
@@ -148,7 +151,8 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
   jax.block_until_ready(run_trainer())  # warm-up
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   results["trainer_step_s"] = _time(run_trainer, steps)
-  # Page faults: XLA:CPU's freed temporaries faulted in anew each step (jax_ssl/host_memory.py).
+  # Page faults: XLA:CPU's freed temporaries faulted in anew each step
+  # (jax_ssl/backends/cpu_kernels/host_memory.py).
   results["minor_page_faults_per_step"] = (
       resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
 
@@ -156,10 +160,11 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
     return results, None
 
   # Model-only step on fixed views (what a PyTorch loop times).
-  objective = functools.partial(spec.objective, **config_lib.method_args(config))
-  views = [jnp.asarray(images, jnp.float32) / 255.0
-           for _ in range(spec.views_for(config_lib.method_args(config)))]
-  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32))
+  args = config.method_args
+  objective = lambda *inputs: spec.objective(*inputs, args)  # (model, views, state, context)
+  views = [jnp.asarray(images, jnp.float32) / 255.0 for _ in range(spec.views_for(args))]
+  teacher = config_lib.build_method(config).teacher_graphdef if spec.load_teacher else None
+  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32), teacher=teacher)
 
   def model_step(state, views):
     def loss_fn(params):
@@ -435,7 +440,7 @@ def torch_peer(config, in_channels: int):
     layers += [nn.Conv2d(cin, final, 1, bias=False), nn.BatchNorm2d(final), nn.ReLU()]
     cin = final
   layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-  heads = config.heads
+  heads = config.heads  # the typed Heads, defaults filled in
   projector = [nn.Linear(cin, heads.projector_hidden_dim, bias=False),
                nn.BatchNorm1d(heads.projector_hidden_dim), nn.ReLU(),
                nn.Linear(heads.projector_hidden_dim, heads.projector_output_dim)]
@@ -503,6 +508,8 @@ def main():
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override, e.g. --set model.width=24 (repeatable)")
   parser.add_argument("--json", help="also write the results to this file")
+  parser.add_argument("--backend", choices=backends.NAMES, default=None,
+                      help="the speed backend (config.backend; default: the config's, else auto)")
   parser.add_argument("--trainer-only", action="store_true",
                       help="time only the trainer's step (skip the model-only step)")
   parser.add_argument("--pipeline", action="store_true",
@@ -514,14 +521,9 @@ def main():
                            "kind moves per device and the convolutions and dots by dtype; the "
                            "last line is one JSON object")
   args = parser.parse_args()
-  config = load_config(args.config)
-  for item in args.set:
-    key, value = item.split("=", 1)
-    *parents, leaf = key.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = type(node[leaf])(value)
+  config = load_config(args.config, args.set, args.backend)
+  # Before anything starts JAX's backends, as the trainer's main (jax_ssl/backends).
+  process = backends.prepare_process(config.backend)
   in_channels = 1 if config.dataset.name == "fashion_mnist" else 3
   image_size = config.dataset.image_size or config.augment.output_size
   batch = config.global_batch_size
@@ -540,9 +542,8 @@ def main():
   results = {"config": args.config, "device": str(jax.devices()[0].device_kind),
              "device_count": jax.device_count(), "cpu": _cpu_model(),
              "cpu_count": os.cpu_count(), "jax_version": jax.__version__,
-             "cpu_kernels": kernel_conv.mode() if kernel_build.load() else "unavailable",
-             "fused_batchnorm": fused_bn.mode(),
-             "host_malloc_retained": host_memory.apply_defaults(),
+             "backend": backends.select(config.backend).name,
+             "host_malloc_retained": process.host_malloc_retained,
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
   jax_results, run_model = benchmark_jax(config, args.steps, in_channels, image_size,
                                          model_step=not args.trainer_only or args.compare_torch)

@@ -137,8 +137,8 @@ def main() -> None:
   args = parser.parse_args()
 
   config = config_load.load_experiment(args.config)
-  config = config_load.apply_overrides(
-      config, config_load.split_overrides([f"--config.{item}" for item in args.set])[1])
+  config = config_lib.Experiment.from_config(config_load.apply_overrides(
+      config, config_load.split_overrides([f"--config.{item}" for item in args.set])[1]))
   views = host_views.host_views_of(config_lib.view_configs(config))
   width, height = (int(v) for v in args.size.lower().split("x"))
   folder = args.folder or os.path.join(os.path.expanduser("~/.cache/jax_ssl/benchmark_input"),

@@ -33,14 +33,13 @@ TORCH_COMPARISONS = (
 )
 
 
-def run_benchmark(config: str, args: list[str], steps: int, env: dict | None = None) -> dict:
-  """tools/benchmark.py's JSON, or {"error": its last line} when it fails; `env`: extra
-  environment variables."""
+def run_benchmark(config: str, args: list[str], steps: int) -> dict:
+  """tools/benchmark.py's JSON, or {"error": its last line} when it fails."""
   with tempfile.NamedTemporaryFile(suffix=".json") as out:
     command = [sys.executable, BENCHMARK, "--config", os.path.join(ROOT, config),
                "--steps", str(steps), "--json", out.name, *args]
     proc = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})})
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
     if proc.returncode != 0:
       return {"error": (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]}
     return json.load(open(out.name))
@@ -76,13 +75,12 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
       f"- Machine: {first['cpu']}, {first['cpu_count']} CPUs, device `{first['device']}` "
       f"x {first['device_count']}, jax {first['jax_version']}",
       f"- Command: `{command}`",
-      f"- Convolutions: `JAX_SSL_CPU_KERNELS={first.get('cpu_kernels', 'n/a')}` (the library's "
-      "CPU kernels where `jax_ssl.kernels.conv.choose` picks them; `unavailable`: no g++, "
-      "XLA's own)",
-      f"- BatchNorm: `JAX_SSL_FUSED_BATCHNORM={first.get('fused_batchnorm', 'n/a')}` (the fused "
-      "BatchNorm + residual + ReLU custom VJP of `jax_ssl/models/batch_norm.py`); host memory: "
-      f"freed blocks kept for reuse = {first.get('host_malloc_retained', 'n/a')} "
-      "(`jax_ssl/host_memory.py`, `JAX_SSL_HOST_MALLOC`)",
+      f"- Speed backend: `{first.get('backend', 'n/a')}` (`config.backend=auto`, "
+      "docs/backends.md: `cpu_kernels` runs the convolutions on the library's CPU kernels "
+      "where `jax_ssl.backends.cpu_kernels.conv.choose` picks them and BatchNorm + residual + "
+      "ReLU as one custom VJP; `xla`, without an AVX-512 CPU or g++, XLA's own ops); host "
+      f"memory: freed blocks kept for reuse = {first.get('host_malloc_retained', 'n/a')} "
+      "(`jax_ssl.backends.prepare_process` on the CPU platform)",
       f"- f32 matmul ceiling (2048^3, jitted): {_f(ceiling, 1)} GFLOP/s",
       "",
       "## Every method's Fashion-MNIST default (trainer step)",
@@ -128,10 +126,10 @@ def render(rows: list[tuple[str, dict]], torch_rows: list[tuple[str, dict]], com
         "",
         "The PyTorch peer is the same architecture in plain torch.nn (channels_last), same "
         "views, AdamW, `torch.set_num_threads` = CPU count. > 1 means JAX is faster. The "
-        "last column is the same JAX step with XLA's own convolutions "
-        "(`JAX_SSL_CPU_KERNELS=0`).",
+        "last column is the same JAX step on the `xla` backend, XLA's own convolutions and "
+        "BatchNorm (`tools/benchmark.py --backend xla`).",
         "",
-        "| model | JAX s/step | PyTorch s/step | JAX / PyTorch speed | torch | JAX, XLA's convolutions s/step |",
+        "| model | JAX s/step | PyTorch s/step | JAX / PyTorch speed | torch | JAX, xla backend s/step |",
         "|---|---|---|---|---|---|",
     ]
     for name, r in torch_rows:
@@ -168,7 +166,7 @@ def main():
       print(f"benchmarking {name} against PyTorch", flush=True)
       steps = 3 if "resnet18" in config else args.steps
       row = run_benchmark(config, ["--compare-torch", *extra], steps)
-      xla = run_benchmark(config, extra, steps, env={"JAX_SSL_CPU_KERNELS": "0"})
+      xla = run_benchmark(config, [*extra, "--backend", "xla"], steps)
       row["xla_convolutions_model_step_s"] = xla.get("model_step_s")
       torch_rows.append((name, row))
   command = "python " + " ".join(["tools/benchmark_suite.py", *sys.argv[1:]])

@@ -3,18 +3,19 @@ r"""Per-layer convolution timings of a benchmark model: forward, input gradient,
 Where does the step's convolution time go, and which path should run it? Each distinct
 convolution of the model (shape, stride) is jitted on its own and timed three ways:
 `fwd` (the convolution), `dx` (its input gradient) and `dw` (its weight gradient), each
-multiplied by how many times the model has that layer, on XLA's own convolution
-(`JAX_SSL_CPU_KERNELS=0`), on the library's kernels (`jax_ssl/kernels`, every op they apply
-to) and, for 3x3 stride-1 layers, as Winograd F(4x4, 3x3) (`jax_ssl/kernels/winograd.py`);
-`*` marks the path `JAX_SSL_CPU_KERNELS=auto` (the default) picks, and the last row totals
-XLA, the kernels and the auto choice. The table behind `jax_ssl.kernels.conv.choose` and
-`use_winograd`:
+multiplied by how many times the model has that layer, on XLA's own convolution (the `xla`
+backend's), on the `cpu_kernels` backend's kernels (jax_ssl/backends/cpu_kernels, every op
+they apply to) and, for 3x3 stride-1 layers, as Winograd F(4x4, 3x3) (its winograd.py);
+`*` marks the path the `cpu_kernels` backend picks (its measured rule), and the last row
+totals XLA, the kernels and that choice. The table behind
+`jax_ssl.backends.cpu_kernels.conv.choose` and `use_winograd`:
 
   python tools/conv_layers.py --model small
   python tools/conv_layers.py --model resnet18
 
-With `JAX_SSL_XLA_DEFAULTS=0` the XLA columns are XLA's default routing (YNNPACK for eligible
-convs) instead of the Eigen routing `jax_ssl.xla_flags` sets.
+The process is prepared as the trainer's (`jax_ssl.backends.prepare_process`: on the CPU
+the XLA columns are XLA's Eigen routing); `--no-prepare` leaves XLA's default routing
+(YNNPACK for eligible convs).
 
 Models: `small` (the Fashion-MNIST default encoder, resnet_small width 16, 512 views of
 28x28x1) and `resnet18` (CIFAR stem, 256 views of 32x32x3), as in `tools/benchmark.py
@@ -30,12 +31,12 @@ import time
 from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import jax_ssl  # noqa: E402,F401  (sets the library's XLA flags before JAX starts)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jax_ssl.kernels import conv as kernel_conv  # noqa: E402
+from jax_ssl import backends  # noqa: E402
+from jax_ssl.backends.cpu_kernels import conv as kernel_conv  # noqa: E402
 
 # name, in channels, out channels, kernel, stride, input size, layers of this shape
 LAYERS = {
@@ -61,7 +62,9 @@ CHOOSE_OP = {"fwd": "forward", "dx": "input_grad", "dw": "weight_grad"}
 
 
 def _conv(x, w, stride, pad):
-  return kernel_conv.conv2d(x, w, stride, ((pad, pad), (pad, pad)))
+  """`conv2d` with every op that applies on the kernels (inside `backends.xla_convolutions()`:
+  on XLA's own convolution)."""
+  return kernel_conv.conv2d(x, w, stride, ((pad, pad), (pad, pad)), True)
 
 
 def _seconds(fn, args, repeats):
@@ -83,14 +86,14 @@ def _op_seconds(op, x, w, g, stride, pad, repeats):
 
 def _winograd(on: bool):
   """`conv2d` with Winograd forced on or off, to time each path on the same layer."""
-  return mock.patch.object(kernel_conv, "use_winograd", lambda *args: on)
+  return mock.patch.object(kernel_conv, "use_winograd", lambda *args, **kwargs: on)
 
 
 def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[dict]:
   """Per distinct layer and op: seconds on XLA (`op`), on the kernels (`op_kernel`, None where
   they do not apply), as Winograd (`op_winograd`, None but for 3x3 stride-1 layers), times the
-  layer's count in the model, and the path auto mode picks (`op_auto`: "xla", "kernel" or
-  "winograd")."""
+  layer's count in the model, and the path the backend's measured rule picks (`op_auto`:
+  "xla", "kernel" or "winograd")."""
   default_batch, layers = LAYERS[model]
   batch = batch or default_batch
   rows = []
@@ -102,21 +105,19 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
     g = jnp.ones(jax.eval_shape(lambda x, w: _conv(x, w, stride, pad), x, w).shape,
                  jnp.float32)
     row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
-    with kernel_conv.mode_set("auto"):
-      auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, ((pad, pad),) * 2)
+    auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, ((pad, pad),) * 2,
+                                             every_op=False)
     for op in OPS:
-      with kernel_conv.mode_set("auto"):
-        row[op + "_auto"] = ("winograd" if auto_winograd else "kernel" if kernel_conv.choose(
-            CHOOSE_OP[op], x.shape, w.shape, stride) else "xla")
-      with kernel_conv.mode_set("1"):
-        with _winograd(False):
-          applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride)
-          row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
-                                 if applies else None)
-        with _winograd(True):
-          row[op + "_winograd"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
-                                   if kernel == 3 and stride == 1 else None)
-      with kernel_conv.mode_set("0"):
+      row[op + "_auto"] = ("winograd" if auto_winograd else "kernel" if kernel_conv.choose(
+          CHOOSE_OP[op], x.shape, w.shape, stride, every_op=False) else "xla")
+      with _winograd(False):
+        applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride, every_op=True)
+        row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
+                               if applies else None)
+      with _winograd(True):
+        row[op + "_winograd"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
+                                 if kernel == 3 and stride == 1 else None)
+      with backends.xla_convolutions():
         row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
     rows.append(row)
   return rows
@@ -136,9 +137,14 @@ def main(argv=None) -> None:
   parser.add_argument("--model", choices=sorted(LAYERS), default="small")
   parser.add_argument("--batch", type=int, default=0, help="views per step (0: the model's)")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--no-prepare", action="store_true",
+                      help="leave XLA_FLAGS and malloc as they are (XLA's default routing)")
   args = parser.parse_args(argv)
+  if not args.no_prepare:  # before JAX starts, as the trainer's main
+    backends.prepare_process("auto")
   rows = layer_times(args.model, args.batch or None, args.repeats)
-  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms per step; * = auto's choice")
+  print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms per step; * = the measured rule's "
+        f"choice")
   print("| layer | x count | shape | fwd XLA | fwd kernel | fwd Winograd | dx XLA | dx kernel | "
         "dx Winograd | dw XLA | dw kernel | dw Winograd |\n|---|---|---|---|---|---|---|---|---|"
         "---|---|---|")
@@ -151,7 +157,7 @@ def main(argv=None) -> None:
   auto = sum(r[{"xla": op, "kernel": op + "_kernel", "winograd": op + "_winograd"}[
       r[op + "_auto"]]] for r in rows for op in OPS)
   print(f"\ntotal ms: XLA {xla * 1e3:.1f}, kernels {kernels * 1e3:.1f} (XLA where they do not "
-        f"apply), auto {auto * 1e3:.1f}")
+        f"apply), the cpu_kernels backend's choice {auto * 1e3:.1f}")
 
 
 if __name__ == "__main__":

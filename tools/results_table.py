@@ -1,8 +1,12 @@
-"""Regenerates the README results table from runs' results.json (never typed by hand).
+"""Generates docs/results.md, the results tables, from runs' results.json (never typed by hand).
 
-  python tools/results_table.py runs/simclr_fmnist [more run dirs] [--readme README.md]
+  python tools/results_table.py results/simclr_fmnist [more run dirs] --out docs/results.md
 
-Rewrites the block between `<!-- results:begin -->` and `<!-- results:end -->`.
+Writes the whole page: a header naming this command (so the page says how to regenerate it,
+and tests/tools/test_results_table.py can regenerate it and compare), what the columns mean, one
+row per run's encoder, each distinct baseline once, and which encoders beat their baselines.
+As with BENCHMARKS.md (tools/benchmark_suite.py), the figures live only in the generated page
+and in the runs' own files under results/, never in hand-written docs.
 """
 
 from __future__ import annotations
@@ -10,18 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import shlex
 
 KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
 # Masked modeling's main protocol (and its baseline: fine-tuning from the random init).
 FINETUNE_KEYS = ("linear_1pct_top1", "finetune_top1")
 
 
-def table(run_dirs: list[str]) -> str:
+def table(run_dirs: list[str], link_from: str | None = None) -> str:
   """One row per run's encoder, then each distinct baseline once (runs of the same dataset,
   backbone and seed share them), and which encoders beat both baselines of their run; with a
   `finetune_top1` column when some run was fine-tuned, and which fine-tuned encoders beat
-  their own random initialisation on FINETUNE_KEYS."""
+  their own random initialisation on FINETUNE_KEYS. With `link_from` (the folder of the page
+  the table goes into) each run's name links to its folder, relative to that page."""
   runs = []
   for run_dir in run_dirs:
     with open(os.path.join(run_dir, "results.json")) as f:
@@ -31,10 +36,10 @@ def table(run_dirs: list[str]) -> str:
            "features | " + " | ".join(keys) + " |", "|---" * (9 + len(keys)) + "|"]
   baselines: dict[tuple, tuple[str, dict]] = {}
   for run_dir, results in runs:
-    lines.append(_row(run_dir, results, "encoder", results, keys))
+    lines.append(_row(run_dir, results, "encoder", results, keys, link_from))
     for name, scores in results.get("baselines", {}).items():
       key = (results["dataset"], name, tuple(scores.get(k) for k in keys))
-      baselines.setdefault(key, (_row(run_dir, results, name, scores, keys), scores))
+      baselines.setdefault(key, (_row(run_dir, results, name, scores, keys, link_from), scores))
   lines += [row for row, _ in baselines.values()]
   if baselines:
     # Each encoder against its own run's baselines: raw pixels and the random initialisation
@@ -66,7 +71,8 @@ def table(run_dirs: list[str]) -> str:
   return "\n".join(lines)
 
 
-def _row(run_dir: str, results: dict, features: str, scores: dict, keys) -> str:
+def _row(run_dir: str, results: dict, features: str, scores: dict, keys,
+         link_from: str | None = None) -> str:
   """One table row; the encoder's row names a non-online encoder (`encoder (target)`), the
   CPU of the evaluation (results.json's `host`, "—" for runs before it was recorded) and the
   1% protocol (how many class-balanced subsets; one before the 3-subset protocol)."""
@@ -81,25 +87,79 @@ def _row(run_dir: str, results: dict, features: str, scores: dict, keys) -> str:
     if k in scores and f"{k}_std" in scores and len(scores.get(f"{k}_seeds", (0, 0))) > 1:
       value += f" ± {scores[f'{k}_std']:.4f}"
     cells.append(value)
-  return (f"| `{run_dir}` | {results['method']} | {results['dataset']} | {results['steps']} | "
+  name = f"`{run_dir}`"
+  if link_from is not None:
+    name = f"[{name}]({os.path.relpath(run_dir, link_from).replace(os.sep, '/')})"
+  return (f"| {name} | {results['method']} | {results['dataset']} | {results['steps']} | "
           f"{results['train_seconds'] / 60:.1f} | {results.get('eval_seconds', 0) / 60:.1f} | "
           f"{cpu} | {subsets} | {features} | " + " | ".join(cells) + " |")
 
 
-def main():
+# What the page says around the generated tables: how to read them, not what they show (the
+# numbers are all in the tables and the lines under them).
+_INTRO = """\
+Each row is a method's Fashion-MNIST default, run with the command in its experiment file
+(`python -m jax_ssl.train --config experiments/fashion_mnist/<method>.py --workdir
+runs/<method>_fmnist`, seed 0) and evaluated after training as
+[evaluation.md](evaluation.md) describes; each run's `results.json`, `metrics.jsonl` and
+`config.json` are kept in its folder under `results/`, and each experiment file says what
+its recipe gave.
+
+How to read the table:
+
+* Accuracies are fractions of the test split. `knn_top1` is the weighted kNN, `linear_top1`
+  the linear probe on all labels, `linear_1pct_top1` the linear probe on class-balanced 1%
+  subsets of the labels, averaged over `1% subsets` subsets (mean ± sample std; no std with
+  one subset, the protocol of older runs), `finetune_top1` the encoder fine-tuned end to
+  end with a new linear head.
+* `features`: `encoder` is the pretrained encoder (`encoder (target)`: its EMA teacher, the
+  one the method's paper evaluates); `raw_pixels` and `random_init` are the baselines, the
+  same protocols on the pixels and on the randomly initialised encoder. A baseline row is
+  shown once for all runs that share it (same dataset, backbone and seed); each encoder is
+  judged against its own run's two baselines, and a wider representation
+  (`model.final_features`) or a ViT has its own random initialisation.
+* Masked image modelling (MAE, SimMIM, MaskFeat, BEiT) is judged as its papers judge it, by
+  fine-tuning, from the pretrained weights and from the random initialisation.
+* `train min` and `eval min` are wall-clock minutes on the machine the run used, some of
+  them shared with other jobs; `cpu` is the CPU the evaluation recorded (`results.json`
+  `host`; "—" for runs made before it was recorded). Step counts, and so accuracies, do not
+  depend on the machine.
+* The run-to-run spread of these short recipes can exceed the std of the 1% subsets, so a
+  margin over a baseline smaller than that std (the last line under the table) is not a
+  reliable win.
+"""
+
+
+def page(run_dirs: list[str], out: str) -> str:
+  """The whole docs page for `run_dirs` (in that order), to be written at `out`: its header
+  names the command that regenerates it."""
+  command = shlex.join([".venv/bin/python", "tools/results_table.py", *run_dirs, "--out", out])
+  return (f"# Results\n\n"
+          f"<!-- Generated by tools/results_table.py from results/*/results.json; do not edit: "
+          f"rerun the command below. -->\n"
+          f"Generated from each run's `results.json` by (never typed by hand):\n\n"
+          f"```bash\n{command}\n```\n\n{_INTRO}\n"
+          f"{table(run_dirs, link_from=os.path.dirname(out) or '.')}\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("run_dirs", nargs="+")
-  parser.add_argument("--readme", default="README.md")
-  args = parser.parse_args()
-  with open(args.readme) as f:
-    readme = f.read()
-  block = f"<!-- results:begin -->\n{table(args.run_dirs)}\n<!-- results:end -->"
-  new, count = re.subn(r"<!-- results:begin -->.*?<!-- results:end -->", block, readme, flags=re.S)
-  if count != 1:
-    raise SystemExit(f"{args.readme} has no results block (<!-- results:begin --> ... <!-- results:end -->)")
-  with open(args.readme, "w") as f:
-    f.write(new)
-  print(table(args.run_dirs))
+  parser.add_argument("run_dirs", nargs="+", help="run folders with a results.json, in the "
+                      "order of the rows")
+  parser.add_argument("--out", default="docs/results.md", help="the page to write")
+  return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = parse_args(argv)
+  missing = [d for d in args.run_dirs if not os.path.exists(os.path.join(d, "results.json"))]
+  if missing:
+    raise SystemExit(f"error: no results.json in {', '.join(missing)}; name run folders that "
+                     f"were evaluated (python -m jax_ssl.evaluate --workdir DIR writes it)")
+  text = page(args.run_dirs, args.out)
+  with open(args.out, "w") as f:
+    f.write(text)
+  print(f"wrote {args.out} ({len(args.run_dirs)} runs)")
 
 
 if __name__ == "__main__":

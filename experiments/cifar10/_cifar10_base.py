@@ -1,6 +1,8 @@
 """What every CIFAR-10 experiment shares: the data, the ResNet-18 (CIFAR stem), the epoch-based
 schedule, checkpoints and evaluation, and the `:runlocal` shrink. Each method file passes its
-recipe (method, method_args, views, heads, batch, optimizer, epochs) to `make_config`.
+recipe (method, method_args, views, heads, batch, optimizer, epochs) to `make_config`; the
+config holds what differs from the schema's defaults (jax_ssl/config/schema.py) and the
+method's Args and Heads.
 
 Data: needs `cifar10` prepared as array_record in the TFDS data dir (`tfds build cifar10
 --file_format array_record` where it can be downloaded, then copy it into
@@ -19,7 +21,6 @@ Where every recipe here (solo-learn's scripts/pretrain/cifar) differs from solo-
 from typing import Any, Mapping
 
 import ml_collections
-from ml_collections import config_dict
 
 TRAIN_EXAMPLES = 50_000
 
@@ -33,90 +34,51 @@ def switches(arg: str | None, *extra: str) -> frozenset[str]:
 
 
 def augment(**overrides: Any) -> dict[str, Any]:
-  """Every `config.augment` key, updated by `overrides`: random resized crop (area 0.08-1) to
-  32 px, flip 0.5, colour jitter 0.4/0.4/0.2/0.1 with p = 0.8, grayscale 0.2, no blur, no
-  solarisation (the view of solo-learn's CIFAR recipes, scripts/pretrain/cifar/augmentations)."""
-  view = dict(
-      output_size=32, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-      jitter_prob=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-      grayscale_prob=0.2, blur_prob=0.0, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
-      solarize_threshold=0.5,
-      view_overrides=(),  # per global view: dicts of the keys above (asymmetric views)
-      # multi-crop (DINO, SwAV): `num` local crops of `output_size` px after the global views
-      local_crops=dict(num=0, output_size=16, crop_scale=(0.05, 0.4), overrides={}))
-  unknown = set(overrides) - set(view)
-  if unknown:
-    raise KeyError(f"unknown augment keys {sorted(unknown)}")
+  """`config.augment`: the view of solo-learn's CIFAR recipes
+  (scripts/pretrain/cifar/augmentations) where it differs from the schema's SimCLR ImageNet
+  view (32 px crops, colour jitter 0.4/0.4/0.2/0.1, no blur; 16 px local crops), updated by
+  `overrides` (any augment key; the schema names a misspelt one)."""
+  view = dict(output_size=32, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+              blur_prob=0.0, local_crops=dict(output_size=16))
   view.update(overrides)
   return view
 
 
 def optimizer(name: str, base_learning_rate: float, *, weight_decay: float,
-              lr_scaling: str = "linear", momentum: float = 0.9,
-              trust_coefficient: float = 0.001, beta2: float = 0.999) -> dict[str, Any]:
-  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); momentum
-  is AdamW's beta1, trust_coefficient LARS only, beta2 AdamW only."""
-  return dict(name=name, base_learning_rate=base_learning_rate, lr_scaling=lr_scaling,
-              weight_decay=weight_decay, momentum=momentum,
-              trust_coefficient=trust_coefficient, beta2=beta2)
+              **others: Any) -> dict[str, Any]:
+  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); `others`:
+  further optimizer keys (e.g. LARS's trust_coefficient) where they differ from the schema."""
+  return dict(name=name, base_learning_rate=base_learning_rate, weight_decay=weight_decay,
+              **others)
 
 
-def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
-                augment: Mapping[str, Any], heads: Mapping[str, Any],
+def make_config(*, runlocal: bool, method: str, augment: Mapping[str, Any],
                 global_batch_size: int, optimizer: Mapping[str, Any], epochs: int,
-                warmup_epochs: int, runlocal_heads: Mapping[str, Any]
-                ) -> ml_collections.ConfigDict:
-  """The full config; `runlocal` shrinks it to a few steps of a small model (heads updated
-  by `runlocal_heads`)."""
+                warmup_epochs: int, method_args: Mapping[str, Any] | None = None,
+                heads: Mapping[str, Any] | None = None,
+                runlocal_heads: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The config (what differs from the schema's and the method's defaults); `runlocal`
+  shrinks it to a few steps of a small model (heads updated by `runlocal_heads`)."""
   config = ml_collections.ConfigDict()
   config.method = method
-  config.method_args = ml_collections.ConfigDict(dict(method_args))
+  config.method_args = ml_collections.ConfigDict(dict(method_args or {}))
+  # 32x32 images: views made on device; the host only batches (no worker processes)
   config.dataset = ml_collections.ConfigDict(dict(
-      name="cifar10", data_dir=config_dict.placeholder(str), source_dir="",
-      train_split="train", test_split="test", read_threads=8, image_size=0,
-      # 32x32 images: views made on device; the host only batches (no worker processes)
-      host_crops=False, num_workers=0, worker_buffer_size=2))
+      name="cifar10", test_split="test", read_threads=8, image_size=0, host_crops=False,
+      num_workers=0))
   config.augment = ml_collections.ConfigDict(dict(augment))
-  config.model = ml_collections.ConfigDict(dict(
-      backbone="resnet18", width=64, stem="cifar", final_features=0,
-      # ViT backbones (vit_tiny ... vit_huge) only: 8x8 tokens of 4x4 px on 32x32 images
-      patch_size=4, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
-      remat=False, depth=None, dim=None, num_heads=None))
-  config.heads = ml_collections.ConfigDict(dict(heads))
+  # ResNet-18 with the CIFAR stem; a ViT (vit_tiny ...) takes 4x4 patches: 8x8 tokens
+  config.model = ml_collections.ConfigDict(dict(backbone="resnet18", stem="cifar",
+                                                patch_size=4))
+  config.heads = ml_collections.ConfigDict(dict(heads or {}))
   config.global_batch_size = global_batch_size
-  config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
-  # "micro_batch": each micro-batch's loss alone (fewer negatives, noisier batch statistics);
-  # "exact": the whole batch's loss (GradCache), for simclr, moco_v3, barlow_twins, vicreg
-  config.grad_accum_mode = "micro_batch"
   steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
-  opt = dict(optimizer)
   config.optimizer = ml_collections.ConfigDict(dict(
-      name=opt.pop("name"), base_learning_rate=opt.pop("base_learning_rate"),
-      lr_scaling=opt.pop("lr_scaling"), weight_decay=opt.pop("weight_decay"),
-      momentum=opt.pop("momentum"), warmup_steps=warmup_epochs * steps_per_epoch,
-      trust_coefficient=opt.pop("trust_coefficient"), beta2=opt.pop("beta2")))
-  if opt:
-    raise KeyError(f"unknown optimizer keys {sorted(opt)}")
-  config.seed = 0
+      optimizer, warmup_steps=warmup_epochs * steps_per_epoch))
   config.total_steps = epochs * steps_per_epoch
-  config.log_every_steps = 100
   config.checkpoint_every_steps = 5000
-  config.keep_checkpoints = 2
-  config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
-  config.evaluate = True
-  config.online_probe = False  # True: linear probe on the first view's features, logged
-  # "replicated": the whole train state on every device; "fsdp": parameters, optimizer state
-  # and EMA targets split over the devices (arrays above fsdp_min_bytes), for models whose
-  # state does not fit on one chip (jax_ssl/sharding.py). mesh_shape (data, fsdp), fsdp
-  # only: the batch over both axes, the state over `fsdp`; () one `data` axis.
-  config.sharding = "replicated"
-  config.mesh_shape = ()
-  config.fsdp_min_bytes = 64 * 2**10  # smaller arrays (biases, norms) stay replicated
   config.eval = ml_collections.ConfigDict(dict(
-      batch_size=1000, knn_k=200, knn_temperature=0.07, baselines=True,
-      train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
-      knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
-      encoder="method",  # as the method's paper evaluates (DINO: the EMA teacher)
+      batch_size=1000, baselines=True,
       crop_fraction=1.0,  # the evaluation view: the whole 32x32 image
       # Fine-tuning as SimCLR (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256,
       # no weight decay, no warmup; 30 epochs, their 10% schedule, for every label fraction;
@@ -124,10 +86,10 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
       finetune=dict(steps=30 * steps_per_epoch, batch_size=global_batch_size,
                     base_learning_rate=0.05, weight_decay=0.0, warmup_steps=0,
                     label_smoothing=0.0, layer_decay=1.0, optimizer="sgd",
-                    crop_scale=(0.08, 1.0), low_label=True)))
+                    crop_scale=(0.08, 1.0))))
   if runlocal:
     config.model.update(backbone="resnet_small", width=8)
-    config.heads.update(dict(runlocal_heads))
+    config.heads.update(dict(runlocal_heads or {}))
     config.global_batch_size = 32
     config.optimizer.warmup_steps = 2
     config.total_steps = 10

@@ -21,6 +21,9 @@ README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10
 does not say whether online or offline linear evaluation). Not reproduced here: 1000 epochs
 need an accelerator.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * solo-learn multiplies the loss by `scale_loss` = 0.1; our loss has no scale. Under LARS
    this is not a no-op: it changes the balance of gradient and weight decay in the trust
@@ -49,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       method="barlow_twins",
       method_args={"off_diagonal_weight": 0.0051},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=2048, projector_num_layers=3),
+      heads=dict(projector_hidden_dim=2048, projector_output_dim=2048),
       global_batch_size=256,
       optimizer=base.optimizer("lars", 0.3, weight_decay=1e-4, trust_coefficient=0.02),
       epochs=1000, warmup_epochs=10,

@@ -17,6 +17,9 @@ Reported: 92.58% top-1 (Acc@1, ResNet-18, 1000 epochs) in the CIFAR-10 table of 
 README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10). Not
 reproduced here: 1000 epochs need an accelerator.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * What every CIFAR-10 file here shares (warmup, input normalisation, precision; LARS clipping
    where LARS is used): see `_cifar10_base.py`.
@@ -38,8 +41,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       method="byol",
       method_args={"base_momentum": 0.99},
       augment=base.augment(view_overrides=({}, {"solarize_prob": 0.2})),
-      heads=dict(projector_hidden_dim=4096, projector_output_dim=256, projector_num_layers=2,
-                 predictor_hidden_dim=4096),
       global_batch_size=256,
       optimizer=base.optimizer("lars", 1.0, weight_decay=1e-5, trust_coefficient=0.02),
       epochs=1000, warmup_epochs=10,

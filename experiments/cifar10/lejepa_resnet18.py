@@ -28,6 +28,9 @@ Where this differs from that reference:
    either: all 4 views are the same size, which is also all `config.augment` can express).
  * The example's cosine ends at lr 1e-3 and its warmup starts at 1% of the lr; ours runs
    from 0 to 0. It normalises inputs with ImageNet mean/std and trains in bf16; we do neither.
+
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
 """
 
 import os
@@ -44,10 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base.make_config(
       runlocal=runlocal,
       method="lejepa",
-      method_args={"num_views": 4, "sigreg_weight": 0.02, "num_slices": 256},
       augment=base.augment(brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
                            solarize_prob=0.2),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=16, projector_num_layers=3),
+      heads=dict(projector_output_dim=16),
       global_batch_size=256,
       optimizer=base.optimizer("adamw", 2e-3, weight_decay=5e-4),
       epochs=800, warmup_epochs=1,

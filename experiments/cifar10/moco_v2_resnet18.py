@@ -18,6 +18,9 @@ Reported: 92.94% top-1 (Acc@1, ResNet-18, 1000 epochs) in the CIFAR-10 table of 
 README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10). Not
 reproduced here: 1000 epochs need an accelerator.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * solo-learn's projector has no BatchNorm (Linear-ReLU-Linear); ours has BatchNorm in the
    hidden layer (`MLPHead`).
@@ -40,9 +43,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="moco_v2",
-      method_args={"temperature": 0.2, "queue_size": 32768, "base_momentum": 0.99},
+      method_args={"queue_size": 32768, "base_momentum": 0.99},
       augment=base.augment(saturation=0.4, blur_prob=0.5),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=256, projector_num_layers=2),
+      heads=dict(projector_output_dim=256),
       global_batch_size=256,
       optimizer=base.optimizer("sgd", 0.3, weight_decay=1e-4),
       epochs=1000, warmup_epochs=10,

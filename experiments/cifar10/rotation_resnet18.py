@@ -19,6 +19,9 @@ encoders evaluated with (non-)linear classifiers on intermediate blocks, not a R
 with a linear probe on its pooled features, so none is claimed. Not reproduced here (it
 needs an accelerator).
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * The encoder is ResNet-18 (CIFAR stem), not RotNet's NIN with 4 conv blocks.
  * Learning rate: cosine decay to 0 instead of the step schedule (x0.2 at epochs 60, 120 and
@@ -44,10 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="rotation",
-      method_args={},
       augment=base.augment(crop_scale=((28 / 32) ** 2, 1.0), crop_ratio=(1.0, 1.0),
                            jitter_prob=0.0, grayscale_prob=0.0),
-      heads=dict(classifier_hidden_dim=512, classifier_num_layers=1),
+      heads=dict(classifier_hidden_dim=512),
       global_batch_size=128,
       optimizer=base.optimizer("sgd", 0.2, weight_decay=5e-4),
       epochs=200, warmup_epochs=0,

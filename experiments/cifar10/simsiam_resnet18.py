@@ -20,6 +20,9 @@ README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10
 does not say whether online or offline linear evaluation). Not reproduced here: 1000 epochs
 need an accelerator.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * solo-learn keeps the predictor's lr fixed at the initial lr (`static_lr`, as the SimSiam
    paper); here one schedule (warmup + cosine) drives every parameter.
@@ -49,10 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="simsiam",
-      method_args={},
       augment=base.augment(saturation=0.4, blur_prob=0.5),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=2048, projector_num_layers=3,
-                 predictor_hidden_dim=512),
       global_batch_size=256,
       optimizer=base.optimizer("sgd", 0.5, weight_decay=1e-5),
       epochs=1000, warmup_epochs=10,

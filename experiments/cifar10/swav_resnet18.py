@@ -17,6 +17,9 @@ Reported: 89.17% top-1 (Acc@1, ResNet-18, 1000 epochs) in the CIFAR-10 table of 
 README ("Results" -> "CIFAR-10", https://github.com/vturrisi/solo-learn#cifar-10). Not
 reproduced here: 1000 epochs need an accelerator.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * The queue is written from step 0 and used from epoch 50, as solo-learn's, but the rows not
    yet written are masked out of Sinkhorn (solo-learn appends its zero rows too); with 15
@@ -40,12 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="swav",
-      method_args=dict(temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_size=3840,
+      method_args=dict(queue_size=3840,
                        queue_start_step=50 * (base.TRAIN_EXAMPLES // 256),
                        freeze_prototypes_steps=2 * (base.TRAIN_EXAMPLES // 256)),
       augment=base.augment(),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=128, projector_num_layers=2,
-                 num_prototypes=3000),
       global_batch_size=256,
       optimizer=base.optimizer("lars", 0.6, weight_decay=1e-6, trust_coefficient=0.02),
       epochs=1000, warmup_epochs=10,

@@ -12,6 +12,8 @@ first view's four rotations, weighted 1 : 0.5. Each objective has its own heads 
 arguments under `heads.<name>` / `method_args.<name>`; metrics are logged per objective
 (`simclr/loss`, `rotation/rotation_accuracy`, ...). Batch 128 (2 x 128 SimCLR views + 4 x 128
 rotated images per step), AdamW at 4e-3 x 128/256 for 800 steps. Not tuned.
+
+Expected result: not measured.
 """
 
 import os
@@ -28,16 +30,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "simclr+rotation"
   config.method_args = ml_collections.ConfigDict({
-      "simclr": {"weight": 1.0, "temperature": 0.1},
+      "simclr": {"temperature": 0.1},
       "rotation": {"weight": 0.5}})
   config.heads = ml_collections.ConfigDict({
-      "simclr": dict(projector_hidden_dim=2048, projector_output_dim=128,
-                     projector_num_layers=2),
       "rotation": dict(classifier_hidden_dim=256, classifier_num_layers=2)})
   config.global_batch_size = 128
   if runlocal:
     config.global_batch_size = 32
-    config.heads.simclr.projector_hidden_dim = 64
-    config.heads.simclr.projector_output_dim = 32
+    config.heads.simclr = ml_collections.ConfigDict(dict(projector_hidden_dim=64,
+                                                         projector_output_dim=32))
     config.heads.rotation.classifier_hidden_dim = 32
   return config

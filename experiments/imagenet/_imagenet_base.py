@@ -2,12 +2,13 @@
 image, decoded and resized on the host by grain worker processes; flip, colour and blur on
 device), the ResNet-50, the epoch-based schedule, checkpoints and evaluation, and the
 `:runlocal` shrink. Each method file passes its recipe (method, method_args, views, heads,
-batch, optimizer, epochs) to `make_config`."""
+batch, optimizer, epochs) to `make_config`; the config holds what differs from the
+schema's defaults (jax_ssl/config/schema.py: ImageNet-scale values) and the method's Args
+and Heads."""
 
 from typing import Any, Mapping
 
 import ml_collections
-from ml_collections import config_dict
 
 TRAIN_EXAMPLES = 1_281_167
 # The evaluation's host resize (shorter side, then the central square; eval.crop_fraction of
@@ -26,22 +27,12 @@ def switches(arg: str | None, *extra: str) -> frozenset[str]:
 
 
 def augment(**overrides: Any) -> dict[str, Any]:
-  """Every `config.augment` key, updated by `overrides`: SimCLR's ImageNet view (random
-  resized crop, area 0.08-1, to 224 px, flip 0.5, colour jitter 0.8/0.8/0.8/0.2 with
-  p = 0.8, grayscale 0.2, blur p = 0.5 with sigma 0.1-2, no solarisation)."""
-  view = dict(
-      output_size=224, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip_prob=0.5,
-      jitter_prob=0.8, brightness=0.8, contrast=0.8, saturation=0.8, hue=0.2,
-      grayscale_prob=0.2, blur_prob=0.5, blur_sigma=(0.1, 2.0), solarize_prob=0.0,
-      solarize_threshold=0.5,
-      view_overrides=(),  # per global view: dicts of the keys above (asymmetric views)
-      # multi-crop (DINO, SwAV): `num` local crops of `output_size` px after the global views
-      local_crops=dict(num=0, output_size=96, crop_scale=(0.05, 0.4), overrides={}))
-  unknown = set(overrides) - set(view)
-  if unknown:
-    raise KeyError(f"unknown augment keys {sorted(unknown)}")
-  view.update(overrides)
-  return view
+  """`config.augment`: the schema's default view is SimCLR's ImageNet view (random resized
+  crop, area 0.08-1, to 224 px, flip 0.5, colour jitter 0.8/0.8/0.8/0.2 with p = 0.8,
+  grayscale 0.2, blur p = 0.5 with sigma 0.1-2, no solarisation; 96 px local crops);
+  `overrides` are where a recipe's view differs (any augment key; the schema names a misspelt
+  one)."""
+  return dict(overrides)
 
 
 def fixed_crop_scale(image_size: int, crop_size: int) -> tuple[float, float]:
@@ -52,103 +43,65 @@ def fixed_crop_scale(image_size: int, crop_size: int) -> tuple[float, float]:
 
 
 def optimizer(name: str, base_learning_rate: float, *, weight_decay: float,
-              lr_scaling: str = "linear", momentum: float = 0.9,
-              trust_coefficient: float = 0.001, beta2: float = 0.999) -> dict[str, Any]:
-  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); momentum
-  is AdamW's beta1, trust_coefficient LARS only, beta2 AdamW only."""
-  return dict(name=name, base_learning_rate=base_learning_rate, lr_scaling=lr_scaling,
-              weight_decay=weight_decay, momentum=momentum,
-              trust_coefficient=trust_coefficient, beta2=beta2)
+              **others: Any) -> dict[str, Any]:
+  """`config.optimizer` without warmup_steps (make_config converts warmup epochs); `others`:
+  further optimizer keys (e.g. AdamW's beta2) where they differ from the schema."""
+  return dict(name=name, base_learning_rate=base_learning_rate, weight_decay=weight_decay,
+              **others)
 
 
-def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
-                augment: Mapping[str, Any], heads: Mapping[str, Any],
+def make_config(*, runlocal: bool, method: str, augment: Mapping[str, Any],
                 global_batch_size: int, optimizer: Mapping[str, Any], epochs: int,
-                warmup_epochs: int, runlocal_heads: Mapping[str, Any],
-                image_size: int = IMAGE_SIZE, model: Mapping[str, Any] | None = None,
+                warmup_epochs: int, method_args: Mapping[str, Any] | None = None,
+                heads: Mapping[str, Any] | None = None,
+                runlocal_heads: Mapping[str, Any] | None = None,
+                image_size: int | None = None, model: Mapping[str, Any] | None = None,
                 runlocal_model: Mapping[str, Any] | None = None,
                 host_crops: bool = True) -> ml_collections.ConfigDict:
-  """The full config; `runlocal` shrinks it to a few steps of a small model on 56 px views
-  (64 px evaluation images; heads updated by `runlocal_heads`), its input in the trainer's
-  threads. `model` updates the ResNet-50 default (a ViT: `backbone="vit_base"` ...); under
-  runlocal `runlocal_model` updates it instead of the small ResNet. `host_crops=False`: the
-  host resizes every image to `image_size` squared (shorter side, centre crop) and the views
-  are cropped from that square on device (recipes whose crops are defined on it: jigsaw,
-  relative position)."""
+  """The config (what differs from the schema's and the method's defaults: the schema's data
+  are ImageNet's, its model the ResNet-50); `runlocal` shrinks it to a few steps of a small
+  model on 56 px views (64 px evaluation images; heads updated by `runlocal_heads`), its
+  input in the trainer's threads. `model` updates the ResNet-50 default (a ViT:
+  `backbone="vit_base"` ...); under runlocal `runlocal_model` updates it instead of the small
+  ResNet. `image_size`: the host's resize when not the schema's 256 px (IMAGE_SIZE).
+  `host_crops=False`: the host resizes every image to `image_size` squared (shorter side,
+  centre crop) and the views are cropped from that square on device (recipes whose crops are
+  defined on it: jigsaw, relative position)."""
   config = ml_collections.ConfigDict()
   config.method = method
-  config.method_args = ml_collections.ConfigDict(dict(method_args))
-  config.dataset = ml_collections.ConfigDict(dict(
-      name="imagenet2012", data_dir=config_dict.placeholder(str), source_dir="",
-      train_split="train", test_split="validation", image_size=image_size,
-      # Each view's random resized crop over the whole image, decoded at the smallest DCT
-      # scale that suffices and resized on the host (jax_ssl/data/host_views.py); False: the
-      # image_size square of every image, cropped on device.
-      host_crops=host_crops,
-      # grain worker processes making the batches (-1: one per core but the trainer's, at
-      # most 32; 0: threads of the trainer's process), each with read_threads threads and
-      # worker_buffer_size finished batches ready.
-      num_workers=-1, read_threads=2, worker_buffer_size=2))
+  config.method_args = ml_collections.ConfigDict(dict(method_args or {}))
+  config.dataset = ml_collections.ConfigDict()
+  if image_size is not None:
+    config.dataset.image_size = image_size
+  if not host_crops:
+    config.dataset.host_crops = False
   config.augment = ml_collections.ConfigDict(dict(augment))
-  config.model = ml_collections.ConfigDict(dict(
-      backbone="resnet50", width=64, stem="imagenet", final_features=0,
-      # ViT backbones (vit_tiny ... vit_huge) only: 14x14 tokens of 16x16 px on 224 px views
-      patch_size=16, pos_embedding="sincos", cls_token=True, pool="gap", dtype="float32",
-      remat=False, depth=None, dim=None, num_heads=None))
-  config.model.update(dict(model or {}))
-  config.heads = ml_collections.ConfigDict(dict(heads))
+  if "local_crops" not in config.augment:
+    config.augment.local_crops = ml_collections.ConfigDict()
+  config.model = ml_collections.ConfigDict(dict(model or {}))
+  config.heads = ml_collections.ConfigDict(dict(heads or {}))
   config.global_batch_size = global_batch_size
-  config.grad_accum_steps = 1  # > 1: average the gradients of this many micro-batches
-  # "micro_batch": each micro-batch's loss alone (fewer negatives, noisier batch statistics);
-  # "exact": the whole batch's loss (GradCache), for simclr, moco_v3, barlow_twins, vicreg
-  config.grad_accum_mode = "micro_batch"
   steps_per_epoch = TRAIN_EXAMPLES // global_batch_size
-  opt = dict(optimizer)
   config.optimizer = ml_collections.ConfigDict(dict(
-      name=opt.pop("name"), base_learning_rate=opt.pop("base_learning_rate"),
-      lr_scaling=opt.pop("lr_scaling"), weight_decay=opt.pop("weight_decay"),
-      momentum=opt.pop("momentum"), warmup_steps=warmup_epochs * steps_per_epoch,
-      trust_coefficient=opt.pop("trust_coefficient"), beta2=opt.pop("beta2")))
-  if opt:
-    raise KeyError(f"unknown optimizer keys {sorted(opt)}")
-  config.seed = 0
+      optimizer, warmup_steps=warmup_epochs * steps_per_epoch))
   config.total_steps = epochs * steps_per_epoch
-  config.log_every_steps = 100
-  config.checkpoint_every_steps = 2000
-  config.keep_checkpoints = 2
-  config.skip_nonfinite_updates = False  # True: skip NaN/Inf steps instead of stopping
-  config.evaluate = True
-  config.online_probe = False  # True: linear probe on the first view's features, logged
-  # "replicated": the whole train state on every device; "fsdp": parameters, optimizer state
-  # and EMA targets split over the devices (arrays above fsdp_min_bytes), for models whose
-  # state does not fit on one chip (jax_ssl/sharding.py). mesh_shape (data, fsdp), fsdp
-  # only: the batch over both axes, the state over `fsdp`; () one `data` axis.
-  config.sharding = "replicated"
-  config.mesh_shape = ()
-  config.fsdp_min_bytes = 64 * 2**10  # smaller arrays (biases, norms) stay replicated
-  if config.model.backbone.startswith("vit"):
+  if config.model.get("backbone", "resnet50").startswith("vit"):
     # MAE's ViT-B fine-tuning (He et al. 2022, Table 9: AdamW, blr 5e-4, weight decay 0.05,
     # layer decay 0.65, label smoothing 0.1, 100 epochs, 5 warmup; its mixup, cutmix,
     # RandAugment and drop path are not implemented here).
     finetune = dict(steps=100 * steps_per_epoch, batch_size=1024, base_learning_rate=5e-4,
-                    weight_decay=0.05, warmup_steps=5 * steps_per_epoch, label_smoothing=0.1,
-                    layer_decay=0.65, optimizer="adamw", crop_scale=(0.08, 1.0), low_label=True)
+                    warmup_steps=5 * steps_per_epoch, layer_decay=0.65,
+                    crop_scale=(0.08, 1.0))
   else:
     # SimCLR's (Chen et al. 2020, App. B.5: momentum SGD, lr 0.05 x batch/256, no weight
     # decay, no warmup; 30 epochs, their 10% schedule, for every label fraction; SimCLR uses
     # Nesterov momentum, optax.sgd here is plain heavy-ball).
     finetune = dict(steps=30 * steps_per_epoch, batch_size=1024, base_learning_rate=0.05,
                     weight_decay=0.0, warmup_steps=0, label_smoothing=0.0, layer_decay=1.0,
-                    optimizer="sgd", crop_scale=(0.08, 1.0), low_label=True)
-  config.eval = ml_collections.ConfigDict(dict(
-      batch_size=1024, knn_k=200, knn_temperature=0.07, baselines=False,
-      train_limit=0, test_limit=0, protocols="knn,linear,lowlabel-1%",
-      knn_k_sweep=(10, 20, 100, 200), low_label_seeds=(0, 1, 2), report=True,
-      encoder="method",  # as the method's paper evaluates (DINO: the EMA teacher)
-      # Resize(256) + CenterCrop(224): the central 224/256 of the host's 256 px squares
-      # (bicubic, as DINO's and MAE's evaluation; torchvision's offsets, data/host_views.py).
-      crop_fraction=0.875,
-      finetune=finetune))
+                    optimizer="sgd", crop_scale=(0.08, 1.0))
+  # The evaluation view (schema default): Resize(256) + CenterCrop(224), the central 224/256
+  # of the host's 256 px squares (bicubic, as DINO's and MAE's evaluation).
+  config.eval = ml_collections.ConfigDict(dict(finetune=finetune))
   if runlocal:
     config.global_batch_size = 16
     config.total_steps = 4
@@ -160,7 +113,7 @@ def make_config(*, runlocal: bool, method: str, method_args: Mapping[str, Any],
     config.augment.output_size = RUNLOCAL_OUTPUT_SIZE
     config.augment.local_crops.output_size = RUNLOCAL_OUTPUT_SIZE * 96 // 224
     config.model.update(dict(runlocal_model or dict(backbone="resnet_small", width=8)))
-    config.heads.update(dict(runlocal_heads))
+    config.heads.update(dict(runlocal_heads or {}))
     config.eval.update(train_limit=256, test_limit=128)
     config.eval.finetune.update(steps=2, batch_size=16, warmup_steps=0)
   return config

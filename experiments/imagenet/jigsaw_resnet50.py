@@ -34,6 +34,9 @@ Reported: number not verified here. We could not read Kolesnikov et al.'s or Goy
 2019's ResNet-50 tables from a source available to us, so no ImageNet linear top-1 is
 claimed. Not reproduced here: ImageNet pretraining needs accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * Architecture: Kolesnikov et al.'s config trains a 2x wider ResNet-50 v1
    (`--filters_factor 8`) that downsamples tiles less (stride-1 first convolution, no stride
@@ -63,13 +66,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       runlocal=runlocal,
       method="jigsaw",
       # 75 px cells, 64 px tiles (75 - 0 - 11), each anywhere in its cell.
-      method_args={"grid": 3, "gap": 0, "jitter": 11, "num_permutations": 1000,
-                   "permutation_seed": 0},
+      method_args={"gap": 0, "jitter": 11, "num_permutations": 1000},
       augment=base.augment(output_size=_CROP,
                            crop_scale=base.fixed_crop_scale(base.IMAGE_SIZE, _CROP),
                            crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
                            grayscale_prob=0.66, blur_prob=0.0),
-      heads=dict(classifier_hidden_dim=4096, classifier_num_layers=2),
       global_batch_size=128,
       optimizer=base.optimizer("sgd", 0.1, weight_decay=1e-4),
       epochs=35, warmup_epochs=5,

@@ -24,6 +24,9 @@ of MINIMAL.md's torchvision MLP with BatchNorm); views with the README's augment
 flip 0.5, colour jitter 0.4/0.4/0.2/0.1 with p = 0.8, grayscale 0.2, blur p = 0.5,
 solarization p = 0.2.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * Multi-crop: the README's 2 global views (224 px, area 0.3-1) and 6 local views (98 px,
    area 0.05-0.3), with every view predicting the mean of the global ones, need per-view
@@ -57,7 +60,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # One crop range for all views: no multi-crop yet (global 0.3-1, local 0.05-0.3).
       augment=base.augment(crop_scale=(0.05, 1.0), brightness=0.4, contrast=0.4,
                            saturation=0.2, hue=0.1, blur_prob=0.5, solarize_prob=0.2),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=512, projector_num_layers=3),
       global_batch_size=512,
       optimizer=base.optimizer("adamw", 5e-4, weight_decay=5e-4, lr_scaling="none"),
       epochs=100, warmup_epochs=10,

@@ -16,7 +16,7 @@ lr 1.5e-4 x B/256 = 2.4e-3 at batch 4096, 40 warmup epochs then cosine, 1600 epo
 random resized crop (area 0.2-1) to 224 + horizontal flip, no colour.
 
 Memory: the encoder and decoder hold 329.2M float32 parameters (303.1M in the encoder:
-timm's 304.3M less its classifier and learned position table; tests/test_vit.py), 3.95 GB
+timm's 304.3M less its classifier and learned position table; tests/models/test_vit.py), 3.95 GB
 with AdamW's two moments, on every chip if replicated. `sharding="fsdp"` splits every
 parameter and moment above 64 KiB over the devices (big_vision's rule, jax_ssl/sharding.py):
 498 MB per chip on 8 chips, 66 MB on 64 (computed from the shardings), leaving a 16 GiB
@@ -32,6 +32,9 @@ probe (paper, TF/TPU). Not reproduced here: ImageNet pretraining needs accelerat
 Fine-tuning (`eval.finetune`): MAE's ViT-L recipe (FINETUNE.md: 50 epochs of batch 1024,
 base lr 1e-3, layer decay 0.75, weight decay 0.05, label smoothing 0.1, 5 warmup epochs),
 without its drop path 0.2, mixup, cutmix and RandErase (not implemented here).
+
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
 
 Where this config cannot express the recipe exactly: as mae_vit_base.py (bfloat16 compute
 with float32 parameters, not fp16; inputs in [0, 1]; bilinear crops; our linear probe).

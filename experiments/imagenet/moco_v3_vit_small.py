@@ -16,6 +16,9 @@ warmup epochs then cosine, 300 epochs; 3-layer projector 4096 -> 256 and 2-layer
 Reported: 73.2% ImageNet linear top-1 for ViT-S/16 after 300 epochs (the paper's Table;
 recalled, to check against it). Not reproduced here: ImageNet pretraining needs accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * The paper freezes a random patch projection for stability; ours trains it.
  * Our projector ends with a Linear layer (theirs with BatchNorm without affine parameters).
@@ -36,7 +39,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return moco_v3_resnet50.moco_v3_config(
       arg, temperature=0.2, crop_scale=(0.08, 1.0), projector_num_layers=3,
       optimizer=base.optimizer("adamw", 1.5e-4, weight_decay=0.1), warmup_epochs=40,
-      model=dict(backbone="vit_small", patch_size=16, pos_embedding="sincos", cls_token=True,
-                 pool="cls", dtype="bfloat16"),
+      model=dict(backbone="vit_small", pool="cls", dtype="bfloat16"),
       runlocal_model=dict(backbone="vit_tiny", patch_size=8, depth=2, dim=32, num_heads=2,
                           dtype="float32"))

@@ -31,6 +31,9 @@ Reported: number not verified here. We could not read Kolesnikov et al.'s or Goy
 2019's tables from a source available to us, so no ImageNet linear top-1 is claimed. Not
 reproduced here: ImageNet pretraining needs accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * Architecture: their config trains a 2x wider ResNet-50 v1 (`--filters_factor 8`) that
    downsamples patches less (stride-1 first convolution, no stride in the last stage) and
@@ -67,7 +70,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                            crop_scale=base.fixed_crop_scale(_IMAGE_SIZE, _CROP),
                            crop_ratio=(1.0, 1.0), flip_prob=0.0, jitter_prob=0.0,
                            grayscale_prob=0.66, blur_prob=0.0),
-      heads=dict(classifier_hidden_dim=4096, classifier_num_layers=2),
       global_batch_size=128,
       optimizer=base.optimizer("sgd", 0.1, weight_decay=1e-4),
       epochs=35, warmup_epochs=5,

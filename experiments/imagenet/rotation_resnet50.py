@@ -25,6 +25,9 @@ Reported: number not verified here. We could not read Kolesnikov et al.'s tables
 et al. 2019's) from a source available to us, so no ImageNet linear top-1 is claimed. Not
 reproduced here: ImageNet pretraining needs accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * Architecture: the released config trains a RevNet-50 with 4x wider layers
    (`--architecture revnet50 --filters_factor 16`); this file trains a standard ResNet-50.
@@ -50,11 +53,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="rotation",
-      method_args={},
       augment=base.augment(crop_scale=(0.05, 1.0), jitter_prob=1.0, brightness=0.25,
                            contrast=0.0, saturation=0.5, hue=0.0, grayscale_prob=0.0,
                            blur_prob=0.0),
-      heads=dict(classifier_hidden_dim=2048, classifier_num_layers=1),
       global_batch_size=64,
       optimizer=base.optimizer("sgd", 0.1, weight_decay=1e-4),
       epochs=35, warmup_epochs=5,

@@ -24,6 +24,9 @@ the last row of the paper's Table 1); the paper reaches
 --config.total_steps accordingly). Not reproduced here: ImageNet pretraining needs
 accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * The predictor's lr is fixed at the initial lr (`--fix-pred-lr`, the README's command and
    the paper's default); here one cosine schedule drives every parameter.
@@ -50,11 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return base.make_config(
       runlocal=runlocal,
       method="simsiam",
-      method_args={},
       augment=base.augment(crop_scale=(0.2, 1.0), brightness=0.4, contrast=0.4,
                            saturation=0.4, hue=0.1),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=2048, projector_num_layers=3,
-                 predictor_hidden_dim=512),
       global_batch_size=512,
       optimizer=base.optimizer("sgd", 0.05, weight_decay=1e-4),
       epochs=100, warmup_epochs=0,

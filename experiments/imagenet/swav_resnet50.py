@@ -19,6 +19,9 @@ p = 0.5.
 
 Reported: 75.3% ImageNet linear top-1 (swav README, SwAV 800 epochs, batch 4096, 2x224 + 6x96). Not reproduced here: ImageNet pretraining needs accelerators.
 
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
+
 Where this config cannot express the recipe exactly:
  * No queue here, as the 4096-batch recipe. With one (`queue_size` > 0, the official recipe
    at batch 256): main_swav.py creates it empty at `epoch_queue_starts` and uses it once
@@ -45,13 +48,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base.make_config(
       runlocal=runlocal,
       method="swav",
-      method_args=dict(temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, queue_size=0,
-                       queue_start_step=0, freeze_prototypes_steps=313),
       augment=base.augment(crop_scale=(0.14, 1.0)),
-      heads=dict(projector_hidden_dim=2048, projector_output_dim=128, projector_num_layers=2,
-                 num_prototypes=3000),
       global_batch_size=4096,
-      optimizer=base.optimizer("lars", 0.3, weight_decay=1e-6, trust_coefficient=0.001),
+      optimizer=base.optimizer("lars", 0.3, weight_decay=1e-6),
       epochs=800, warmup_epochs=10,
       runlocal_heads=dict(projector_hidden_dim=64, projector_output_dim=32, num_prototypes=64))
   config.augment.local_crops.update(num=6, crop_scale=(0.05, 0.14))

@@ -10,6 +10,9 @@ a codebook of 8192 x 32 (DALL-E's vocabulary size; cosine lookup), width 64, a m
 decoder; pixel MSE + codebook loss + 0.25 x commitment; one mildly augmented view (random
 resized crop 0.35-1 + flip); AdamW lr 1e-4 x B/256 at batch 1024, 100 epochs, 5 warmup.
 Not run; logs reconstruction, perplexity and codes_used. No evaluation after training.
+
+Expected result: not measured (pretraining at this scale needs accelerators); the reference's
+number, where one is reported above, is the target.
 """
 
 import os
@@ -26,15 +29,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = base.make_config(
       runlocal=runlocal,
       method="vq_tokenizer",
-      method_args={"commitment_weight": 0.25},
       augment=base.augment(crop_scale=(0.35, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
                            blur_prob=0.0),
-      heads=dict(num_codes=8192, code_dim=32, decoder_width=64),
       global_batch_size=1024,
-      optimizer=base.optimizer("adamw", 1e-4, weight_decay=1e-4, momentum=0.9, beta2=0.999),
+      optimizer=base.optimizer("adamw", 1e-4, weight_decay=1e-4),
       epochs=100, warmup_epochs=5,
       runlocal_heads=dict(num_codes=64, code_dim=8, decoder_width=8),
-      model=dict(backbone="vq_encoder", width=64, patch_size=16),
+      model=dict(backbone="vq_encoder"),
       # 56 px smoke-test views: downsampled by 8 to the 7x7 grid of the ViTs' smoke tests.
       runlocal_model=dict(backbone="vq_encoder", width=8, patch_size=8))
   config.evaluate = False  # a tokenizer, not an encoder to probe

@@ -1,20 +1,34 @@
-"""The one place that reads the experiment config and turns it into explicit arguments.
+"""The experiment's configuration: read once, at the entry point, into typed values.
 
-Everything downstream (models, methods, losses, data, optimizer) takes plain arguments;
-only this package and the trainer's config section know the config's key names:
-`checks.py` (schema, validation, saved-config defaults, resume compatibility) and
-`build.py` (method arguments and state, views, model, optimizer).
+`load.py` loads an experiment file (`--config PATH[:ARG]`) and `overrides.py` applies the
+`--config.KEY=VALUE` flags, typed by the schema; `schema.py` holds the frozen dataclasses
+whose defaults are the schema (`Experiment.from_config` turns a config into them, checking
+every key), `checks.py` the checks across sections, `saved.py` reads saved runs'
+config.json of any version, `resume.py` decides whether a workdir can be resumed, and
+`build.py` makes the run's objects (method, views, model, optimizer) from the typed values.
+Nothing below the entry point reads a ConfigDict.
+
+The submodules are imported on first use (PEP 562): methods import `typed.check` from here
+without pulling in the builders, which import the methods.
 """
 
-from jax_ssl.config.build import (build_backbone, build_model, build_optimizer,
-                                  evaluation_encoder, init_method_state, method_args,
-                                  view_configs)
-from jax_ssl.config.checks import (FREE, SCHEMA, validate, validate_against_data,
-                                   with_saved_defaults)
-from jax_ssl.config.resume import (HISTORY_FILE, SCHEDULE_KEYS, STATE_KEYS, Resume,
-                                   check_resume_compatible, describe_changes, record_config)
+import importlib
 
-__all__ = ["FREE", "HISTORY_FILE", "Resume", "SCHEDULE_KEYS", "SCHEMA", "STATE_KEYS",
-           "describe_changes", "record_config", "build_backbone", "build_model", "build_optimizer",
-           "check_resume_compatible", "evaluation_encoder", "init_method_state", "method_args", "validate",
-           "validate_against_data", "view_configs", "with_saved_defaults"]
+_EXPORTS = {
+    "Experiment": "schema", "from_saved": "saved", "read_saved": "saved",
+    "validate": "checks", "validate_against_data": "checks",
+    "BuiltMethod": "build", "build_backbone": "build", "build_method": "build",
+    "build_model": "build", "build_optimizer": "build", "evaluation_encoder": "build",
+    "init_method_state": "build", "view_configs": "build",
+    "HISTORY_FILE": "resume", "SCHEDULE_KEYS": "resume", "STATE_KEYS": "resume",
+    "Resume": "resume", "check_resume_compatible": "resume", "describe_changes": "resume",
+    "record_config": "resume",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(f"jax_ssl.config.{_EXPORTS[name]}"), name)
+  raise AttributeError(f"module 'jax_ssl.config' has no attribute {name!r}")

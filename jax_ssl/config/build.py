@@ -1,5 +1,12 @@
-"""Objects from a validated config: the method's arguments and initial state, the views, the
-model (backbone + heads) and the optimizer."""
+"""Objects from a typed experiment (schema.Experiment): the method's frozen teacher and
+initial state, the views, the model (backbone + heads) and the optimizer.
+
+The method's side is built once per run as a `BuiltMethod` (`build_method`): its spec, its
+`Args` and `Heads` (already typed by `Experiment.from_config`), and, for a spec with
+`load_teacher`, the frozen teacher it reads from another run's files: the only disk read a
+method causes, done here, in the build step, and once (the model's heads, the initial
+method state and the step's `teacher_graphdef` all take it from the same `BuiltMethod`).
+"""
 
 from __future__ import annotations
 
@@ -7,33 +14,49 @@ import dataclasses
 import difflib
 from typing import Any, Mapping
 
-import jax
-import ml_collections
 import optax
 from flax import nnx
 
-from jax_ssl import methods, optim
+from jax_ssl import backends, methods, online_probe, optim
 from jax_ssl.data import augment
+from jax_ssl.config import typed
+from jax_ssl.config.schema import Experiment
 from jax_ssl.errors import ConfigError
-from jax_ssl.methods.spec import SSLModel
+from jax_ssl.methods.spec import MethodSpec, SSLModel, Teacher
 from jax_ssl.models import resnet, vit, vq
 
 
-def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-  merged = dict(defaults)
-  for key, value in overrides.items():
-    merged[key] = (_merge(defaults[key], value) if isinstance(defaults.get(key), dict)
-                   else value)
-  return merged
+@dataclasses.dataclass(frozen=True)
+class BuiltMethod:
+  """The method's side of a run, built once (`build_method`): its spec, typed Args and
+  Heads, and the frozen teacher its spec loads (None without `load_teacher`)."""
+
+  spec: MethodSpec
+  args: Any
+  heads: Any
+  teacher: Teacher | None = None
+
+  @property
+  def teacher_graphdef(self) -> Any:
+    """What `make_train_step(teacher_graphdef=)` takes: the teacher's structure, or None."""
+    return None if self.teacher is None else self.teacher.graphdef
+
+  def teacher_kwargs(self) -> dict[str, Any]:
+    """`teacher=` for make_heads / init_method_state of a spec with `load_teacher`."""
+    return {} if self.spec.load_teacher is None else {"teacher": self.teacher}
 
 
-def method_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The objective's keyword arguments: the method's defaults updated by `config.method_args`."""
+def build_method(config: Experiment) -> BuiltMethod:
+  """`config.method`'s spec, Args and Heads, and its teacher loaded (from disk) here, once;
+  pass the result to `build_model` and `init_method_state` (`method=`) and its
+  `teacher_graphdef` to `make_train_step`."""
   spec = methods.get_method(config.method)
-  return _merge(spec.default_method_args, config.method_args.to_dict())
+  args = config.method_args
+  teacher = spec.load_teacher(args) if spec.load_teacher is not None else None
+  return BuiltMethod(spec, args, config.heads, teacher)
 
 
-def evaluation_encoder(config: ml_collections.ConfigDict) -> str:
+def evaluation_encoder(config: Experiment) -> str:
   """"online" or "target": `eval.encoder`, with "method" resolved to the method's own
   choice (`MethodSpec.evaluation_encoder`: DINO evaluates its EMA teacher)."""
   if config.eval.encoder == "method":
@@ -41,10 +64,12 @@ def evaluation_encoder(config: ml_collections.ConfigDict) -> str:
   return config.eval.encoder
 
 
-def init_method_state(config: ml_collections.ConfigDict) -> Any:
-  """The method's initial state (queues, centers), sized from its arguments and heads."""
-  spec = methods.get_method(config.method)
-  return spec.init_method_state(method_args(config), config.heads.to_dict())
+def init_method_state(config: Experiment, *,
+                      method: BuiltMethod | None = None) -> Any:
+  """The method's initial state (queues, centers, a teacher's parameters), sized from its
+  arguments and heads; `method`: the run's `build_method(config)` (None: built here)."""
+  method = method or build_method(config)
+  return method.spec.init_method_state(method.args, method.heads, **method.teacher_kwargs())
 
 
 def _augment_config(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str
@@ -63,14 +88,14 @@ def _augment_config(base: Mapping[str, Any], overrides: Mapping[str, Any], where
     raise ConfigError(f"{where}: {e}") from None
 
 
-def view_configs(config: ml_collections.ConfigDict) -> list[augment.AugmentConfig]:
+def view_configs(config: Experiment) -> list[augment.AugmentConfig]:
   """One AugmentConfig per view: the method's global views (`config.augment`, view i updated
   by `augment.view_overrides[i]` if given), then `augment.local_crops.num` local crops
   (`output_size` and `crop_scale` of `local_crops`, its `overrides` on top)."""
   spec = methods.get_method(config.method)
-  aug = config.augment.to_dict()
+  aug = typed.to_dict(config.augment)
   overrides, local = aug.pop("view_overrides"), aug.pop("local_crops")
-  num_global = spec.views_for(method_args(config))
+  num_global = spec.views_for(config.method_args)
   if len(overrides) > num_global:
     raise ConfigError(f"augment.view_overrides has {len(overrides)} entries for the "
                       f"{num_global} global views of {config.method}; give at most {num_global}")
@@ -107,7 +132,7 @@ def dtype_refusal(backbone: str, dtype: str) -> str | None:
           f"{' or '.join(dtypes)} only; set model.dtype to {' or '.join(map(repr, dtypes))}")
 
 
-def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
+def build_backbone(config: Experiment, in_channels: int,
                    rngs: nnx.Rngs) -> nnx.Module:
   """The ResNet, ViT or VQ encoder named by `model.backbone`, computing in `model.dtype`; a
   ViT takes `augment.output_size` images."""
@@ -125,33 +150,35 @@ def build_backbone(config: ml_collections.ConfigDict, in_channels: int,
                            in_channels=in_channels, rngs=rngs)
   return resnet.make_backbone(model.backbone, width=model.width, stem=model.stem,
                               in_channels=in_channels, final_features=model.final_features,
-                              dtype=model.dtype, rngs=rngs)
+                              dtype=model.dtype, rngs=rngs,
+                              backend=backends.select(config.backend))
 
 
-def build_model(config: ml_collections.ConfigDict, in_channels: int, seed: int, *,
-                num_classes: int | None = None) -> SSLModel:
+def build_model(config: Experiment, in_channels: int, seed: int, *,
+                num_classes: int | None = None, method: BuiltMethod | None = None) -> SSLModel:
   """Backbone + the method's heads (+ heads["online_probe"], a linear classifier over
-  `num_classes`, with `config.online_probe`)."""
+  `num_classes`, with `config.online_probe`); `method`: the run's `build_method(config)`
+  (None: built here)."""
+  method = method or build_method(config)
   rngs = nnx.Rngs(seed)
   backbone = build_backbone(config, in_channels, rngs)
-  spec = methods.get_method(config.method)
-  try:
+  spec = method.spec
+  # The heads' BatchNorms from the backbone's speed backend (make_heads takes none).
+  with backends.use(backends.select(config.backend)):
     heads = spec.make_heads(backbone if spec.patch_tokens else backbone.feature_dim,
-                            config.heads.to_dict(), method_args(config), rngs)
-  except KeyError as e:
-    raise ConfigError(f"config key 'heads.{e.args[0]}' is missing; {config.method}'s heads "
-                      f"need it (see its experiment files)") from None
+                            method.heads, method.args, rngs, **method.teacher_kwargs())
   if config.online_probe:
     if not num_classes:
       raise ConfigError(f"online_probe=True needs class labels, and dataset "
                         f"{config.dataset.name!r} has none (an image folder without class "
                         f"subfolders); set --config.online_probe=False")
     # Built after the method's heads: the backbone and those heads start as without it.
-    heads = {**heads, "online_probe": nnx.Linear(backbone.feature_dim, num_classes, rngs=rngs)}
+    heads = {**heads, online_probe.HEAD: online_probe.make_head(backbone.feature_dim,
+                                                                 num_classes, rngs)}
   return SSLModel(backbone, heads)
 
 
-def build_optimizer(config: ml_collections.ConfigDict
+def build_optimizer(config: Experiment
                     ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   opt = config.optimizer
   peak = optim.scaled_learning_rate(opt.base_learning_rate, config.global_batch_size,
@@ -159,20 +186,7 @@ def build_optimizer(config: ml_collections.ConfigDict
   schedule = optim.warmup_cosine(peak, opt.warmup_steps, config.total_steps)
   optimizer = optim.make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
                                    momentum=opt.momentum,
-                                   trust_coefficient=opt.trust_coefficient,
-                                   # configs saved before beta2 existed (re-evaluation) used 0.999
-                                   beta2=opt.get("beta2", 0.999))
-  if config.online_probe:
-    # The probe head has its own optimizer (solo-learn gives its classifier its own param
-    # group): the pretraining optimizer's schedule, weight decay and LARS are not its.
-    from jax_ssl.step import online_probe_optimizer  # pylint: disable=g-import-not-at-top
-    optimizer = optax.multi_transform(
-        {"model": optimizer, "online_probe": online_probe_optimizer()},
-        lambda params: jax.tree_util.tree_map_with_path(
-            lambda path, _: "online_probe" if _is_online_probe(path) else "model", params))
+                                   trust_coefficient=opt.trust_coefficient, beta2=opt.beta2)
+  if config.online_probe:  # the probe head has its own optimizer (online_probe.py)
+    optimizer = online_probe.with_optimizer(optimizer)
   return optimizer, schedule
-
-
-def _is_online_probe(path) -> bool:
-  keys = [k.key for k in path if isinstance(k, jax.tree_util.DictKey)]
-  return keys[:2] == ["heads", "online_probe"]

@@ -10,13 +10,12 @@ examples than the global batch (batches repeat examples), kNN's k above the trai
 from __future__ import annotations
 
 import jax
-import ml_collections
 
+from jax_ssl.config.schema import Experiment
 from jax_ssl.errors import DataError
 
 # The fix that always applies: no evaluation.
 _PRETRAIN_ONLY = "or pretrain only with --config.evaluate=False"
-
 
 def _split_size(info, split: str) -> int | None:
   """Examples in `split` (TFDS slices such as train[:90%] included); None if it is absent."""
@@ -25,8 +24,7 @@ def _split_size(info, split: str) -> int | None:
   except (KeyError, ValueError):
     return None
 
-
-def refuse_unevaluable(config: ml_collections.ConfigDict, info) -> None:
+def refuse_unevaluable(config: Experiment, info) -> None:
   """Raises DataError (one line) if the labelled dataset cannot be evaluated: fewer than 2
   classes, or no (or an empty) test split. Unlabelled datasets pass (the evaluation is
   skipped with its own message)."""
@@ -49,8 +47,7 @@ def refuse_unevaluable(config: ml_collections.ConfigDict, info) -> None:
         f"{', '.join(f'{s} {info.splits[s].num_examples}' for s in info.splits)}): the "
         f"evaluation needs a test split; {fix}, {_PRETRAIN_ONLY}")
 
-
-def training_data_warnings(config: ml_collections.ConfigDict, info) -> list[str]:
+def training_data_warnings(config: Experiment, info) -> list[str]:
   """The one-line warnings (without the "warning: " prefix) for a run on this dataset."""
   from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
   data, ev = config.dataset, config.eval
@@ -84,8 +81,7 @@ def training_data_warnings(config: ml_collections.ConfigDict, info) -> list[str]
           f"image per class")
   return warnings
 
-
-def check_training_data(config: ml_collections.ConfigDict, info) -> list[str]:
+def check_training_data(config: Experiment, info) -> list[str]:
   """Before training: refuses what cannot be evaluated (when `config.evaluate`) and prints
   the warnings (process 0); returns them."""
   if config.evaluate:

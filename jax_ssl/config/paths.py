@@ -11,15 +11,12 @@ client is checked here, so a missing one is one line naming the extra to install
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping
-
-import ml_collections
+import dataclasses
+from typing import Any
 
 from jax_ssl import fs
+from jax_ssl.config.schema import Experiment
 
-# Config keys that hold paths (None or "" keep their meaning: the default).
-PATH_KEYS = ("dataset.data_dir", "dataset.source_dir")
 # method_args keys that hold paths, in any method's section (mixed methods nest them).
 METHOD_PATH_ARGS = ("tokenizer_workdir",)
 
@@ -36,25 +33,27 @@ def absolute_path(path: str | None, what: str = "--workdir") -> str | None:
   return fs.absolute(path)
 
 
-def with_absolute_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of `config` whose PATH_KEYS and method_args paths are absolute."""
-  config = copy.deepcopy(config)
-  for dotted in PATH_KEYS:
-    *parents, key = dotted.split(".")
-    node = config
-    for parent in parents:
-      node = node.get(parent) if isinstance(node, (Mapping, ml_collections.ConfigDict)) else None
-    if node is not None and key in node and isinstance(node[key], str):
-      node[key] = absolute_path(node[key], f"--config.{dotted}")
-  if "method_args" in config:
-    _absolute_method_paths(config.method_args)
-  return config
+def with_absolute_paths(config: Experiment) -> Experiment:
+  """A copy of `config` whose dataset paths and method-argument paths are absolute."""
+  dataset = config.dataset
+  changes = {}
+  for key in ("data_dir", "source_dir"):
+    value = getattr(dataset, key)
+    if isinstance(value, str):
+      changes[key] = absolute_path(value, f"--config.dataset.{key}")
+  return dataclasses.replace(config, dataset=dataclasses.replace(dataset, **changes),
+                             method_args=_absolute_method_paths(config.method_args))
 
 
-def _absolute_method_paths(section, prefix: str = "method_args") -> None:
-  for key in list(section.keys()):
-    value = section[key]
-    if isinstance(value, (dict, ml_collections.ConfigDict)):
-      _absolute_method_paths(value, f"{prefix}.{key}")
-    elif key in METHOD_PATH_ARGS and isinstance(value, str):
-      section[key] = absolute_path(value, f"--config.{prefix}.{key}")
+def _absolute_method_paths(args: Any, prefix: str = "method_args") -> Any:
+  """`args` (a method's Args, or a mixed method's Args of Args) with METHOD_PATH_ARGS absolute."""
+  if not dataclasses.is_dataclass(args):
+    return args
+  changes = {}
+  for field in dataclasses.fields(args):
+    value = getattr(args, field.name)
+    if dataclasses.is_dataclass(value):
+      changes[field.name] = _absolute_method_paths(value, f"{prefix}.{field.name}")
+    elif field.name in METHOD_PATH_ARGS and isinstance(value, str):
+      changes[field.name] = absolute_path(value, f"--config.{prefix}.{field.name}")
+  return dataclasses.replace(args, **changes)

@@ -9,10 +9,9 @@ import datetime
 import json
 from typing import Any
 
-import ml_collections
-
 from jax_ssl import fs
-from jax_ssl.config.checks import with_saved_defaults
+from jax_ssl.config.saved import from_saved
+from jax_ssl.config.schema import Experiment
 from jax_ssl.errors import ConfigError
 
 
@@ -31,12 +30,12 @@ HISTORY_FILE = "config_history.jsonl"
 class Resume:
   """What resuming a workdir changes: the config its checkpoints were trained with, the
   latest checkpoint's step, and every key whose value differs (dotted key -> (old, new))."""
-  saved: ml_collections.ConfigDict
+  saved: Experiment
   step: int
   changes: dict[str, tuple[Any, Any]]
 
 
-def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str, *,
+def check_resume_compatible(config: Experiment, workdir: str, *,
                             allow_config_changes: bool = False) -> Resume | None:
   """None for a workdir without checkpoints; otherwise what resuming it changes.
 
@@ -51,8 +50,8 @@ def check_resume_compatible(config: ml_collections.ConfigDict, workdir: str, *,
       checkpoints.is_dir()) else []
   if not (saved_path.exists() and steps):
     return None
-  saved = with_saved_defaults(ml_collections.ConfigDict(json.loads(saved_path.read_text())))
-  old, new = _flatten(json.loads(saved.to_json())), _flatten(json.loads(config.to_json()))
+  saved = from_saved(json.loads(saved_path.read_text()))
+  old, new = _flatten(_json_values(saved)), _flatten(_json_values(config))
   changes = {key: (old.get(key, _ABSENT), new.get(key, _ABSENT))
              for key in sorted(set(old) | set(new)) if old.get(key, _ABSENT) != new.get(key, _ABSENT)}
   model = {k: v for k, v in changes.items() if _under(k, STATE_KEYS)}
@@ -81,22 +80,27 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
   return _describe(changes)
 
 
-def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step: int,
+def record_config(config: Experiment, workdir: str, *, start_step: int,
                   resume: Resume | None) -> None:
   """Writes DIR/config.json (the config of this start) and appends to DIR/config_history.jsonl
   when a run starts from step 0 or resumes with changed keys, so no earlier config is lost."""
   history = fs.join(workdir, HISTORY_FILE)
   rows = []
   if resume is not None and not fs.path(history).exists():  # a workdir from before the history
-    rows.append({"start_step": 0, "config": resume.saved.to_dict()})
+    rows.append({"start_step": 0, "config": _json_values(resume.saved)})
   if start_step == 0 or (resume is not None and resume.changes):
     rows.append({"start_step": start_step,
                  "time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
                  "changes": {k: list(v) for k, v in (resume.changes if resume else {}).items()},
-                 "config": json.loads(config.to_json())})
+                 "config": _json_values(config)})
   if rows:
     fs.append_text(history, "".join(json.dumps(row, default=str) + "\n" for row in rows))
-  (fs.path(workdir) / "config.json").write_text(config.to_json(indent=2))
+  (fs.path(workdir) / "config.json").write_text(json.dumps(_json_values(config), indent=2))
+
+
+def _json_values(config: Experiment) -> dict[str, Any]:
+  """The experiment as config.json holds it (tuples as lists)."""
+  return json.loads(json.dumps(config.to_dict()))
 
 
 class _Absent:

@@ -1,5 +1,11 @@
 """On-device SimCLR/BYOL-style view generation: jitted, one rng key per example.
 
+This module is the per-view pipeline: `AugmentConfig` (one view's static recipe), the random
+draws, and the batch entry points (`augment_batch`, `make_views`, `photometric_batch`,
+`views_of_batch`). The deterministic ops it composes live in `jax_ssl/data/geometry.py`
+(crop resampling, the evaluation's centre view) and `jax_ssl/data/photometric.py` (colour,
+grayscale, blur, solarize, normalisation) and are re-exported here.
+
 Images are float32 in [0, 1] with shape [B, H, W, C], C = 1 (grayscale) or C = 3 (RGB). The
 pipeline for one view follows the torchvision recipe used by SimCLR and BYOL, in this order:
 
@@ -13,25 +19,23 @@ whose probability or strength is zero are skipped at trace time (the config is s
 switching one off never changes the randomness of the others.
 
 Example i of a batch uses ``jax.random.fold_in(rng, i)``: its view depends neither on the batch
-size nor on how the global batch is sharded.
+size nor on how the global batch is sharded. Variable-size datasets crop on the host
+(`jax_ssl/data/host_views.py`); their views take only the photometric half here, with the same
+slots.
 
 Deviations from torchvision, all deliberate:
  * Random resized crop samples continuous (sub-pixel) crop boxes and clips width/height to the
-  image instead of retrying up to 10 times and falling back to a centre crop. With the default
-  ranges on a square image 14% of draws clip (area fraction times ratio above 1); those boxes
-  lose some area and aspect ratio (mean area fraction 0.534 instead of 0.540; numpy Monte
-  Carlo, 1e6 draws).
- * Resampling is bilinear with a triangle anti-aliasing filter when downscaling
-  (``jax.image.scale_and_translate``), like PIL's bilinear resize.
+  image instead of retrying up to 10 times and falling back to a centre crop: a fixed number
+  of random draws per view, and no data-dependent loop under vmap. With the default ranges on
+  a square image 14% of the sampled boxes clip (area fraction times ratio above 1); those
+  boxes lose some area and aspect ratio (mean area fraction 0.534 instead of 0.540, a
+  property of the distribution, computed by numpy Monte Carlo).
+ * Resampling is bilinear with anti-aliasing when downscaling (`geometry.resized_crop`), like
+  PIL's bilinear resize.
  * Colour jitter runs its 4 stages in a ``lax.fori_loop`` that evaluates the blend and the hue
   rotation at every stage and keeps the one whose turn it is; the hue (HSV round trip) is
-  thus computed 4 times per jittered image, cheap next to any encoder.
-
-Measured on one H200 (jax 0.11.2, jitted ``make_views``, mean of 20 calls after warm-up): two
-SimCLR-ImageNet views (s = 1, blur_prob 0.5) of 512 uint8 224x224 images take 24 ms; two
-SimCLR-CIFAR views of 512 32x32 images 1.1 ms. On the same machine the colour ops, grayscale
-and blur agree with torchvision 0.26's functional ops to 4e-5 (1e-4 for luma: torchvision
-weights red by 0.2989).
+  thus computed 4 times per jittered image, cheap next to any encoder, and the loop traces
+  and compiles it once.
 
 References:
  Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations" (SimCLR),
@@ -51,8 +55,35 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-# ITU-R 601-2 luma, as in PIL's convert("L") and torchvision's rgb_to_grayscale.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# The deterministic ops, re-exported: `augment.center_view`, `augment.LUMA_WEIGHTS`, ... are
+# what the evaluations, the step and the tests import.
+from jax_ssl.data.geometry import center_view, resized_crop
+from jax_ssl.data.photometric import (
+  LUMA_WEIGHTS,
+  adjust_brightness,
+  adjust_contrast,
+  adjust_hue,
+  adjust_saturation,
+  blend,
+  blur_kernel_size,
+  gaussian_blur,
+  hsv_to_rgb,
+  normalize,
+  rgb_to_hsv,
+  solarize,
+  to_grayscale,
+  to_unit_float,
+)
+
+__all__ = [
+  # this module: the per-view pipeline
+  "AugmentConfig", "augment_view", "augment_batch", "make_views", "photometric_batch",
+  "views_of_batch",
+  # re-exported from geometry and photometric
+  "center_view", "resized_crop", "LUMA_WEIGHTS", "adjust_brightness", "adjust_contrast",
+  "adjust_hue", "adjust_saturation", "blend", "blur_kernel_size", "gaussian_blur", "hsv_to_rgb",
+  "normalize", "rgb_to_hsv", "solarize", "to_grayscale", "to_unit_float",
+]
 
 # Slots of the one uniform vector drawn per example (a single threefry call keeps compile time
 # low). The layout is fixed so that configs can switch ops off without changing the randomness
@@ -133,141 +164,6 @@ class AugmentConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Deterministic image ops on one image [H, W, C].
-# ---------------------------------------------------------------------------------------------
-
-
-def to_grayscale(image: ArrayLike) -> jax.Array:
-  """Luma of an RGB image: [H, W, 3] -> [H, W, 1] (identity for [H, W, 1])."""
-  image = jnp.asarray(image)
-  if image.shape[-1] == 1:
-    return image
-  return jnp.tensordot(image, jnp.asarray(LUMA_WEIGHTS, image.dtype), axes=1)[..., None]
-
-
-def _blend(image: jax.Array, factor: ArrayLike, target: ArrayLike) -> jax.Array:
-  """clip(f * x + (1 - f) * target, 0, 1): torchvision's _blend."""
-  return jnp.clip(factor * image + (1.0 - factor) * target, 0.0, 1.0)
-
-
-def adjust_brightness(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-  """clip(factor * x, 0, 1); [H, W, C] -> [H, W, C]."""
-  return _blend(jnp.asarray(image), factor, 0.0)
-
-
-def adjust_contrast(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-  """clip(f * x + (1 - f) * mean(gray(x)), 0, 1), the mean over the whole image."""
-  image = jnp.asarray(image)
-  return _blend(image, factor, jnp.mean(to_grayscale(image)))
-
-
-def adjust_saturation(image: ArrayLike, factor: ArrayLike) -> jax.Array:
-  """clip(f * x + (1 - f) * gray(x), 0, 1) for RGB [H, W, 3]."""
-  image = jnp.asarray(image)
-  return _blend(image, factor, to_grayscale(image))
-
-
-def rgb_to_hsv(image: ArrayLike) -> jax.Array:
-  """RGB [..., 3] in [0, 1] -> HSV [..., 3] in [0, 1] (hue in turns), as torchvision."""
-  image = jnp.asarray(image)
-  red, green, blue = image[..., 0], image[..., 1], image[..., 2]
-  max_c = jnp.max(image, axis=-1)
-  min_c = jnp.min(image, axis=-1)
-  chroma = max_c - min_c
-  is_gray = max_c == min_c  # also covers black, so the divisions below are safe
-  saturation = chroma / jnp.where(is_gray, 1.0, max_c)
-  safe_chroma = jnp.where(is_gray, 1.0, chroma)
-  red_c = (max_c - red) / safe_chroma
-  green_c = (max_c - green) / safe_chroma
-  blue_c = (max_c - blue) / safe_chroma
-  hue = jnp.where(
-    max_c == red, blue_c - green_c,
-    jnp.where(max_c == green, 2.0 + red_c - blue_c, 4.0 + green_c - red_c))
-  hue = jnp.where(is_gray, 0.0, hue)
-  hue = jnp.mod(hue / 6.0 + 1.0, 1.0)
-  return jnp.stack([hue, saturation, max_c], axis=-1)
-
-
-def hsv_to_rgb(image: ArrayLike) -> jax.Array:
-  """HSV [..., 3] in [0, 1] (hue in turns) -> RGB [..., 3] in [0, 1], as torchvision."""
-  image = jnp.asarray(image)
-  hue, saturation, value = image[..., 0], image[..., 1], image[..., 2]
-  sector = jnp.floor(hue * 6.0)
-  frac = hue * 6.0 - sector
-  sector = jnp.mod(sector, 6.0)
-  p = jnp.clip(value * (1.0 - saturation), 0.0, 1.0)
-  q = jnp.clip(value * (1.0 - saturation * frac), 0.0, 1.0)
-  t = jnp.clip(value * (1.0 - saturation * (1.0 - frac)), 0.0, 1.0)
-  conditions = [sector == k for k in range(6)]
-  red = jnp.select(conditions, [value, q, p, p, t, value])
-  green = jnp.select(conditions, [t, value, value, q, p, p])
-  blue = jnp.select(conditions, [p, p, t, value, value, q])
-  return jnp.stack([red, green, blue], axis=-1)
-
-
-def adjust_hue(image: ArrayLike, shift: ArrayLike) -> jax.Array:
-  """Rotate the HSV hue of RGB [H, W, 3] by `shift` turns (shift in [-0.5, 0.5])."""
-  hsv = rgb_to_hsv(image)
-  hue = jnp.mod(hsv[..., 0] + shift, 1.0)
-  return jnp.clip(hsv_to_rgb(hsv.at[..., 0].set(hue)), 0.0, 1.0)
-
-
-def blur_kernel_size(side: int, fraction: float) -> int:
-  """SimCLR's kernel size: 2 * max(int(fraction * side) // 2, 1) + 1 (odd, >= 3)."""
-  return 2 * max(int(fraction * side) // 2, 1) + 1
-
-
-def gaussian_blur(image: ArrayLike, sigma: ArrayLike, kernel_size: int) -> jax.Array:
-  """Separable Gaussian blur with reflect padding; [H, W, C] -> [H, W, C].
-
-  Args:
-   image: [H, W, C] image.
-   sigma: scalar standard deviation in pixels (may be traced).
-   kernel_size: odd static kernel side; taps at -r..r with r = kernel_size // 2.
-
-  Returns:
-   The blurred image; the normalised kernel preserves constants exactly.
-  """
-  image = jnp.asarray(image)
-  radius = kernel_size // 2
-  offsets = jnp.arange(-radius, radius + 1, dtype=image.dtype)
-  weights = jnp.exp(-0.5 * jnp.square(offsets / sigma))
-  weights = weights / jnp.sum(weights)
-  height, width = image.shape[0], image.shape[1]
-  padded = jnp.pad(image, ((radius, radius), (0, 0), (0, 0)), mode="reflect")
-  image = sum(weights[k] * padded[k:k + height] for k in range(kernel_size))
-  padded = jnp.pad(image, ((0, 0), (radius, radius), (0, 0)), mode="reflect")
-  return sum(weights[k] * padded[:, k:k + width] for k in range(kernel_size))
-
-
-def solarize(image: ArrayLike, threshold: float) -> jax.Array:
-  """where(x < threshold, x, 1 - x)."""
-  image = jnp.asarray(image)
-  return jnp.where(image < threshold, image, 1.0 - image)
-
-
-def normalize(image: ArrayLike, mean: Sequence[float], std: Sequence[float]) -> jax.Array:
-  """(x - mean) / std with per-channel mean/std broadcast over the last axis."""
-  image = jnp.asarray(image)
-  return (image - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
-
-
-def resized_crop(image: ArrayLike, top: ArrayLike, left: ArrayLike, crop_height: ArrayLike,
-        crop_width: ArrayLike, output_size: int) -> jax.Array:
-  """Bilinear resample of the box [top, top + h] x [left, left + w] to [S, S, C].
-
-  Coordinates are continuous with pixel centres at i + 0.5 and may be traced, so the output
-  shape is static. Downscaling uses a triangle anti-aliasing filter (PIL-style bilinear).
-  """
-  image = jnp.asarray(image)
-  scale = output_size / jnp.stack([crop_height, crop_width]).astype(jnp.float32)
-  translation = -jnp.stack([top, left]).astype(jnp.float32) * scale
-  return jax.image.scale_and_translate(
-    image, (output_size, output_size, image.shape[-1]), (0, 1), scale, translation,
-    method="linear", antialias=True)
-
-
-# ---------------------------------------------------------------------------------------------
 # Random view of one image, batches, and multiple views.
 # ---------------------------------------------------------------------------------------------
 
@@ -321,7 +217,7 @@ def _color_jitter(uniforms: jax.Array, image: jax.Array, config: AugmentConfig) 
     gray = to_grayscale(image)
     target = jnp.where(op == _SATURATION, gray,
              jnp.where(op == _CONTRAST, jnp.mean(gray), 0.0))
-    blended = _blend(image, factors[op], target)
+    blended = blend(image, factors[op], target)
     if use_hue:
       blended = jnp.where(op == _HUE, adjust_hue(image, hue_shift), blended)
     return blended
@@ -341,7 +237,7 @@ def augment_view(rng: jax.Array, image: ArrayLike, config: AugmentConfig) -> jax
   Returns:
    [S, S, C] float32 view, S = config.output_size; in [0, 1] unless mean/std are set.
   """
-  image = _to_unit_float(image)
+  image = to_unit_float(image)
   if image.ndim != 3 or image.shape[-1] not in (1, 3):
     raise ValueError(f"expected one image [H, W, 1 or 3], got shape {image.shape}")
   height, width, _ = image.shape
@@ -395,16 +291,6 @@ def augment_batch(rng: jax.Array, images: ArrayLike, config: AugmentConfig) -> j
   return jax.vmap(augment_view, in_axes=(0, 0, None))(keys, images, config)
 
 
-def _to_unit_float(images: ArrayLike) -> jax.Array:
-  """uint8 -> float32 / 255; floating -> float32 (assumed already in [0, 1])."""
-  images = jnp.asarray(images)
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 255.0
-  if not jnp.issubdtype(images.dtype, jnp.floating):
-    raise ValueError(f"expected uint8 or floating images, got {images.dtype}")
-  return images.astype(jnp.float32)
-
-
 def make_views(rng: jax.Array, images: ArrayLike,
        configs: Sequence[AugmentConfig]) -> list[jax.Array]:
   """One augmented batch per config (e.g. SimCLR's two views, BYOL's asymmetric pair).
@@ -417,7 +303,7 @@ def make_views(rng: jax.Array, images: ArrayLike,
   Returns:
    A list with [B, S_v, S_v, C] float32 per view.
   """
-  images = _to_unit_float(images)
+  images = to_unit_float(images)
   return [augment_batch(jax.random.fold_in(rng, view), images, config)
       for view, config in enumerate(configs)]
 
@@ -430,7 +316,7 @@ def photometric_batch(rng: jax.Array, views: ArrayLike, config: AugmentConfig) -
   Example i uses ``jax.random.fold_in(rng, i)`` and the same random slots as `augment_view`
   (the crop's slots go unused).
   """
-  views = _to_unit_float(views)
+  views = to_unit_float(views)
   if views.ndim != 4 or views.shape[1:3] != (config.output_size,) * 2 or views.shape[-1] not in (1, 3):
     raise ValueError(f"expected host views [B, {config.output_size}, {config.output_size}, 1 or 3], "
                      f"got shape {views.shape}")
@@ -452,28 +338,3 @@ def views_of_batch(rng: jax.Array, batch: Mapping[str, ArrayLike],
   return [photometric_batch(jax.random.fold_in(rng, view), images, config)
           for view, (images, config) in enumerate(zip(batch["views"], configs))]
 
-
-def center_view(images: ArrayLike, output_size: int, mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None, *, crop_fraction: float = 1.0) -> jax.Array:
-  """Deterministic evaluation transform: [B, H, W, C] uint8/float -> [B, S, S, C] float32.
-
-  The central square of side round(crop_fraction * min(H, W)) is cropped and bilinearly
-  resized (anti-aliased) to S when its side differs. Then (x - mean) / std if given.
-  ImageNet's standard view, Resize(256) + CenterCrop(224), is crop_fraction 224/256 = 0.875
-  on the 256-px images the input pipeline makes (`dataset.image_size`): a crop, no resampling.
-  """
-  if not 0 < crop_fraction <= 1:
-    raise ValueError(f"crop_fraction={crop_fraction}; must be in (0, 1]")
-  images = _to_unit_float(images)
-  _, height, width, channels = images.shape
-  side = max(1, round(crop_fraction * min(height, width)))
-  top, left = (height - side) // 2, (width - side) // 2
-  images = images[:, top:top + side, left:left + side]
-  if side != output_size:
-    images = jax.image.resize(images, (images.shape[0], output_size, output_size, channels),
-                 method="linear", antialias=True)
-  if (mean is None) != (std is None):
-    raise ValueError("mean and std must be given together")
-  if mean is not None:
-    images = normalize(images, mean, std)
-  return images

@@ -1,7 +1,7 @@
 """Host geometry of the views of variable-size encoded images (ImageNet, image folders kept
 encoded): crop boxes over the whole image, a decode at the smallest scale that suffices, a
 resize to each view's size, uint8 out. The photometric ops (flip, colour jitter, grayscale,
-blur, solarize) stay on device (`augment.photometric_views`).
+blur, solarize) stay on device (`augment.photometric_batch`).
 
 For one example with views v = 1..V (the method's global views, then its local crops):
 

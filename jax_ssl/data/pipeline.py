@@ -182,13 +182,12 @@ def default_num_workers() -> int:
   return max(1, min(32, (os.cpu_count() or 2) - 1))
 
 
-def worker_settings(dataset: Mapping[str, Any]) -> dict[str, int]:
+def worker_settings(dataset: Any) -> dict[str, int]:
   """`train_iterator`'s worker arguments from the config's `dataset` section: `num_workers`
-  (-1: `default_num_workers()`; 0: threads only) and `worker_buffer_size`. Configs without
-  the keys (saved before them) get 0 and 2: the thread path they ran with."""
-  num_workers = int(dataset.get("num_workers", 0))
+  (-1: `default_num_workers()`; 0: threads only) and `worker_buffer_size`."""
+  num_workers = dataset.num_workers
   return {"num_workers": default_num_workers() if num_workers == -1 else num_workers,
-          "worker_buffer_size": int(dataset.get("worker_buffer_size", 2))}
+          "worker_buffer_size": dataset.worker_buffer_size}
 
 
 def _image_and_label(record: dict[str, Any], image_size: int = 0) -> dict[str, np.ndarray]:

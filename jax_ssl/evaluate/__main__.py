@@ -21,10 +21,10 @@ import sys
 
 from absl import app, flags, logging
 
-from jax_ssl import distributed
+from jax_ssl import backends, distributed
 from jax_ssl.config.paths import absolute_path
 from jax_ssl.errors import UserInputError
-from jax_ssl.evaluate.workdir import evaluate_workdir
+from jax_ssl.evaluate.workdir import evaluate_workdir, load_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's output directory.", required=True)
 _PROTOCOLS = flags.DEFINE_string(
@@ -52,6 +52,9 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # Orbax logs every file it reads at INFO
     logging.set_verbosity(logging.WARNING)
   try:
+    # The run's speed backend's process settings (jax_ssl/backends), before anything starts
+    # JAX's backends (distributed.initialize, jax.devices()), which read XLA_FLAGS once.
+    backends.prepare_process(load_config(absolute_path(_WORKDIR.value)).backend)
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     evaluate_workdir(absolute_path(_WORKDIR.value), protocol_names=_PROTOCOLS.value,
                      step=_STEP.value, report=_REPORT.value,

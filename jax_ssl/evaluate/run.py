@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import ml_collections
+
 import numpy as np
 
 from jax_ssl import config as config_lib
 from jax_ssl.config import data_checks
+from jax_ssl.config.schema import Experiment
 from jax_ssl import fs, sharding
 from jax_ssl.data import augment, pipeline
 from jax_ssl.errors import ConfigError, DataError
@@ -34,11 +35,10 @@ from jax_ssl.evaluate.features import Subset, extract
 from jax_ssl.state import encoder_weights, split_model
 from jax_ssl.step import make_feature_fn
 
-
 class EvalData:
   """The labelled dataset of a config: info, class count and names, train/test sources."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: Experiment):
     data = config.dataset
     self.info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
     if "label" not in self.info.features:
@@ -66,7 +66,6 @@ class EvalData:
     return extract(feature_fn, self.sources[split], batch_size=self.batch_size,
                    limit=self.limits[split], mesh=mesh, image_size=self.image_size)
 
-
 def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0):
   """`encoder(params, batch_stats)` -> a jitted `images -> backbone features` on the centre
   view; one compilation serves the trained and the random-init weights (same shapes)."""
@@ -86,8 +85,7 @@ def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0):
 
   return bind
 
-
-def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSettings:
+def finetune_settings(config: Experiment) -> finetune.FinetuneSettings:
   ft = config.eval.finetune
   return finetune.FinetuneSettings(
       steps=ft.steps, batch_size=ft.batch_size, base_learning_rate=ft.base_learning_rate,
@@ -95,7 +93,6 @@ def finetune_settings(config: ml_collections.ConfigDict) -> finetune.FinetuneSet
       label_smoothing=ft.label_smoothing, layer_decay=ft.layer_decay, optimizer=ft.optimizer,
       crop_scale=tuple(ft.crop_scale), output_size=config.augment.output_size,
       crop_fraction=config.eval.crop_fraction)
-
 
 def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
                         chosen: protocols.Protocols, train_labels: np.ndarray | None,
@@ -143,8 +140,7 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
   results["finetune_seconds"] = round(time.perf_counter() - start, 1)
   return results, baseline
 
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, mesh, *,
+def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
              train_seconds: float, protocol_names: str | Sequence[str] | None = None,
              report_pictures: bool | None = None, previous: dict[str, Any] | None = None
              ) -> dict[str, Any]:
@@ -235,15 +231,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, graphdef, state, m
       print(f"report: {path}", flush=True)
   return results
 
-
 def check_splits(splits: Sequence[str]) -> None:
   unknown = [s for s in splits if s not in ("train", "test")]
   if unknown or not splits:
     raise ConfigError(f"--split {','.join(splits)}: unknown split {(unknown or [''])[0]!r}; use "
                       f"train, test or train,test (the config's dataset.train_split / test_split)")
 
-
-def export_features(config: ml_collections.ConfigDict, graphdef, state, mesh, out_dir: str,
+def export_features(config: Experiment, graphdef, state, mesh, out_dir: str,
                     splits: Sequence[str] = ("train", "test")) -> dict[str, tuple[int, ...]]:
   """Writes OUT_DIR/<split>_features.npy ([n, d] float32 backbone features of the centre
   views) and <split>_labels.npy ([n] int) for each split ("train", "test": the config's
@@ -263,7 +257,6 @@ def export_features(config: ml_collections.ConfigDict, graphdef, state, mesh, ou
           np.save(f, array)
     shapes[split] = features.shape
   return shapes
-
 
 def format_table(results: dict[str, Any]) -> str:
   """Markdown table: one row per feature source, one column per accuracy (report.py)."""

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-from jax_ssl import checkpoint, fs, methods, sharding
+from jax_ssl import checkpoint, fs, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.data import pipeline
 from jax_ssl.errors import DataError
@@ -19,11 +18,12 @@ from jax_ssl.evaluate import protocols, run
 from jax_ssl.state import TrainState, create_train_state
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
+def load_config(workdir: str) -> config_lib.Experiment:
+  """The typed experiment of a run directory's config.json (of any jax_ssl version)."""
   path = fs.path(workdir) / "config.json"
   if not path.exists():
     raise DataError(f"{path} not found: --workdir must be a directory written by jax_ssl.train")
-  return config_lib.with_saved_defaults(ml_collections.ConfigDict(json.loads(path.read_text())))
+  return config_lib.read_saved(workdir)
 
 
 def restore_for_evaluation(directory: str, step: int, state: TrainState,
@@ -93,12 +93,13 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   replicated = sharding.replicated(mesh)
   info = pipeline.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir)
   num_classes = info.features["label"].num_classes if "label" in info.features else None
+  method = config_lib.build_method(config)  # a teacher is read once, as in training
   model = config_lib.build_model(config, info.features["image"].shape[-1], config.seed,
-                                 num_classes=num_classes)
+                                 num_classes=num_classes, method=method)
   optimizer, _ = config_lib.build_optimizer(config)
-  spec = methods.get_method(config.method)
-  graphdef, state = create_train_state(model, optimizer, config_lib.init_method_state(config),
-                                       spec.target_modules)
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method),
+      method.spec.target_modules)
   directory = fs.join(workdir, "checkpoints")
   checkpointer = checkpoint.Checkpointer(directory, keep=config.keep_checkpoints,
                                          save_every_steps=config.checkpoint_every_steps)

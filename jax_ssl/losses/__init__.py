@@ -13,10 +13,10 @@ from jax_ssl.losses.contrastive import (info_nce, l2_normalize, moco_v2, nearest
 from jax_ssl.losses.mim_targets import beit, maskfeat, perplexity, vq_vae
 from jax_ssl.losses.masked import mae, normalized_patches, simmim
 from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_directions, sigreg,
-                                            simsiam, vicreg)
+                                            simsiam, tico, tico_covariance_update, vicreg)
 
 __all__ = ["barlow_twins", "beit", "byol", "dino", "dino_center_update", "info_nce",
            "l2_normalize", "lejepa", "mae", "maskfeat", "moco_v2", "nearest_neighbour", "nnclr",
            "normalized_patches", "nt_xent", "nt_xent_multi_view", "perplexity",
-           "random_directions", "sigreg", "simmim", "simsiam", "sinkhorn_knopp", "swav", "vicreg",
-           "vq_vae"]
+           "random_directions", "sigreg", "simmim", "simsiam", "sinkhorn_knopp", "swav", "tico",
+           "tico_covariance_update", "vicreg", "vq_vae"]

@@ -1,4 +1,4 @@
-"""Non-contrastive losses: redundancy reduction, predictor/stop-gradient, LeJEPA."""
+"""Non-contrastive losses: redundancy reduction, predictor/stop-gradient, LeJEPA, TiCo."""
 
 from __future__ import annotations
 
@@ -211,3 +211,62 @@ def byol(p: ArrayLike, z: ArrayLike) -> jax.Array:
   p = l2_normalize(jnp.asarray(p, jnp.float32))
   z = l2_normalize(jnp.asarray(z, jnp.float32))
   return jnp.mean(2.0 - 2.0 * jnp.sum(p * z, axis=1))
+
+
+def tico_covariance_update(covariance: ArrayLike, z: ArrayLike, beta: float = 0.9) -> jax.Array:
+  """TiCo's running covariance of the normalised embeddings, moved by one batch.
+
+  Args:
+    covariance: [D, D] the running matrix C_{t-1} (zeros before the first step, as the paper's
+      Algorithm 1 and lightly's `TiCoLoss` start it).
+    z: [N, D] online projections of the batch (the global batch under `jax.jit`); their rows
+      are normalised to unit length here.
+    beta: the EMA coefficient, in [0, 1).
+
+  Returns:
+    [D, D]: C_t = beta * C_{t-1} + (1 - beta) * B with B = zn^T zn / N, zn the rows of z over
+    their L2 norms. B is behind a stop-gradient (a buffer, as lightly's `TiCoLoss` since
+    lightly-ai/lightly#1484), so C_t is a constant of the step for the loss that reads it.
+
+  References:
+    Zhu et al., "TiCo: Transformation Invariance and Covariance Contrast for Self-Supervised
+    Visual Representation Learning", 2022 (arXiv:2206.10698), Algorithm 1.
+  """
+  normalized = jax.lax.stop_gradient(l2_normalize(jnp.asarray(z, jnp.float32)))
+  batch_covariance = (normalized.T @ normalized) / normalized.shape[0]
+  return beta * jnp.asarray(covariance, jnp.float32) + (1.0 - beta) * batch_covariance
+
+
+def tico(z_online: ArrayLike, z_target: ArrayLike, covariance: ArrayLike, beta: float = 0.9,
+         rho: float = 8.0) -> jax.Array:
+  """TiCo: transformation invariance plus covariance contrast against a running covariance.
+
+  Args:
+    z_online: [N, D] online projections of one view (gradients flow into them).
+    z_target: [N, D] projections of the other view (row i pairs with z_online's row i); no
+      stop-gradient inside: the caller passes the momentum target through
+      `jax.lax.stop_gradient`.
+    covariance: [D, D] the running matrix C_{t-1} before this batch (the method state); it
+      is read, never written: `tico_covariance_update` moves the state after the step.
+    beta: the EMA coefficient of the covariance, in [0, 1).
+    rho: the weight of the covariance contrast term.
+
+  Returns:
+    Scalar: 1 - mean_i <a_i, b_i> + rho * mean_i a_i^T C_t a_i, with a, b the rows of
+    z_online, z_target over their L2 norms and C_t = tico_covariance_update(covariance,
+    z_online, beta). Since C_t = (1 - beta) sum_s beta^(t-s) B_s (from C = 0), the second
+    term is the mean squared cosine similarity of each a_i with the embeddings of every past
+    batch, weighted by beta^age: the paper reads it as MoCo with an implicit memory bank of
+    unlimited size. Under `jax.jit` on a sharded global batch the means and B span the whole
+    global batch.
+
+  References:
+    Zhu et al., "TiCo", 2022 (arXiv:2206.10698), the loss and Algorithm 1; lightly's
+    `TiCoLoss` (lightly/loss/tico_loss.py), whose `1 -` keeps the invariance term in [0, 2].
+  """
+  a = l2_normalize(jnp.asarray(z_online, jnp.float32))
+  b = l2_normalize(jnp.asarray(z_target, jnp.float32))
+  covariance = tico_covariance_update(covariance, a, beta)
+  invariance = 1.0 - jnp.mean(jnp.sum(a * b, axis=1))
+  covariance_contrast = jnp.mean(jnp.sum((a @ covariance) * a, axis=1))
+  return invariance + rho * covariance_contrast

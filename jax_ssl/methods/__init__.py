@@ -4,14 +4,14 @@ import functools
 
 from jax_ssl.methods import (barlow_twins, beit, byol, dino, jigsaw, lejepa, mae, maskfeat,
                              moco_v2, moco_v3, nnclr, relative_position, rotation, simclr, simmim,
-                             simsiam, swav, vicreg, vq_tokenizer)
+                             simsiam, swav, tico, vicreg, vq_tokenizer)
 from jax_ssl.methods.mixing import SEPARATOR, mix
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     simclr.SPEC, barlow_twins.SPEC, vicreg.SPEC, simsiam.SPEC, lejepa.SPEC, rotation.SPEC,
     jigsaw.SPEC, relative_position.SPEC, byol.SPEC, moco_v3.SPEC, moco_v2.SPEC, nnclr.SPEC, dino.SPEC, swav.SPEC,
-    mae.SPEC, simmim.SPEC, vq_tokenizer.SPEC, beit.SPEC, maskfeat.SPEC)}
+    mae.SPEC, simmim.SPEC, vq_tokenizer.SPEC, beit.SPEC, maskfeat.SPEC, tico.SPEC)}
 
 
 def unknown_parts(name: str) -> list[str]:

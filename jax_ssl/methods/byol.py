@@ -14,15 +14,51 @@ when L = 0. The target network sees the 2 global views only.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  map_by_crop_size, projector_predictor_heads)
+from jax_ssl.config.typed import check
+from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorPredictorHeads, SSLModel,
+                                  StepContext, embed_views, map_by_crop_size,
+                                  projector_predictor_heads)
 
 NUM_GLOBAL_VIEWS = 2
+
+
+def check_momentum(base_momentum: float) -> None:
+  """The one-line refusal of an EMA target's `method_args.base_momentum` outside [0, 1]."""
+  check(0 <= base_momentum <= 1,
+        f"method_args.base_momentum={base_momentum!r}; must be in [0, 1] (the target's EMA "
+        f"momentum at step 0, raised to 1 on a cosine)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """BYOL's hyper-parameters (`--config.method_args.KEY`).
+
+  Attributes:
+    base_momentum: the target's EMA momentum at step 0 (read by the step), in [0, 1]; the
+      paper's ImageNet value 0.996.
+  """
+
+  base_momentum: float = 0.996
+
+  def validate(self) -> None:
+    check_momentum(self.base_momentum)
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads(ProjectorPredictorHeads):
+  """Projector and predictor (`--config.heads.KEY`): the paper's 4096 -> 256 MLPs
+  (experiments/imagenet/byol_resnet50.py)."""
+
+  projector_hidden_dim: int = 4096
+  projector_output_dim: int = 256
+  projector_num_layers: int = 2
+  predictor_hidden_dim: int = 4096
 
 
 def predictions_and_targets(model: SSLModel, views: Sequence[jax.Array], context: StepContext
@@ -44,8 +80,11 @@ def cross_view_pairs(num_views: int) -> list[tuple[int, int]]:
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, base_momentum: float):
-  del base_momentum  # read by the step for the EMA update
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, dict]:
+  """Each crop's online prediction against each other global view's target projection,
+  `losses.byol` summed over the pairs (`cross_view_pairs`); no state (`base_momentum` is
+  the step's)."""
+  del method_state, args
   predictions, targets = predictions_and_targets(model, views, context)
   loss = sum(losses.byol(predictions[v2], targets[v1])
              for v1, v2 in cross_view_pairs(len(views)))
@@ -57,7 +96,8 @@ SPEC = MethodSpec(
     num_views=2,
     make_heads=projector_predictor_heads,
     objective=objective,
-    default_method_args={"base_momentum": 0.996},  # the paper's ImageNet value
+    args_type=Args,
+    heads_type=Heads,
     target_modules=("backbone", "heads/projector"),
     local_views=True,
 )

@@ -1,22 +1,41 @@
-"""What the classic pretext tasks share: a classifier head and its loss/accuracy."""
+"""What the classic pretext tasks share: a classifier head (its sizes `ClassifierHeads`)
+and its loss/accuracy."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from jax_ssl.config.typed import check
 from jax_ssl.models.heads import MLPHead
 
 
-def classifier_head(in_features: int, num_classes: int, head_args: Mapping[str, Any],
+@dataclasses.dataclass(frozen=True)
+class ClassifierHeads:
+  """`heads.*` of a pretext classifier: an MLP of `classifier_num_layers` linear layers
+  (BatchNorm + ReLU between them) over the task's classes. Defaults: the 2-layer, 4096-wide
+  head of the ImageNet jigsaw / relative-position recipes (rotation sets its own)."""
+
+  classifier_hidden_dim: int = 4096
+  classifier_num_layers: int = 2
+
+  def validate(self) -> None:
+    check(self.classifier_hidden_dim > 0,
+          f"heads.classifier_hidden_dim={self.classifier_hidden_dim}; must be > 0")
+    check(self.classifier_num_layers >= 1,
+          f"heads.classifier_num_layers={self.classifier_num_layers}; must be >= 1 (1: a "
+          f"linear classifier)")
+
+
+def classifier_head(in_features: int, num_classes: int, heads: ClassifierHeads,
                     rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  """{"classifier": MLPHead} from the head keys classifier_hidden_dim / _num_layers."""
-  return {"classifier": MLPHead(in_features, head_args["classifier_hidden_dim"], num_classes,
-                                head_args["classifier_num_layers"], rngs=rngs)}
+  """{"classifier": MLPHead(in_features -> classifier_hidden_dim -> num_classes)}."""
+  return {"classifier": MLPHead(in_features, heads.classifier_hidden_dim, num_classes,
+                                heads.classifier_num_layers, rngs=rngs)}
 
 
 def cross_entropy_and_accuracy(logits: jax.Array, labels: jax.Array,

@@ -19,16 +19,18 @@ as they are evaluated; the identity permutation is their class.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+import math
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_ssl.errors import ConfigError
+from jax_ssl.config.typed import check
 from jax_ssl.methods import classification, tiles
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 
 
 def shuffle_tiles(rng: jax.Array, images: jax.Array, permutations: jax.typing.ArrayLike, *,
@@ -80,18 +82,56 @@ def puzzle_permutations(num_permutations: int, num_tiles: int, seed: int,
 
 
 LAYOUTS = ("tiles", "image")
+GRIDS = (2, 3)  # permutation_set enumerates all (grid * grid)! orderings: at most 3x3
 
 
-def check_args(layout: str, tile_resize: int, unshuffled_fraction: float) -> None:
-  """Raises ConfigError (one line, naming the fix) for arguments no layout can use."""
-  if not 0 <= unshuffled_fraction < 1:
-    raise ConfigError(f"method_args.unshuffled_fraction={unshuffled_fraction}; use a fraction "
-                      "in [0, 1) (0: every example shuffled)")
-  if layout not in LAYOUTS:
-    raise ConfigError(f"method_args.layout={layout!r}; use one of {LAYOUTS}")
-  if layout == "image" and tile_resize:
-    raise ConfigError(f"method_args.tile_resize={tile_resize} with layout='image', which "
-                      "resizes every tile to its cell; set tile_resize=0")
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """`method_args.*` of jigsaw. Defaults: a 3x3 puzzle of 100 maximal-Hamming permutations
+  with a 1-pixel gap and jitter (a small image's; the ImageNet recipe,
+  experiments/imagenet/jigsaw_resnet50.py, sets 1000 permutations, gap 0, jitter 11), each
+  tile normalised to zero mean and unit std, every example shuffled.
+
+  Attributes:
+    grid, gap, jitter: the grid x grid tiles of `tiles.cut_tiles`.
+    num_permutations, permutation_seed: the classes, `tiles.permutation_set`.
+    tile_resize: each tile resized to this side (0: as cut); "tiles" layout only.
+    tile_statistics: `tiles.normalize_tiles` statistics, "unit" or "images".
+    layout: "tiles" (each tile through the backbone, the paper's) or "image" (the shuffled
+      tiles reassembled into one image, JiGen's).
+    unshuffled_fraction: the share of examples left in order (JiGen's beta), in [0, 1).
+  """
+
+  grid: int = 3
+  gap: int = 1
+  jitter: int = 1
+  num_permutations: int = 100
+  permutation_seed: int = 0
+  tile_resize: int = 0
+  tile_statistics: str = "unit"
+  layout: str = "tiles"
+  unshuffled_fraction: float = 0.0
+
+  def validate(self) -> None:
+    check(0 <= self.unshuffled_fraction < 1,
+          f"method_args.unshuffled_fraction={self.unshuffled_fraction}; use a fraction in "
+          f"[0, 1) (0: every example shuffled)")
+    check(self.layout in LAYOUTS, f"method_args.layout={self.layout!r}; use one of {LAYOUTS}")
+    check(self.layout != "image" or not self.tile_resize,
+          f"method_args.tile_resize={self.tile_resize} with layout='image', which resizes "
+          f"every tile to its cell; set tile_resize=0")
+    check(self.grid in GRIDS, f"method_args.grid={self.grid}; use one of {GRIDS}")
+    orderings = math.factorial(self.grid * self.grid)
+    check(1 <= self.num_permutations <= orderings,
+          f"method_args.num_permutations={self.num_permutations}; a {self.grid}x{self.grid} "
+          f"grid has {orderings} permutations, use 1 to {orderings}")
+    tiles.check_tile_args(self, "gap", "jitter", "tile_resize")
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads(classification.ClassifierHeads):
+  """`heads.*`: the permutation classifier on the tiles' concatenated features (defaults:
+  experiments/imagenet/jigsaw_resnet50.py's 2 layers, 4096 wide)."""
 
 
 def scrambled_images(rng: jax.Array, images: jax.Array, permutations: jax.typing.ArrayLike, *,
@@ -107,34 +147,35 @@ def scrambled_images(rng: jax.Array, images: jax.Array, permutations: jax.typing
   return tiles.assemble_tiles(shuffled, grid=grid, height=height, width=width), labels
 
 
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
-               rngs: nnx.Rngs):
-  check_args(method_args["layout"], method_args["tile_resize"],
-             method_args["unshuffled_fraction"])
-  inputs = 1 if method_args["layout"] == "image" else method_args["grid"] ** 2
-  classes = len(puzzle_permutations(method_args["num_permutations"], method_args["grid"] ** 2,
-                                    method_args["permutation_seed"],
-                                    method_args["unshuffled_fraction"]))
-  return classification.classifier_head(inputs * feature_dim, classes, head_args, rngs)
+def make_heads(feature_dim: int, heads: Heads, args: Args,
+               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"classifier": the grid * grid tile features side by side ("tiles"; the pooled
+  features of the scrambled image with "image") -> one logit per permutation}."""
+  inputs = 1 if args.layout == "image" else args.grid ** 2
+  classes = len(puzzle_permutations(args.num_permutations, args.grid ** 2,
+                                    args.permutation_seed, args.unshuffled_fraction))
+  return classification.classifier_head(inputs * feature_dim, classes, heads, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, grid: int, gap: int, jitter: int,
-              num_permutations: int, permutation_seed: int, tile_resize: int,
-              tile_statistics: str, layout: str, unshuffled_fraction: float):
-  permutations = puzzle_permutations(num_permutations, grid * grid, permutation_seed,
-                                     unshuffled_fraction)
-  if layout == "image":
-    scrambled, labels = scrambled_images(context.rng, views[0], permutations, grid=grid,
-                                         gap=gap, jitter=jitter,
-                                         tile_statistics=tile_statistics,
-                                         unshuffled_fraction=unshuffled_fraction)
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, Any]:
+  """Cross-entropy of the permutation classifier on views[0] shuffled by a permutation drawn
+  per example from `context.rng`; logs the loss and the classifier's accuracy."""
+  del method_state
+  permutations = puzzle_permutations(args.num_permutations, args.grid * args.grid,
+                                     args.permutation_seed, args.unshuffled_fraction)
+  if args.layout == "image":
+    scrambled, labels = scrambled_images(context.rng, views[0], permutations, grid=args.grid,
+                                         gap=args.gap, jitter=args.jitter,
+                                         tile_statistics=args.tile_statistics,
+                                         unshuffled_fraction=args.unshuffled_fraction)
     logits = model.heads["classifier"](model.backbone(scrambled))
   else:
-    shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=grid, gap=gap,
-                                     jitter=jitter, tile_resize=tile_resize,
-                                     tile_statistics=tile_statistics,
-                                     unshuffled_fraction=unshuffled_fraction)
+    shuffled, labels = shuffle_tiles(context.rng, views[0], permutations, grid=args.grid,
+                                     gap=args.gap, jitter=args.jitter,
+                                     tile_resize=args.tile_resize,
+                                     tile_statistics=args.tile_statistics,
+                                     unshuffled_fraction=args.unshuffled_fraction)
     batch, num_tiles = shuffled.shape[:2]
     # One backbone pass over every tile of every example (shared weights, as the paper's
     # siamese-ennead), then the tile features side by side in shuffled order.
@@ -149,7 +190,6 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={"grid": 3, "gap": 1, "jitter": 1, "num_permutations": 100,
-                         "permutation_seed": 0, "tile_resize": 0, "tile_statistics": "unit",
-                         "layout": "tiles", "unshuffled_fraction": 0.0},
+    args_type=Args,
+    heads_type=Heads,
 )

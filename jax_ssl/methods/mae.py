@@ -13,7 +13,8 @@ pooled tokens of the whole, unmasked image.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,40 @@ import numpy as np
 from flax import nnx
 
 from jax_ssl import losses, masking
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+from jax_ssl.config.typed import check
+from jax_ssl.methods import mim
+from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 from jax_ssl.models import vit
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """`method_args.*` of MAE (defaults: the paper's): `mask_ratio` of the patches masked at
+  random per image; `norm_pix`: the target is each patch's pixels normalised by its own
+  mean and std (the paper's default for its best results)."""
+
+  mask_ratio: float = 0.75
+  norm_pix: bool = True
+
+  def validate(self) -> None:
+    mim.check_mask_ratio(self.mask_ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads:
+  """`heads.*`: the decoder's width, blocks and attention heads (defaults: the paper's
+  ViT-B/L/H decoder, 512 / 8 / 16, experiments/imagenet/mae_vit_base.py)."""
+
+  decoder_dim: int = 512
+  decoder_depth: int = 8
+  decoder_num_heads: int = 16
+
+  def validate(self) -> None:
+    for key in ("decoder_dim", "decoder_depth", "decoder_num_heads"):
+      check(getattr(self, key) > 0, f"heads.{key}={getattr(self, key)}; must be > 0")
+    check(self.decoder_dim % self.decoder_num_heads == 0,
+          f"heads.decoder_dim={self.decoder_dim} is not divisible by heads.decoder_num_heads="
+          f"{self.decoder_num_heads}; set them so that it is")
 
 
 class MAEDecoder(nnx.Module):
@@ -69,25 +102,28 @@ class MAEDecoder(nnx.Module):
     return self.prediction(x)[:, self.num_prefix_tokens:].astype(jnp.float32)
 
 
-def make_heads(backbone: vit.VisionTransformer, head_args: Mapping[str, Any],
-               method_args: Mapping[str, Any], rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  """{"decoder": MAEDecoder} from the head keys decoder_dim / decoder_depth / decoder_num_heads
-  (the paper's ViT-B/L/H default: 512 / 8 / 16)."""
-  del method_args
-  return {"decoder": MAEDecoder(backbone, head_args["decoder_dim"], head_args["decoder_depth"],
-                                head_args["decoder_num_heads"], rngs=rngs)}
+def make_heads(backbone: vit.VisionTransformer, heads: Heads, args: Args,
+               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"decoder": MAEDecoder} of the sizes in `heads`."""
+  del args  # the decoder's shape is all in `heads`
+  return {"decoder": MAEDecoder(backbone, heads.decoder_dim, heads.decoder_depth,
+                                heads.decoder_num_heads, rngs=rngs)}
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, mask_ratio: float, norm_pix: bool):
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, Any]:
+  """MSE of the decoder's pixels on the masked patches of views[0] (mask drawn from
+  `context.rng`, the encoder on the visible patches only); logs the loss."""
+  del method_state
   images, backbone = views[0], model.backbone
-  count = masking.num_masked(backbone.num_patches, mask_ratio)
-  mask = masking.random_mask(context.rng, images.shape[0], backbone.num_patches, mask_ratio)
+  count = masking.num_masked(backbone.num_patches, args.mask_ratio)
+  mask = masking.random_mask(context.rng, images.shape[0], backbone.num_patches,
+                             args.mask_ratio)
   indices = masking.mask_indices(mask, count)
   encoded = backbone.encode_tokens(backbone.embed_patches(images), indices.keep)
   pred = model.heads["decoder"](encoded, indices.restore)
   target = masking.patchify(images, backbone.patch_size)
-  if norm_pix:
+  if args.norm_pix:
     target = losses.normalized_patches(target)
   loss = losses.mae(pred, target, mask)
   return loss, {"mae": loss}, {}
@@ -98,6 +134,7 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={"mask_ratio": 0.75, "norm_pix": True},
+    args_type=Args,
+    heads_type=Heads,
     patch_tokens=True,
 )

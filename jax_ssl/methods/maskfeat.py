@@ -14,48 +14,68 @@ device inside the step from the same view; nothing is stored.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import hog, losses
-from jax_ssl.errors import ConfigError
+from jax_ssl.config.typed import check
 from jax_ssl.methods import mim
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+from jax_ssl.methods.spec import Metrics, MethodSpec, NoHeads, SSLModel, StepContext
 from jax_ssl.models import vit
+
+
+@dataclasses.dataclass(frozen=True)
+class Args(mim.BlockMaskArgs):
+  """`method_args.*` of MaskFeat. Defaults: the paper's ImageNet setting, 40% blockwise
+  masking (BEiT's blocks of >= 16 of 196 patches), 9 orientations, 8x8 cells in 16x16
+  patches, each cell's histogram L2-normalised (HOGLayerC; "patch": each patch's)."""
+
+  cell_size: int = 8
+  orientations: int = 9
+  normalization: str = "cell"
+
+  def validate(self) -> None:
+    super().validate()
+    check(self.normalization in hog.TARGET_NORMALIZATIONS,
+          f"method_args.normalization={self.normalization!r}; use one of "
+          f"{hog.TARGET_NORMALIZATIONS} (each cell's histogram, as the official code, or each "
+          f"patch's)")
+    check(self.cell_size >= 1, f"method_args.cell_size={self.cell_size}; must be >= 1")
+    check(self.orientations >= 1, f"method_args.orientations={self.orientations}; must be >= 1")
 
 
 def target_dim(backbone: vit.VisionTransformer, cell_size: int, orientations: int) -> int:
   """C * (patch_size / cell_size)^2 * orientations: the HOG target size of one patch."""
-  if backbone.patch_size % cell_size:
-    raise ValueError(f"method_args.cell_size={cell_size} does not divide "
-                     f"model.patch_size={backbone.patch_size}")
+  check(backbone.patch_size % cell_size == 0,
+        f"method_args.cell_size={cell_size} does not divide model.patch_size="
+        f"{backbone.patch_size}; use a divisor")
   return backbone.in_channels * (backbone.patch_size // cell_size) ** 2 * orientations
 
 
-def make_heads(backbone: vit.VisionTransformer, head_args: Mapping[str, Any],
-               method_args: Mapping[str, Any], rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+def make_heads(backbone: vit.VisionTransformer, heads: NoHeads, args: Args,
+               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
   """{"mask_token", "predictor": Linear(D -> HOG target size)}; no head keys."""
-  del head_args
-  if method_args["normalization"] not in hog.TARGET_NORMALIZATIONS:
-    raise ConfigError(f"method_args.normalization={method_args['normalization']!r}; use one of "
-                      f"{hog.TARGET_NORMALIZATIONS} (each cell's histogram, as the official "
-                      f"code, or each patch's)")
-  return mim.mask_token_heads(
-      backbone, target_dim(backbone, method_args["cell_size"], method_args["orientations"]),
-      rngs)
+  del heads
+  return mim.mask_token_heads(backbone, target_dim(backbone, args.cell_size, args.orientations),
+                              rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, mask_ratio: float, min_block_patches: int,
-              cell_size: int, orientations: int, normalization: str):
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, Any]:
+  """MSE of the predicted HOG features on the blockwise-masked patches of views[0] (mask
+  drawn from `context.rng`; targets computed from the same view); logs the loss."""
+  del method_state
   images, backbone = views[0], model.backbone
-  targets = hog.maskfeat_targets(images, patch_size=backbone.patch_size, cell_size=cell_size,
-                                 orientations=orientations, normalization=normalization)
-  mask, masked = mim.block_mask(context.rng, backbone, images.shape[0], mask_ratio=mask_ratio,
-                                min_block_patches=min_block_patches)
+  targets = hog.maskfeat_targets(images, patch_size=backbone.patch_size,
+                                 cell_size=args.cell_size, orientations=args.orientations,
+                                 normalization=args.normalization)
+  mask, masked = mim.block_mask(context.rng, backbone, images.shape[0],
+                                mask_ratio=args.mask_ratio,
+                                min_block_patches=args.min_block_patches)
   encoded = mim.at_positions(mim.encode_masked(model, images, mask), masked)
   pred = model.heads["predictor"](encoded).astype(jnp.float32)  # [B, M, target_dim]
   target = mim.at_positions(targets, masked)
@@ -68,10 +88,7 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    # The paper's ImageNet setting: 40% blockwise masking (BEiT's blocks of >= 16 of 196
-    # patches), 9 orientations, 8x8 cells in 16x16 patches, each cell's histogram
-    # L2-normalised (HOGLayerC).
-    default_method_args={"mask_ratio": 0.4, "min_block_patches": 16, "cell_size": 8,
-                         "orientations": 9, "normalization": "cell"},
+    args_type=Args,
+    heads_type=NoHeads,
     patch_tokens=True,
 )

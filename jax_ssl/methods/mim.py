@@ -1,6 +1,7 @@
 """What the mask-token ViT methods share (BEiT, MaskFeat; SimMIM's wiring): blockwise masks
-with a fixed count per example, masked patch embeddings replaced by a learned mask token
-before the encoder, and a linear head applied to the encoded masked positions only.
+with a fixed count per example (their `BlockMaskArgs`), masked patch embeddings replaced by
+a learned mask token before the encoder, and a linear head applied to the encoded masked
+positions only.
 
 The encoder sees every position (unlike MAE's): `encode_masked` substitutes the `MaskToken`
 head for the masked patches' embeddings, then adds position embeddings and runs the ViT
@@ -11,6 +12,7 @@ number M of patches, the masked positions are a static [B, M] index and the head
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -18,11 +20,35 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import masking
+from jax_ssl.config.typed import check
 from jax_ssl.models import vit
 
 # BEiT's linear LM head and MaskFeat's prediction head: truncated normal(0.02) as their
 # `_init_weights`.
 _HEAD_INIT = nnx.initializers.truncated_normal(stddev=0.02)
+
+
+def check_mask_ratio(mask_ratio: float) -> None:
+  """The one-line refusal of a `method_args.mask_ratio` outside [0, 1) (what
+  `masking.num_masked` accepts)."""
+  check(0 <= mask_ratio < 1,
+        f"method_args.mask_ratio={mask_ratio}; must be in [0, 1) (the fraction of the "
+        f"patches masked)")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockMaskArgs:
+  """The `method_args.*` of BEiT's blockwise masking (BEiT, MaskFeat). Defaults: the
+  papers' ImageNet setting, 40% of the patches (BEiT masks 75 of 196; 0.4 masks 79) in
+  blocks of at least 16 patches."""
+
+  mask_ratio: float = 0.4
+  min_block_patches: int = 16
+
+  def validate(self) -> None:
+    check_mask_ratio(self.mask_ratio)
+    check(self.min_block_patches >= 1,
+          f"method_args.min_block_patches={self.min_block_patches}; must be >= 1")
 
 
 def mask_token_heads(backbone: vit.VisionTransformer, out_features: int,

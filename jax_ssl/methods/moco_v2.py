@@ -16,23 +16,54 @@ accumulation, so every device holds the same queues.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from jax_ssl import losses
+from jax_ssl.config.typed import check
 from jax_ssl.methods import queue
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_heads)
+from jax_ssl.methods.byol import check_momentum
+from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorHeads, SSLModel, StepContext,
+                                  embed_views, projector_heads)
 
 NUM_VIEWS = 2
 
 
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """MoCo v2's hyper-parameters (`--config.method_args.KEY`); defaults: the paper's ImageNet
+  values (K = 65536, tau = 0.2, momentum 0.999).
+
+  Attributes:
+    temperature: tau of InfoNCE, > 0.
+    queue_size: K, the keys each view's queue holds (the negatives), >= 1.
+    base_momentum: the key encoder's EMA momentum at step 0 (read by the step), in [0, 1].
+  """
+
+  temperature: float = 0.2
+  queue_size: int = 65536
+  base_momentum: float = 0.999
+
+  def validate(self) -> None:
+    check(self.temperature > 0,
+          f"method_args.temperature={self.temperature!r}; must be > 0 (InfoNCE's tau)")
+    queue.check_size(self.queue_size)
+    check_momentum(self.base_momentum)
+
+
+# The projector (`--config.heads.KEY`): ProjectorHeads' defaults are v2's MLP head, 2048 ->
+# 128 (experiments/imagenet/moco_v2_resnet50.py).
+Heads = ProjectorHeads
+
+
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, temperature: float, queue_size: int,
-              base_momentum: float):
-  del queue_size, base_momentum  # read by init_method_state and the step
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, dict]:
+  """Each view's queries against the other view's keys and that view's queue
+  (`losses.moco_v2`), averaged; the state inputs are both views' keys [B, 2, D]."""
+  temperature = args.temperature
   q1, q2 = embed_views(model, views)
   k1, k2 = [jax.lax.stop_gradient(k) for k in embed_views(context.target, views)]
   view1_keys, view2_keys = [jax.lax.stop_gradient(method_state[f"view{v}"]["embeddings"])
@@ -42,15 +73,16 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   return loss, {"moco_v2": loss}, {"keys": jnp.stack([k1, k2], axis=1)}  # [B, 2, D]
 
 
-def init_method_state(method_args, head_args):
+def init_method_state(args: Args, heads: Heads) -> dict[str, Any]:
   """One queue of random unit keys per view (MoCo's initialisation), seeds 0 and 1."""
-  return {f"view{v}": queue.init(method_args["queue_size"], head_args["projector_output_dim"],
-                                 seed=v) for v in range(NUM_VIEWS)}
+  return {f"view{v}": queue.init(args.queue_size, heads.projector_output_dim, seed=v)
+          for v in range(NUM_VIEWS)}
 
 
-def update_method_state(method_state, state_inputs, context, method_args):
+def update_method_state(method_state: Any, state_inputs: Any, context: StepContext,
+                        args: Args) -> dict[str, Any]:
   """Enqueues view v's keys [B, D] (one per image) into queue v."""
-  del context, method_args
+  del context, args
   return {f"view{v}": queue.enqueue(method_state[f"view{v}"], state_inputs["keys"][:, v])
           for v in range(NUM_VIEWS)}
 
@@ -62,7 +94,7 @@ SPEC = MethodSpec(
     objective=objective,
     init_method_state=init_method_state,
     update_method_state=update_method_state,
-    # The paper's ImageNet values: K = 65536, tau = 0.2, momentum 0.999.
-    default_method_args={"temperature": 0.2, "queue_size": 65536, "base_momentum": 0.999},
+    args_type=Args,
+    heads_type=Heads,
     target_modules=("backbone", "heads/projector"),
 )

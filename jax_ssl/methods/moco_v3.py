@@ -14,14 +14,48 @@ ctr(q_v2, k_v1) (the loss above when L = 0); the momentum encoder sees the globa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.byol import cross_view_pairs, predictions_and_targets
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, objective_from_embeddings,
+from jax_ssl.config.typed import check
+from jax_ssl.methods.byol import check_momentum, cross_view_pairs, predictions_and_targets
+from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorPredictorHeads, SSLModel,
+                                  StepContext, objective_from_embeddings,
                                   projector_predictor_heads)
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """MoCo v3's hyper-parameters (`--config.method_args.KEY`).
+
+  Attributes:
+    temperature: tau of InfoNCE, > 0 (the paper's ViT value 0.2; its ResNet-50 recipe,
+      experiments/imagenet/moco_v3_resnet50.py, sets 1.0).
+    base_momentum: the momentum encoder's EMA momentum at step 0 (read by the step), in
+      [0, 1]; the paper's 0.99.
+  """
+
+  temperature: float = 0.2
+  base_momentum: float = 0.99
+
+  def validate(self) -> None:
+    check(self.temperature > 0,
+          f"method_args.temperature={self.temperature!r}; must be > 0 (InfoNCE's tau)")
+    check_momentum(self.base_momentum)
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads(ProjectorPredictorHeads):
+  """Projector and predictor (`--config.heads.KEY`): the paper's ResNet-50 MLPs, 4096 ->
+  256 (experiments/imagenet/moco_v3_resnet50.py; its ViT projector has 3 layers)."""
+
+  projector_hidden_dim: int = 4096
+  projector_output_dim: int = 256
+  projector_num_layers: int = 2
+  predictor_hidden_dim: int = 4096
 
 
 def embed(model: SSLModel, views: Sequence[jax.Array], context: StepContext
@@ -30,11 +64,13 @@ def embed(model: SSLModel, views: Sequence[jax.Array], context: StepContext
   return predictions_and_targets(model, views, context)
 
 
-def embedding_loss(embeddings, method_state: Any, context: StepContext, *, temperature: float,
-                   base_momentum: float):
-  del base_momentum  # read by the step for the EMA update
+def embedding_loss(embeddings, method_state: Any, context: StepContext, args: Args
+                   ) -> tuple[jax.Array, Metrics, dict]:
+  """`losses.info_nce` of each crop's queries against each other global view's keys, summed
+  over the pairs (`byol.cross_view_pairs`); no state (`base_momentum` is the step's)."""
+  del method_state, context
   queries, keys = embeddings
-  loss = sum(losses.info_nce(queries[v2], keys[v1], temperature)
+  loss = sum(losses.info_nce(queries[v2], keys[v1], args.temperature)
              for v1, v2 in cross_view_pairs(len(queries)))
   return loss, {"info_nce": loss}, {}
 
@@ -47,7 +83,8 @@ SPEC = MethodSpec(
     num_views=2,
     make_heads=projector_predictor_heads,
     objective=objective,
-    default_method_args={"temperature": 0.2, "base_momentum": 0.99},  # paper: ResNet-50, 0.99
+    args_type=Args,
+    heads_type=Heads,
     target_modules=("backbone", "heads/projector"),
     local_views=True,
     embed=embed,

@@ -14,6 +14,13 @@ import jax
 import jax.numpy as jnp
 
 from jax_ssl import losses
+from jax_ssl.config.typed import check
+
+
+def check_size(queue_size: int) -> None:
+  """The one-line refusal of a `method_args.queue_size` that holds no row."""
+  check(queue_size >= 1,
+        f"method_args.queue_size={queue_size!r}; need an integer >= 1 (the rows of the queue)")
 
 
 def init(size: int, dim: int, seed: int = 0) -> dict[str, jax.Array]:

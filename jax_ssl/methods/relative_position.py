@@ -25,16 +25,17 @@ cannot be told from their pixels. `relative_position_informative` logs the share
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_ssl.errors import ConfigError
+from jax_ssl.config.typed import check
 from jax_ssl.methods import classification, tiles
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 
 CENTRE = 4
 NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # cells of the 3x3 grid around the centre, row-major
@@ -84,37 +85,70 @@ def tile_and_neighbour(rng: jax.Array, images: jax.Array, *, gap: int, jitter: i
   return tile(drawn[:, 0]), tile(drawn[:, 1]), drawn[:, 2]
 
 
-def check_args(neighbours: str, grid: int, min_tile_std: float = 0.0) -> None:
-  """Raises ConfigError (one line, naming the fix) for an unknown `neighbours` or `grid`, or
-  `min_tile_std` with every neighbour classified."""
-  if neighbours not in NEIGHBOUR_MODES:
-    raise ConfigError(f"method_args.neighbours={neighbours!r}; use one of {NEIGHBOUR_MODES}")
-  if grid not in GRIDS:
-    raise ConfigError(f"method_args.grid={grid!r}; use one of {GRIDS}")
-  if neighbours == "all" and grid != 3:
-    raise ConfigError(f"method_args.neighbours='all' needs the 3x3 grid's centre; set "
-                      f"method_args.grid=3 or method_args.neighbours='one'")
-  if min_tile_std > 0 and neighbours == "all":
-    raise ConfigError("method_args.min_tile_std applies to neighbours='one' only; set "
-                      "method_args.min_tile_std=0 or method_args.neighbours='one'")
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """`method_args.*` of relative position. Defaults: the 3x3 grid with one random neighbour
+  per image, as the paper, with a 1-pixel gap and jitter (a small image's; the ImageNet
+  recipe, experiments/imagenet/relative_position_resnet50.py, sets gap 0, jitter 21), each
+  tile normalised to zero mean and unit std, every pair in the loss.
+
+  Attributes:
+    gap, jitter, grid: the grid x grid tiles of `tiles.cut_tiles` (grid 2 or 3).
+    tile_resize: each tile resized to this side (0: as cut).
+    tile_statistics: `tiles.normalize_tiles` statistics, "unit" or "images".
+    neighbours: "one" (a random neighbour per image) or "all" (every neighbour of the centre).
+    min_tile_std: pairs with a tile at most this std after normalisation are left out of the
+      loss (0: none); neighbours="one" only.
+  """
+
+  gap: int = 1
+  jitter: int = 1
+  tile_resize: int = 0
+  tile_statistics: str = "unit"
+  neighbours: str = "one"
+  grid: int = 3
+  min_tile_std: float = 0.0
+
+  def validate(self) -> None:
+    check(self.neighbours in NEIGHBOUR_MODES,
+          f"method_args.neighbours={self.neighbours!r}; use one of {NEIGHBOUR_MODES}")
+    check(self.grid in GRIDS, f"method_args.grid={self.grid!r}; use one of {GRIDS}")
+    check(self.neighbours != "all" or self.grid == 3,
+          "method_args.neighbours='all' needs the 3x3 grid's centre; set method_args.grid=3 "
+          "or method_args.neighbours='one'")
+    check(not (self.min_tile_std > 0 and self.neighbours == "all"),
+          "method_args.min_tile_std applies to neighbours='one' only; set "
+          "method_args.min_tile_std=0 or method_args.neighbours='one'")
+    tiles.check_tile_args(self, "gap", "jitter", "tile_resize", "min_tile_std")
 
 
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
-               rngs: nnx.Rngs):
-  check_args(method_args["neighbours"], method_args["grid"],
-             method_args.get("min_tile_std", 0.0))
-  return classification.classifier_head(2 * feature_dim, len(NEIGHBOURS), head_args, rngs)
+@dataclasses.dataclass(frozen=True)
+class Heads(classification.ClassifierHeads):
+  """`heads.*`: the 8-way position classifier on the two tiles' features side by side
+  (defaults: experiments/imagenet/relative_position_resnet50.py's 2 layers, 4096 wide)."""
+
+
+def make_heads(feature_dim: int, heads: Heads, args: Args,
+               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"classifier": [first tile features, second tile features] -> 8 position logits}."""
+  del args  # the pair and the 8 classes are the same for every argument
+  return classification.classifier_head(2 * feature_dim, len(NEIGHBOURS), heads, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, gap: int, jitter: int, tile_resize: int,
-              tile_statistics: str, neighbours: str, grid: int, min_tile_std: float = 0.0):
-  cut = dict(gap=gap, jitter=jitter, tile_resize=tile_resize, tile_statistics=tile_statistics,
-             grid=grid)
-  if neighbours == "all":
-    grid, neighbour_labels = centre_and_all_neighbours(context.rng, views[0], **cut)
-    batch, num_tiles = grid.shape[:2]
-    features = model.backbone(grid.reshape(-1, *grid.shape[2:]))  # one pass, shared weights
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, Any]:
+  """Cross-entropy of the position classifier on pairs of tiles of views[0] (cut and drawn
+  from `context.rng`); logs the loss, the accuracy and, with min_tile_std > 0, the share of
+  pairs kept (`relative_position_informative`)."""
+  del method_state
+  min_tile_std = args.min_tile_std
+  cut = dict(gap=args.gap, jitter=args.jitter, tile_resize=args.tile_resize,
+             tile_statistics=args.tile_statistics, grid=args.grid)
+  if args.neighbours == "all":
+    all_tiles, neighbour_labels = centre_and_all_neighbours(context.rng, views[0], **cut)
+    batch, num_tiles = all_tiles.shape[:2]
+    # One backbone pass over every tile (shared weights).
+    features = model.backbone(all_tiles.reshape(-1, *all_tiles.shape[2:]))
     features = features.reshape(batch, num_tiles, -1)
     others = features[:, jnp.asarray(NEIGHBOURS)]  # [B, 8, D]
     centre = jnp.broadcast_to(features[:, CENTRE:CENTRE + 1], others.shape)
@@ -141,6 +175,6 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={"gap": 1, "jitter": 1, "tile_resize": 0, "tile_statistics": "unit",
-                         "neighbours": "one", "grid": 3, "min_tile_std": 0.0},
+    args_type=Args,
+    heads_type=Heads,
 )

@@ -8,14 +8,15 @@ balanced labels; the head is a classifier on the backbone features.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl.methods import classification
-from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
+from jax_ssl.methods.spec import Metrics, MethodSpec, NoArgs, SSLModel, StepContext
 
 NUM_ROTATIONS = 4
 
@@ -30,13 +31,28 @@ def rotate_all(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   return rotated, labels
 
 
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
-               rngs: nnx.Rngs):
-  return classification.classifier_head(feature_dim, NUM_ROTATIONS, head_args, rngs)
+@dataclasses.dataclass(frozen=True)
+class Heads(classification.ClassifierHeads):
+  """`heads.*`: the rotation classifier on the backbone features. Defaults: the ImageNet
+  recipe's (experiments/imagenet/rotation_resnet50.py), one linear layer on the ResNet-50
+  features (the hidden width matters only with classifier_num_layers > 1)."""
+
+  classifier_hidden_dim: int = 2048
+  classifier_num_layers: int = 1
+
+
+def make_heads(feature_dim: int, heads: Heads, args: NoArgs,
+               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"classifier": features -> 4 rotation logits}."""
+  del args  # rotation has no hyper-parameters
+  return classification.classifier_head(feature_dim, NUM_ROTATIONS, heads, rngs)
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext):
+              context: StepContext, args: NoArgs) -> tuple[jax.Array, Metrics, Any]:
+  """Cross-entropy of the rotation classifier over the 4 rotations of every image of
+  views[0]; logs the loss and the classifier's accuracy. No state, no randomness."""
+  del method_state, context, args
   images, labels = rotate_all(views[0])
   logits = model.heads["classifier"](model.backbone(images))
   loss, accuracy = classification.cross_entropy_and_accuracy(logits, labels)
@@ -48,5 +64,6 @@ SPEC = MethodSpec(
     num_views=1,
     make_heads=make_heads,
     objective=objective,
-    default_method_args={},
+    args_type=NoArgs,
+    heads_type=Heads,
 )

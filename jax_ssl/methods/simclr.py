@@ -11,21 +11,45 @@ other crop of the same image as a positive (solo-learn's multi-crop SimCLR).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Sequence
 
 import jax
 
 from jax_ssl import losses
-from jax_ssl.methods.spec import (MethodSpec, StepContext, embed_projections,
-                                  objective_from_embeddings, projector_heads)
+from jax_ssl.config.typed import check
+from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorHeads, StepContext,
+                                  embed_projections, objective_from_embeddings, projector_heads)
+
+
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """SimCLR's hyper-parameters (`--config.method_args.KEY`).
+
+  Attributes:
+    temperature: tau of NT-Xent, > 0.
+  """
+
+  temperature: float = 0.2
+
+  def validate(self) -> None:
+    check(self.temperature > 0,
+          f"method_args.temperature={self.temperature!r}; must be > 0 (NT-Xent's tau)")
+
+
+# The projector g (`--config.heads.KEY`): ProjectorHeads' defaults are the paper's ImageNet
+# recipe, 2048 -> 2048 -> 128 (experiments/imagenet/simclr_resnet50.py).
+Heads = ProjectorHeads
 
 
 embed = embed_projections  # the projections of every view, V x [B, D]
 
 
-def embedding_loss(embeddings: Sequence[jax.Array], method_state: Any, context: StepContext, *,
-                   temperature: float):
-  loss = losses.nt_xent_multi_view(embeddings, temperature)
+def embedding_loss(embeddings: Sequence[jax.Array], method_state: Any, context: StepContext,
+                   args: Args) -> tuple[jax.Array, Metrics, dict]:
+  """NT-Xent over every pair of views of an image (`losses.nt_xent_multi_view`); no state."""
+  del method_state, context
+  loss = losses.nt_xent_multi_view(embeddings, args.temperature)
   return loss, {"nt_xent": loss}, {}
 
 
@@ -37,7 +61,8 @@ SPEC = MethodSpec(
     num_views=2,
     make_heads=projector_heads,
     objective=objective,
-    default_method_args={"temperature": 0.2},
+    args_type=Args,
+    heads_type=Heads,
     local_views=True,
     embed=embed,
     embedding_loss=embedding_loss,

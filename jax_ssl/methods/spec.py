@@ -2,7 +2,10 @@
 
 A method is data plus a pure loss. The trainer builds `SSLModel(backbone, heads)`, makes
 `num_views` augmented views on device, and calls `objective(model, views, method_state,
-context, **method_args)` inside the jitted, differentiated step. Everything a method keeps
+context, args)` inside the jitted, differentiated step, where `args` is the method's own
+frozen `Args` dataclass (its hyper-parameters, `--config.method_args.KEY`; the heads' sizes
+are its `Heads` dataclass, `--config.heads.KEY`): an objective receives only its own typed
+arguments, with their defaults and `validate()` declared next to it. Everything a method keeps
 between steps lives in `method_state`, a pytree inside the train state (so Orbax saves it),
 moved once per optimizer step by `update_method_state` from what the objective returned;
 `context` carries what the step knows and a loss may need (its rng, the step number, the
@@ -25,25 +28,87 @@ from jax_ssl.models import batch_norm
 from jax_ssl.models.heads import MLPHead
 from jax_ssl.sharding import DATA_AXIS
 
-# (model, views, method_state, context, **method_args) -> (loss, metrics, state_inputs)
-Objective = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
+Metrics = Mapping[str, jax.Array]
+# (model, views, method_state, context, args) -> (loss, metrics, state_inputs)
+Objective = Callable[[Any, Sequence[jax.Array], Any, "StepContext", Any],
+                     tuple[jax.Array, Metrics, Any]]
 # (model, views, context) -> per-example embeddings (a pytree, example axis first)
 Embed = Callable[[Any, Sequence[jax.Array], Any], Any]
-# (embeddings, method_state, context, **method_args) -> (loss, metrics, state_inputs)
-EmbeddingLoss = Callable[..., tuple[jax.Array, Mapping[str, jax.Array], Any]]
-# (method_state, state_inputs, context, method_args) -> new method_state
-StateUpdate = Callable[[Any, Any, "StepContext", Mapping[str, Any]], Any]
-# (feature_dim, head_args, method_args, rngs) -> {head name: module}; the backbone module
-# instead of feature_dim for specs with `patch_tokens`
-HeadsFactory = Callable[[int, Mapping[str, Any], Mapping[str, Any], nnx.Rngs],
-                        Mapping[str, nnx.Module]]
+# (embeddings, method_state, context, args) -> (loss, metrics, state_inputs)
+EmbeddingLoss = Callable[[Any, Any, "StepContext", Any], tuple[jax.Array, Metrics, Any]]
+# (method_state, state_inputs, context, args) -> new method_state
+StateUpdate = Callable[[Any, Any, "StepContext", Any], Any]
+# (feature_dim, heads, args, rngs) -> {head name: module}; the backbone module instead of
+# feature_dim for specs with `patch_tokens`; with `load_teacher`, also `teacher=` (what it
+# loaded)
+HeadsFactory = Callable[..., Mapping[str, nnx.Module]]
 
 
-def keep_method_state(method_state: Any, state_inputs: Any, context: Any,
-                      method_args: Mapping[str, Any]) -> Any:
+@dataclasses.dataclass(frozen=True)
+class NoArgs:
+  """The `Args` of a method without hyper-parameters."""
+
+  def validate(self) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class NoHeads:
+  """The `Heads` of a method without head sizes to set."""
+
+  def validate(self) -> None:
+    pass
+
+
+def _positive(section: str, obj: Any, *names: str) -> None:
+  for name in names:
+    value = getattr(obj, name)
+    if not value > 0:
+      from jax_ssl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+      raise ConfigError(f"{section}.{name}={value!r}; must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectorHeads:
+  """An MLP projector on the backbone features (SimCLR's g: hidden -> output, `num_layers`
+  linear layers, BatchNorm + ReLU between them)."""
+
+  projector_hidden_dim: int = 2048
+  projector_output_dim: int = 128
+  projector_num_layers: int = 2
+
+  def validate(self) -> None:
+    _positive("heads", self, "projector_hidden_dim", "projector_output_dim",
+              "projector_num_layers")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectorPredictorHeads(ProjectorHeads):
+  """`ProjectorHeads` plus a 2-layer predictor D -> predictor_hidden_dim -> D (SimSiam, BYOL,
+  MoCo v3)."""
+
+  predictor_hidden_dim: int = 512
+
+  def validate(self) -> None:
+    super().validate()
+    _positive("heads", self, "predictor_hidden_dim")
+
+
+def keep_method_state(method_state: Any, state_inputs: Any, context: Any, args: Any) -> Any:
   """The default `update_method_state`: methods without state keep it as it is."""
-  del state_inputs, context, method_args
+  del state_inputs, context, args
   return method_state
+
+
+def no_method_state(args: Any, heads: Any) -> Any:
+  """The default `init_method_state`: an empty state."""
+  del args, heads
+  return {}
+
+
+def args_base_momentum(args: Any) -> float:
+  """The default `MethodSpec.base_momentum`: the `base_momentum` field of the method's Args."""
+  return args.base_momentum
 
 
 class StepContext(NamedTuple):
@@ -56,19 +121,22 @@ class StepContext(NamedTuple):
     target: for methods with `target_modules`, the model with those modules' parameters
       replaced by their EMA (momentum) copies, in train mode, behind a stop-gradient (no
       gradient can reach the target); None otherwise.
+    teacher: for methods with `load_teacher`, the frozen teacher's graphdef (its
+      parameters are in the method state); None otherwise.
   """
 
   rng: jax.Array
   step: jax.Array
   target: Any = None
+  teacher: Any = None
 
 
 def objective_from_embeddings(embed: Embed, embedding_loss: EmbeddingLoss) -> Objective:
-  """The objective `embedding_loss(embed(model, views, context), method_state, context,
-  **method_args)` of a method that declares `MethodSpec.embed` and `.embedding_loss`."""
+  """The objective `embedding_loss(embed(model, views, context), method_state, context, args)`
+  of a method that declares `MethodSpec.embed` and `.embedding_loss`."""
 
-  def objective(model, views, method_state, context, **method_args):
-    return embedding_loss(embed(model, views, context), method_state, context, **method_args)
+  def objective(model, views, method_state, context, args):
+    return embedding_loss(embed(model, views, context), method_state, context, args)
 
   return objective
 
@@ -116,28 +184,44 @@ def with_modules(params: nnx.State, replacement: nnx.State) -> nnx.State:
 
 
 @dataclasses.dataclass(frozen=True)
+class Teacher:
+  """A frozen network a method reads but never trains (BEiT's tokenizer), loaded by the
+  build step (`MethodSpec.load_teacher`), never by the method: `graphdef` is its structure
+  (handed to the objective in `StepContext.teacher`), `params` its parameters (they go into
+  the method state, so a resumed run restores them from its own checkpoint), `info` what
+  the heads need to know of it (e.g. its codebook size)."""
+
+  graphdef: Any
+  params: Any
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class MethodSpec:
   """What the trainer needs to know about a method.
 
   Attributes:
     name: registry key (`config.method`).
     num_views: augmented views of each image the objective consumes: an int, or a function
-      of the method args for methods where it is a hyper-parameter (LeJEPA).
-    make_heads: builds the method's trainable heads on top of the backbone features.
-    objective: pure loss (see module docstring); gradients flow to the online parameters.
-    init_method_state: `(method_args, head_args) -> ` the initial method state pytree
-      (queues, centers...), sized from the arguments.
-    update_method_state: `(method_state, state_inputs, context, method_args) -> new state`,
+      of the method's Args for methods where it is a hyper-parameter (LeJEPA).
+    make_heads: `(feature_dim, heads, args, rngs) -> {name: module}`, the method's trainable
+      heads on top of the backbone features (`teacher=` too for methods with `load_teacher`).
+    objective: `(model, views, method_state, context, args) -> (loss, metrics,
+      state_inputs)`, the pure loss; gradients flow to the online parameters.
+    args_type: the frozen dataclass of the objective's hyper-parameters with their defaults
+      and `validate()` (`config.method_args`); the objective receives an instance.
+    heads_type: the frozen dataclass of the head sizes (`config.heads`), handed to make_heads.
+    init_method_state: `(args, heads) -> ` the initial method state pytree (queues,
+      centers...), sized from the arguments (`teacher=` too with `load_teacher`).
+    update_method_state: `(method_state, state_inputs, context, args) -> new state`,
       called once per optimizer step with the `state_inputs` the objective returned (per
       example, example axis first; under gradient accumulation those of all micro-batches
       concatenated, so queues and centers move by the global batch once per step). The
       objective itself only reads `method_state`. Default: keep the state.
-    default_method_args: keyword arguments of `objective` and their defaults (documentation
-      and validation of `config.method_args`; experiment files set the values).
     target_modules: module paths ("backbone", "heads/projector") that have an EMA target
       copy, updated inside the step after each optimizer update with momentum
-      `method_args["base_momentum"]` raised to 1.0 on a cosine over the run (BYOL); the
-      objective reads them through `context.target`.
+      `base_momentum(args)` (default: `args.base_momentum`) raised to 1.0 on a cosine over
+      the run (BYOL); the objective reads them through `context.target`.
     local_views: whether the objective also takes multi-crop local views: with
       `augment.local_crops.num` = N > 0 the views are the `num_views` global views followed
       by N smaller local crops (DINO, SwAV). Methods without it refuse local crops.
@@ -150,35 +234,40 @@ class MethodSpec:
     evaluation_encoder: what `eval.encoder="method"` evaluates, as the method's paper does:
       "online" (the trained parameters) or "target" (the EMA target: DINO's teacher).
     embed, embedding_loss: for methods whose objective is `embedding_loss(embed(model,
-      views, context), method_state, context, **method_args)` (see
-      `objective_from_embeddings`): `embed` maps a batch's views to a pytree of per-example
-      embeddings (example axis first; no gradient through anything but the model) and
-      `embedding_loss` returns (loss, metrics, state_inputs) from those of the whole batch.
-      Declaring them allows `grad_accum_mode="exact"` (`step.py`: GradCache, the loss of the
-      whole batch with the activations of one micro-batch at a time). None: not declared.
+      views, context), method_state, context, args)` (see `objective_from_embeddings`):
+      `embed` maps a batch's views to a pytree of per-example embeddings (example axis
+      first; no gradient through anything but the model) and `embedding_loss` returns
+      (loss, metrics, state_inputs) from those of the whole batch. Declaring them allows
+      `grad_accum_mode="exact"` (`step.py`: GradCache, the loss of the whole batch with the
+      activations of one micro-batch at a time). None: not declared.
+    load_teacher: `(args) -> Teacher` for methods that read a frozen network trained
+      elsewhere (BEiT's tokenizer). Only the build step calls it (it reads files); the
+      method gets the result as arguments: `make_heads(..., teacher=)`,
+      `init_method_state(..., teacher=)` and `context.teacher` (its graphdef) in the step.
   """
 
   name: str
-  num_views: int | Callable[[Mapping[str, Any]], int]
+  num_views: int | Callable[[Any], int]
   make_heads: HeadsFactory
   objective: Objective
-  init_method_state: Callable[[Mapping[str, Any], Mapping[str, Any]], Any] = (
-      lambda method_args, head_args: {})
-  default_method_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  args_type: type = NoArgs
+  heads_type: type = NoHeads
+  init_method_state: Callable[..., Any] = no_method_state
   target_modules: tuple[str, ...] = ()
   update_method_state: StateUpdate = keep_method_state
-  base_momentum: Callable[[Mapping[str, Any]], float] = lambda args: args["base_momentum"]
+  base_momentum: Callable[[Any], float] = args_base_momentum
   local_views: bool = False
   patch_tokens: bool = False
   backbones: tuple[str, ...] = ()
   evaluation_encoder: str = "online"
   embed: Embed | None = None
   embedding_loss: EmbeddingLoss | None = None
+  load_teacher: Callable[[Any], Teacher] | None = None
 
-  def views_for(self, method_args: Mapping[str, Any]) -> int:
-    """The number of views under `method_args` (the defaults filled in)."""
+  def views_for(self, args: Any) -> int:
+    """The number of global views under the method's `args` (an `args_type` instance)."""
     if callable(self.num_views):
-      return self.num_views({**self.default_method_args, **method_args})
+      return self.num_views(args)
     return self.num_views
 
 
@@ -193,25 +282,24 @@ class SSLModel(nnx.Module):
     return self.backbone(images)
 
 
-def projector_heads(feature_dim: int, head_args: Mapping[str, Any],
-                    method_args: Mapping[str, Any], rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  """{"projector": MLPHead} from the head keys projector_hidden_dim / _output_dim / _num_layers."""
-  del method_args  # the projector's shape is all in head_args
-  return {"projector": MLPHead(feature_dim, head_args["projector_hidden_dim"],
-                               head_args["projector_output_dim"],
-                               head_args["projector_num_layers"], rngs=rngs)}
+def projector_heads(feature_dim: int, heads: ProjectorHeads, args: Any,
+                    rngs: nnx.Rngs) -> dict[str, nnx.Module]:
+  """{"projector": MLPHead} of the sizes in `heads` (a ProjectorHeads)."""
+  del args  # the projector's shape is all in `heads`
+  return {"projector": MLPHead(feature_dim, heads.projector_hidden_dim,
+                               heads.projector_output_dim, heads.projector_num_layers,
+                               rngs=rngs)}
 
 
-def projector_predictor_heads(feature_dim: int, head_args: Mapping[str, Any],
-                              method_args: Mapping[str, Any],
+def projector_predictor_heads(feature_dim: int, heads: ProjectorPredictorHeads, args: Any,
                               rngs: nnx.Rngs) -> dict[str, nnx.Module]:
   """`projector_heads` plus a 2-layer predictor D -> predictor_hidden_dim -> D on its output
   (SimSiam, BYOL, MoCo v3)."""
-  heads = projector_heads(feature_dim, head_args, method_args, rngs)
-  output_dim = head_args["projector_output_dim"]
-  heads["predictor"] = MLPHead(output_dim, head_args["predictor_hidden_dim"], output_dim,
-                               num_layers=2, rngs=rngs)
-  return heads
+  modules = projector_heads(feature_dim, heads, args, rngs)
+  output_dim = heads.projector_output_dim
+  modules["predictor"] = MLPHead(output_dim, heads.predictor_hidden_dim, output_dim,
+                                 num_layers=2, rngs=rngs)
+  return modules
 
 
 def stack_views(views: Sequence[jax.Array]) -> jax.Array:
@@ -267,7 +355,7 @@ def map_by_crop_size(fn: Callable[[jax.Array], jax.Array],
   XLA all-reduces every gradient twice; from inside the shard_map the parameters enter
   replicated and unchecked (`check_vma=False`), and the transpose sums their cotangent over
   the devices once, after the passes' local gradients are added: one all-reduce of the
-  gradients per step (tests/test_views_layout.py reads it from the compiled HLO).
+  gradients per step (tests/methods/test_spec.py reads it from the compiled HLO).
   """
   sizes = list(dict.fromkeys(view.shape[1:] for view in views))  # in order of appearance
   groups = [[i for i, view in enumerate(views) if view.shape[1:] == size] for size in sizes]

@@ -22,27 +22,76 @@ x global batch >= `queue_size`, which is then main_swav.py's use with the queue 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import losses
+from jax_ssl.config.typed import check
 from jax_ssl.methods import queue
-from jax_ssl.methods.spec import (MethodSpec, SSLModel, StepContext, embed_views,
-                                  projector_heads)
+from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorHeads, SSLModel, StepContext,
+                                  embed_views, projector_heads)
 from jax_ssl.models.heads import Prototypes
 
 NUM_GLOBAL_VIEWS = 2
 
 
-def make_heads(feature_dim: int, head_args: Mapping[str, Any], method_args: Mapping[str, Any],
+@dataclasses.dataclass(frozen=True)
+class Args:
+  """SwAV's hyper-parameters (`--config.method_args.KEY`); defaults: facebookresearch/swav's
+  800-epoch ImageNet values (queue off at batch 4096; 313 iterations = 1 epoch of frozen
+  prototypes).
+
+  Attributes:
+    temperature: tau of the swapped prediction's softmax, > 0.
+    epsilon: Sinkhorn-Knopp's entropic regularisation, > 0.
+    sinkhorn_iterations: Sinkhorn-Knopp's iterations, >= 1.
+    queue_size: rows of each global view's queue, >= 0 (0: no queue).
+    queue_start_step: the step from which the queue's scores join the codes, >= 0.
+    freeze_prototypes_steps: the steps the prototypes get no gradient, >= 0.
+  """
+
+  temperature: float = 0.1
+  epsilon: float = 0.05
+  sinkhorn_iterations: int = 3
+  queue_size: int = 0
+  queue_start_step: int = 0
+  freeze_prototypes_steps: int = 313
+
+  def validate(self) -> None:
+    for name in ("temperature", "epsilon"):
+      value = getattr(self, name)
+      check(value > 0, f"method_args.{name}={value!r}; must be > 0")
+    check(self.sinkhorn_iterations >= 1,
+          f"method_args.sinkhorn_iterations={self.sinkhorn_iterations!r}; need an integer >= 1")
+    for name in ("queue_size", "queue_start_step", "freeze_prototypes_steps"):
+      value = getattr(self, name)
+      check(value >= 0, f"method_args.{name}={value!r}; must be >= 0 (queue_size 0: no queue)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Heads(ProjectorHeads):
+  """Projector and prototypes (`--config.heads.KEY`): the paper's 2048 -> 128 projector and
+  3000 prototypes (experiments/imagenet/swav_resnet50.py)."""
+
+  num_prototypes: int = 3000
+
+  def validate(self) -> None:
+    super().validate()
+    check(self.num_prototypes >= 1,
+          f"heads.num_prototypes={self.num_prototypes!r}; need an integer >= 1")
+
+
+def make_heads(feature_dim: int, heads: Heads, args: Args,
                rngs: nnx.Rngs) -> dict[str, nnx.Module]:
-  heads = projector_heads(feature_dim, head_args, method_args, rngs)
-  heads["prototypes"] = Prototypes(head_args["projector_output_dim"],
-                                   head_args["num_prototypes"], rngs=rngs)
-  return heads
+  """`projector_heads` plus {"prototypes": Prototypes(projector_output_dim -> num_prototypes)}."""
+  modules = projector_heads(feature_dim, heads, args, rngs)
+  modules["prototypes"] = Prototypes(heads.projector_output_dim, heads.num_prototypes,
+                                     rngs=rngs)
+  return modules
 
 
 def normalized_projections(model: SSLModel, views: Sequence[jax.Array]) -> list[jax.Array]:
@@ -51,22 +100,24 @@ def normalized_projections(model: SSLModel, views: Sequence[jax.Array]) -> list[
 
 
 def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
-              context: StepContext, *, temperature: float, epsilon: float,
-              sinkhorn_iterations: int, queue_size: int, queue_start_step: int,
-              freeze_prototypes_steps: int):
+              context: StepContext, args: Args) -> tuple[jax.Array, Metrics, dict]:
+  """`losses.swav` of every view's scores against the other global views' Sinkhorn codes
+  (with the queue's scores from `queue_start_step`); the state inputs are the global views'
+  normalised projections [B, 2, D]."""
+  epsilon, sinkhorn_iterations = args.epsilon, args.sinkhorn_iterations
   prototypes = model.heads["prototypes"]
-  frozen = context.step < freeze_prototypes_steps
+  frozen = context.step < args.freeze_prototypes_steps
   z = normalized_projections(model, views)
   scores = jnp.stack([prototypes(zv, frozen) for zv in z])  # [V, B, K]
   batch_size = z[0].shape[0]
   codes = []
   for v in range(NUM_GLOBAL_VIEWS):
     view_scores = scores[v]
-    if queue_size > 0:
+    if args.queue_size > 0:
       view_queue = method_state[f"view{v}"]
       queued = jax.lax.stop_gradient(view_queue["embeddings"])
       # Rows [0, filled) hold embeddings (the pointer starts at 0 and laps only when full).
-      use_queue = context.step >= queue_start_step
+      use_queue = context.step >= args.queue_start_step
       valid = jnp.concatenate([jnp.ones((batch_size,), bool),
                                use_queue & (jnp.arange(queued.shape[0]) < view_queue["filled"])])
       with_queue = jnp.concatenate([view_scores, queued @ prototypes.normalized_kernel()])
@@ -74,26 +125,27 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
                                          valid=valid)[:batch_size])
     else:
       codes.append(losses.sinkhorn_knopp(view_scores, epsilon, sinkhorn_iterations))
-  loss = losses.swav(scores, jnp.stack(codes), temperature)
+  loss = losses.swav(scores, jnp.stack(codes), args.temperature)
   state_inputs = {"z": jax.lax.stop_gradient(jnp.stack(z[:NUM_GLOBAL_VIEWS], axis=1))}  # [B, 2, D]
   return loss, {"swav": loss}, state_inputs
 
 
-def init_method_state(method_args: Mapping[str, Any], head_args: Mapping[str, Any]) -> Any:
+def init_method_state(args: Args, heads: Heads) -> Any:
   """Per global view: an empty queue (zero rows, as main_swav.py's) and its fill count."""
-  if method_args["queue_size"] <= 0:
+  if args.queue_size <= 0:
     return {}
-  shape = (method_args["queue_size"], head_args["projector_output_dim"])
+  shape = (args.queue_size, heads.projector_output_dim)
   # Separate arrays per view (the step donates the state: no buffer may appear twice).
   return {f"view{v}": {"embeddings": jnp.zeros(shape, jnp.float32),
                        "pointer": jnp.zeros((), jnp.int32), "filled": jnp.zeros((), jnp.int32)}
           for v in range(NUM_GLOBAL_VIEWS)}
 
 
-def update_method_state(method_state, state_inputs, context, method_args):
+def update_method_state(method_state: Any, state_inputs: Any, context: StepContext,
+                        args: Args) -> Any:
   """Writes each global view's projections into its queue; `filled` counts real rows."""
   del context
-  if method_args["queue_size"] <= 0:
+  if args.queue_size <= 0:
     return method_state
   new_state = {}
   for v in range(NUM_GLOBAL_VIEWS):
@@ -101,7 +153,7 @@ def update_method_state(method_state, state_inputs, context, method_args):
     view_queue = method_state[f"view{v}"]
     written = queue.enqueue({"embeddings": view_queue["embeddings"],
                              "pointer": view_queue["pointer"]}, rows)
-    filled = jnp.minimum(view_queue["filled"] + rows.shape[0], method_args["queue_size"])
+    filled = jnp.minimum(view_queue["filled"] + rows.shape[0], args.queue_size)
     new_state[f"view{v}"] = {**written, "filled": filled.astype(jnp.int32)}
   return new_state
 
@@ -111,12 +163,9 @@ SPEC = MethodSpec(
     num_views=NUM_GLOBAL_VIEWS,
     make_heads=make_heads,
     objective=objective,
+    args_type=Args,
+    heads_type=Heads,
     init_method_state=init_method_state,
     update_method_state=update_method_state,
-    # facebookresearch/swav's 800-epoch ImageNet values (queue off at batch 4096; 313
-    # iterations = 1 epoch of frozen prototypes).
-    default_method_args={"temperature": 0.1, "epsilon": 0.05, "sinkhorn_iterations": 3,
-                         "queue_size": 0, "queue_start_step": 0,
-                         "freeze_prototypes_steps": 313},
     local_views=True,
 )

@@ -50,6 +50,16 @@ def grid_tiles(rng: jax.Array, images: jax.Array, *, grid: int, gap: int,
 TILE_STATISTICS = ("unit", "images")
 
 
+def check_tile_args(args, *nonnegative: str) -> None:
+  """The `validate()` lines the tile tasks share: `nonnegative` keys of their Args >= 0 and
+  `tile_statistics` one of TILE_STATISTICS (one-line ConfigError naming the key)."""
+  from jax_ssl.config.typed import check  # pylint: disable=g-import-not-at-top
+  for key in nonnegative:
+    check(getattr(args, key) >= 0, f"method_args.{key}={getattr(args, key)}; must be >= 0")
+  check(args.tile_statistics in TILE_STATISTICS,
+        f"method_args.tile_statistics={args.tile_statistics!r}; use one of {TILE_STATISTICS}")
+
+
 def normalize_tiles(tiles: jax.Array, eps: float = 1e-5, *, statistics: str = "unit",
                     images: jax.Array | None = None) -> jax.Array:
   """Each tile (and channel) to the same mean and standard deviation; [..., s, s, C].

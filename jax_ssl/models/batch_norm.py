@@ -1,25 +1,12 @@
-"""BatchNorm with the residual add and ReLU that follow it fused into one custom VJP.
+"""BatchNorm that can take the residual add and ReLU after it, in mixed precision and across
+a per-device shard_map: the BatchNorm of every backend (jax_ssl/backends).
 
 `BatchNorm` is `nnx.BatchNorm` (same variables, same running-statistics update, same
 one-pass variance E[x^2] - E[x]^2) whose call also takes the block's `residual` and `relu`:
-`bn(x, residual=r, relu=True)` is `relu(bn(x) + r)`. In training mode it can run
-`batch_norm_act`, a `jax.custom_vjp` that keeps the passes over the activations to the few the
-maths needs:
-
-  * forward: the two per-channel sums (x, x^2), then one pass `relu(x * a + b + r)`;
-  * backward: the two per-channel sums of the masked output gradient g (g, g * x), then one
-    pass `dx = a * g + c * x + d`; nothing else is materialised.
-
-XLA's autodiff of the plain composition also writes `x - mean` in the forward pass (kept for
-the backward pass) and splits the backward pass into more elementwise passes; on XLA:CPU,
-where these memory-bound passes run at memory speed, that is most of a small CNN's
-non-convolution time. The residuals are the BN input and the block output, which the
-surrounding convolutions keep anyway.
-
-`JAX_SSL_FUSED_BATCHNORM` chooses (read when a function is traced): `auto` (default) on the
-CPU backend with one device, where it was measured faster (tools/benchmark.py); `1` always
-(tests); `0` never. Evaluation mode (running averages), masks and `axis_name` always take
-`nnx.BatchNorm`'s own path.
+`bn(x, residual=r, relu=True)` is `relu(bn(x) + r)`. Here that is the plain composition,
+which XLA fuses as it can; a backend may compute it its own way in training mode by
+overriding `fused_normalize` (the `cpu_kernels` backend's one custom VJP:
+jax_ssl/backends/cpu_kernels/batch_norm.py).
 
 Mixed precision (`compute_dtype`, e.g. bfloat16): the input (a bfloat16 convolution's
 output) is normalised in float32 with float32 statistics, scale and bias, the residual is
@@ -38,95 +25,12 @@ cannot be stored in a Variable of the trace around it): `cross_device` assigns t
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 from typing import Any, Iterator
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
-
-MODES = ("auto", "1", "0")
-
-
-def mode() -> str:
-  value = os.environ.get("JAX_SSL_FUSED_BATCHNORM", "auto")
-  if value not in MODES:
-    raise ValueError(f"JAX_SSL_FUSED_BATCHNORM={value!r}; use one of {MODES}")
-  return value
-
-
-def fused_wanted() -> bool:
-  value = mode()
-  if value != "auto":
-    return value == "1"
-  return jax.default_backend() == "cpu" and jax.device_count() == 1
-
-
-def _channel_sums(*arrays):
-  axes = tuple(range(arrays[0].ndim - 1))
-  return [jnp.sum(a, axes) for a in arrays]
-
-
-@functools.lru_cache(maxsize=None)
-def _batch_norm_act(epsilon: float, relu: bool, has_residual: bool):
-  """The custom-VJP function for one (epsilon, relu, residual) combination. Statistics and
-  arithmetic in float32 whatever the input's dtype; the output and the input gradient in the
-  input's dtype (bfloat16 activations are read and written as bfloat16)."""
-
-  def forward(x, scale, bias, residual):
-    count = x.size // x.shape[-1]
-    xf = x.astype(jnp.float32)
-    sum_x, sum_x2 = _channel_sums(xf, jnp.square(xf))
-    mean = sum_x / count
-    var = jnp.maximum(0.0, sum_x2 / count - jnp.square(mean))
-    rstd = lax.rsqrt(var + epsilon)
-    a = scale * rstd
-    y = xf * a + (bias - mean * a)
-    if has_residual:
-      y = y + residual.astype(jnp.float32)
-    if relu:
-      y = jnp.maximum(y, 0.0)
-    y = y.astype(x.dtype)
-    # An empty array carries the residual's dtype to the backward pass.
-    return (y, mean, var), (x, y if relu else None, mean, rstd, scale,
-                            jnp.zeros((0,), residual.dtype) if has_residual else None)
-
-  def backward(saved, cotangents):
-    # The cotangents of mean and var are dropped: `BatchNorm` uses them only under
-    # stop_gradient, for the running statistics.
-    x, y, mean, rstd, scale, residual_like = saved
-    g = cotangents[0].astype(jnp.float32)
-    if relu:
-      g = jnp.where(y > 0, g, 0.0)
-    count = x.size // x.shape[-1]
-    xf = x.astype(jnp.float32)
-    sum_g, sum_gx = _channel_sums(g, g * xf)
-    d_bias = sum_g
-    d_scale = rstd * (sum_gx - mean * sum_g)  # sum(g * x_hat)
-    a = scale * rstd
-    # dx = a * (g - mean(g) - x_hat * mean(g * x_hat)), as a per-channel a * g + c * x + d.
-    c = -a * rstd * d_scale / count
-    d = -c * mean - a * d_bias / count
-    dx = (a * g + c * xf + d).astype(x.dtype)
-    return dx, d_scale, d_bias, (g.astype(residual_like.dtype) if has_residual else None)
-
-  @jax.custom_vjp
-  def batch_norm_act(x, scale, bias, residual):
-    return forward(x, scale, bias, residual)[0]
-
-  batch_norm_act.defvjp(forward, backward)
-  return batch_norm_act
-
-
-def batch_norm_act(x, scale, bias, residual=None, *, epsilon: float, relu: bool):
-  """Training-mode BatchNorm over all axes but the last, plus `residual`, then ReLU if `relu`.
-
-  Returns (y in x's dtype, batch mean, biased batch variance), the moments float32 and
-  without gradient."""
-  return _batch_norm_act(float(epsilon), bool(relu), residual is not None)(
-      x, scale, bias, residual)
 
 
 class _CrossDevice:
@@ -187,7 +91,7 @@ def _normalize_cross_device(x, scale, bias, epsilon: float, axis_name: str):
 
 
 class BatchNorm(nnx.BatchNorm):
-  """`nnx.BatchNorm` whose call can fuse the residual add and ReLU that follow it.
+  """`nnx.BatchNorm` whose call can add the residual and apply the ReLU that follow it.
 
   `compute_dtype`: the dtype of the output (None: the input's); the normalisation itself is
   float32 whatever it is (module docstring)."""
@@ -196,6 +100,13 @@ class BatchNorm(nnx.BatchNorm):
     super().__init__(num_features, **kwargs)
     self.compute_dtype = compute_dtype
 
+  def fused_normalize(self, x: jax.Array, residual: jax.Array | None, relu: bool, out_dtype
+                      ) -> tuple[jax.Array, jax.Array, jax.Array] | None:
+    """A backend's own training-mode `relu(bn(x) + residual)`: (y in `out_dtype`, batch
+    mean, biased batch variance), or None to take the plain composition (here: always)."""
+    del x, residual, relu, out_dtype
+    return None
+
   def __call__(self, x, use_running_average: bool | None = None, *, mask=None, residual=None,
                relu: bool = False):
     use_running_average = (self.use_running_average if use_running_average is None
@@ -203,22 +114,23 @@ class BatchNorm(nnx.BatchNorm):
     out_dtype = self.compute_dtype or x.dtype
     plain = (mask is None and self.axis_name is None and self.scale is not None
              and self.bias is not None and self.axis in (-1, x.ndim - 1))
-    if use_running_average is False and plain and _CROSS_DEVICE:
+    training = use_running_average is False and plain
+    fused = (self.fused_normalize(x, residual, relu, out_dtype)
+             if training and not _CROSS_DEVICE else None)
+    if fused is not None:
+      y, mean, var = fused
+      self.mean[...] = lax.stop_gradient(self.momentum * self.mean[...]
+                                         + (1 - self.momentum) * mean)
+      self.var[...] = lax.stop_gradient(self.momentum * self.var[...]
+                                        + (1 - self.momentum) * var)
+      return y
+    if training and _CROSS_DEVICE:
       collected = _CROSS_DEVICE[-1]
       y, mean, var = _normalize_cross_device(x, self.scale[...], self.bias[...], self.epsilon,
                                              collected.axis_name)
       for variable, batch_value in ((self.mean, mean), (self.var, var)):
         collected.write(variable, lax.stop_gradient(
             self.momentum * collected.read(variable) + (1 - self.momentum) * batch_value))
-    elif (use_running_average is False and plain and x.dtype == out_dtype
-          and x.dtype in (jnp.float32, jnp.bfloat16) and fused_wanted()):
-      y, mean, var = batch_norm_act(x, self.scale[...], self.bias[...], residual,
-                                    epsilon=self.epsilon, relu=relu)
-      self.mean[...] = lax.stop_gradient(self.momentum * self.mean[...]
-                                         + (1 - self.momentum) * mean)
-      self.var[...] = lax.stop_gradient(self.momentum * self.var[...]
-                                        + (1 - self.momentum) * var)
-      return y
     else:
       # float32 parameters and statistics: nnx.BatchNorm promotes the input to float32.
       y = super().__call__(x.astype(jnp.promote_types(x.dtype, jnp.float32)),

@@ -7,8 +7,13 @@ Kaiming-normal (fan_out) initialisation, so a plain `torch.nn` peer is the same 
 inputs and kernels (cast from the float32 parameters) and the activations between layers
 are bfloat16, while parameters, BatchNorm statistics and normalisation (models/batch_norm.py)
 and the pooled features stay float32, as flax's ImageNet ResNet and big_vision's BiT run
-mixed precision. The library's CPU convolution kernels are float32-only; bfloat16 layers
-take XLA's convolution.
+mixed precision. The `cpu_kernels` backend's convolution kernels are float32-only; bfloat16
+layers take XLA's convolution there.
+
+The convolutions and BatchNorms come from a speed backend (jax_ssl/backends): `xla` (the
+default: `nnx.Conv` and the plain BatchNorm) or the one `backends.select(config.backend)`
+returns (`config.build_backbone`); the parameters and their layout are the same on every
+backend.
 
 References:
   He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -22,8 +27,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_ssl.kernels import conv as kernel_conv
-from jax_ssl.models import batch_norm as fused_bn
+from jax_ssl import backends
+from jax_ssl.backends import Backend
+from jax_ssl.models import batch_norm as batch_norm_lib
 
 _KAIMING = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 # torchvision's BatchNorm momentum 0.1 is Flax's 0.9 (weight of the running value).
@@ -34,35 +40,40 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
-         dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Conv:
-  """Bias-free conv, symmetric padding, float32 kernel, computed in `dtype`."""
+         dtype=jnp.float32, backend: Backend | None = None, rngs: nnx.Rngs) -> nnx.Conv:
+  """Bias-free conv, symmetric padding, float32 kernel, computed in `dtype`, from `backend`
+  (None: `backends.current()`, `xla` unless built inside `backends.use`)."""
   pad = (kernel - 1) // 2
-  return nnx.Conv(in_features, out_features, (kernel, kernel), strides=(stride, stride),
-                  padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_KAIMING,
-                  dtype=dtype, param_dtype=jnp.float32,
-                  conv_general_dilated=kernel_conv.conv_general_dilated, rngs=rngs)
+  return (backend or backends.current()).conv(
+      in_features, out_features, (kernel, kernel), strides=(stride, stride),
+      padding=((pad, pad), (pad, pad)), use_bias=False, kernel_init=_KAIMING, dtype=dtype,
+      param_dtype=jnp.float32, rngs=rngs)
 
 
-def batch_norm(features: int, *, dtype=None, rngs: nnx.Rngs) -> fused_bn.BatchNorm:
-  """`nnx.BatchNorm` that can fuse the residual add and ReLU after it (models/batch_norm.py);
-  float32 statistics, output in `dtype` (None: the input's)."""
-  return fused_bn.BatchNorm(features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
-                            compute_dtype=dtype, rngs=rngs)
+def batch_norm(features: int, *, dtype=None, backend: Backend | None = None,
+               rngs: nnx.Rngs) -> batch_norm_lib.BatchNorm:
+  """BatchNorm from `backend` (None: `backends.current()`) that can take the residual add and
+  ReLU after it (models/batch_norm.py); float32 statistics, output in `dtype` (None: the
+  input's). The methods' heads build theirs here too, without a backend."""
+  return (backend or backends.current()).batch_norm(
+      features, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, compute_dtype=dtype, rngs=rngs)
 
 
 def conv1x1_bn(in_features: int, out_features: int, stride: int = 1, *, dtype=jnp.float32,
-               rngs: nnx.Rngs) -> nnx.Sequential:
+               backend: Backend | None = None, rngs: nnx.Rngs) -> nnx.Sequential:
   """1x1 conv + BatchNorm (projection shortcuts, the optional final 1x1 conv)."""
-  return nnx.Sequential(conv(in_features, out_features, 1, stride, dtype=dtype, rngs=rngs),
-                        batch_norm(out_features, dtype=dtype, rngs=rngs))
+  return nnx.Sequential(
+      conv(in_features, out_features, 1, stride, dtype=dtype, backend=backend, rngs=rngs),
+      batch_norm(out_features, dtype=dtype, backend=backend, rngs=rngs))
 
 
 def projection_shortcut(in_features: int, out_features: int, stride: int, *,
-                        dtype=jnp.float32, rngs: nnx.Rngs) -> nnx.Sequential | None:
+                        dtype=jnp.float32, backend: Backend | None = None,
+                        rngs: nnx.Rngs) -> nnx.Sequential | None:
   """1x1 conv + BatchNorm where the residual changes shape (ResNet option B), else None."""
   if stride == 1 and in_features == out_features:
     return None
-  return conv1x1_bn(in_features, out_features, stride, dtype=dtype, rngs=rngs)
+  return conv1x1_bn(in_features, out_features, stride, dtype=dtype, backend=backend, rngs=rngs)
 
 
 class BasicBlock(nnx.Module):
@@ -70,14 +81,14 @@ class BasicBlock(nnx.Module):
   expansion = 1
 
   def __init__(self, in_features: int, features: int, stride: int, *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               backend: Backend | None = None, rngs: nnx.Rngs):
     out_features = features * self.expansion
-    self.conv1 = conv(in_features, features, 3, stride, dtype=dtype, rngs=rngs)
-    self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
-    self.conv2 = conv(features, out_features, 3, dtype=dtype, rngs=rngs)
-    self.bn2 = batch_norm(out_features, dtype=dtype, rngs=rngs)
-    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride,
-                                                 dtype=dtype, rngs=rngs))
+    layer = dict(dtype=dtype, backend=backend, rngs=rngs)
+    self.conv1 = conv(in_features, features, 3, stride, **layer)
+    self.bn1 = batch_norm(features, **layer)
+    self.conv2 = conv(features, out_features, 3, **layer)
+    self.bn2 = batch_norm(out_features, **layer)
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, **layer))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
@@ -90,16 +101,16 @@ class Bottleneck(nnx.Module):
   expansion = 4
 
   def __init__(self, in_features: int, features: int, stride: int, *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               backend: Backend | None = None, rngs: nnx.Rngs):
     out_features = features * self.expansion
-    self.conv1 = conv(in_features, features, 1, dtype=dtype, rngs=rngs)
-    self.bn1 = batch_norm(features, dtype=dtype, rngs=rngs)
-    self.conv2 = conv(features, features, 3, stride, dtype=dtype, rngs=rngs)
-    self.bn2 = batch_norm(features, dtype=dtype, rngs=rngs)
-    self.conv3 = conv(features, out_features, 1, dtype=dtype, rngs=rngs)
-    self.bn3 = batch_norm(out_features, dtype=dtype, rngs=rngs)
-    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride,
-                                                 dtype=dtype, rngs=rngs))
+    layer = dict(dtype=dtype, backend=backend, rngs=rngs)
+    self.conv1 = conv(in_features, features, 1, **layer)
+    self.bn1 = batch_norm(features, **layer)
+    self.conv2 = conv(features, features, 3, stride, **layer)
+    self.bn2 = batch_norm(features, **layer)
+    self.conv3 = conv(features, out_features, 1, **layer)
+    self.bn3 = batch_norm(out_features, **layer)
+    self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, **layer))
 
   def __call__(self, x: jax.Array) -> jax.Array:
     residual = x if self.shortcut is None else self.shortcut(x)
@@ -125,28 +136,31 @@ class ResNet(nnx.Module):
       width to matter most for the pretext tasks (rotation, relative position, exemplar).
     dtype: compute dtype of the convolutions and activations (module docstring); the
       features [B, feature_dim] are float32.
+    backend: the speed backend the convolutions and BatchNorms come from (jax_ssl/backends;
+      None: `backends.current()`, `xla` unless built inside `backends.use`).
   """
 
   def __init__(self, stage_sizes: Sequence[int], block: type, width: int, stem: str,
                in_channels: int, final_features: int = 0, *, dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               backend: Backend | None = None, rngs: nnx.Rngs):
     if stem not in ("cifar", "imagenet"):
       raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
     self.stem_kind = stem
     self.dtype = dtype
+    layer = dict(dtype=dtype, backend=backend, rngs=rngs)
     self.stem_conv = conv(in_channels, width, 3 if stem == "cifar" else 7,
-                          1 if stem == "cifar" else 2, dtype=dtype, rngs=rngs)
-    self.stem_bn = batch_norm(width, dtype=dtype, rngs=rngs)
+                          1 if stem == "cifar" else 2, **layer)
+    self.stem_bn = batch_norm(width, **layer)
     blocks = []
     in_features = width
     for stage, num_blocks in enumerate(stage_sizes):
       features = width * 2**stage
       for index in range(num_blocks):
         stride = 2 if stage > 0 and index == 0 else 1
-        blocks.append(block(in_features, features, stride, dtype=dtype, rngs=rngs))
+        blocks.append(block(in_features, features, stride, **layer))
         in_features = features * block.expansion
     self.blocks = nnx.List(blocks)
-    self.final = nnx.data(conv1x1_bn(in_features, final_features, dtype=dtype, rngs=rngs)
+    self.final = nnx.data(conv1x1_bn(in_features, final_features, **layer)
                           if final_features else None)
     self.feature_dim = final_features or in_features
 
@@ -170,14 +184,16 @@ BACKBONES = {
 
 
 def make_backbone(name: str, *, width: int | None, stem: str, in_channels: int,
-                  final_features: int = 0, dtype: str = "float32", rngs: nnx.Rngs) -> ResNet:
+                  final_features: int = 0, dtype: str = "float32",
+                  backend: Backend | None = None, rngs: nnx.Rngs) -> ResNet:
   """Backbone by name: `resnet_small` (4 stages x 1 basic block), `resnet18`, `resnet50`;
   `final_features` > 0 adds a final 1x1 conv to that many channels (see `ResNet`); `dtype`
-  ("float32" or "bfloat16") the compute dtype."""
+  ("float32" or "bfloat16") the compute dtype; `backend` the convolutions' and BatchNorms'
+  (jax_ssl/backends; None: `backends.current()`, `xla` unless built inside `backends.use`)."""
   if name not in BACKBONES:
     raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
   if dtype not in DTYPES:
     raise ValueError(f"model.dtype={dtype!r}; the ResNets compute in one of {sorted(DTYPES)}")
   stage_sizes, block, default_width = BACKBONES[name]
   return ResNet(stage_sizes, block, width or default_width, stem, in_channels, final_features,
-                dtype=DTYPES[dtype], rngs=rngs)
+                dtype=DTYPES[dtype], backend=backend, rngs=rngs)

@@ -1,0 +1,338 @@
+"""The typed experiment: frozen dataclasses whose defaults are the schema.
+
+An experiment file (`get_config(arg)`, an ml_collections ConfigDict, big_vision's style)
+sets only what differs from these defaults; `--config.KEY=VALUE` overrides are typed by
+them; `Experiment.from_config` turns the result into these objects once, at the entry
+point, and nothing below it reads a ConfigDict. Each section checks its own values in
+`validate()` (one line naming the key, the value and what is allowed); what spans sections
+or needs the device count is `checks.validate`. The method's own hyper-parameters and head
+sizes are the method's `Args` and `Heads` dataclasses (jax_ssl/methods/<name>.py).
+
+Adding a key: a field with its default (and, if it has limits, a line of `validate()`) in
+the section below; the consumer reads it from the typed object it is handed.
+
+The defaults are ImageNet-scale values (SimCLR's ImageNet view on a ResNet-50, the input
+decoded and cropped on the host by grain workers), what a run on accelerators starts from;
+the datasets' base files (experiments/<dataset>/_*_base.py) set what their data changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from jax_ssl.config.typed import check, from_mapping, to_dict
+
+# The fine-tuning of eval.protocols "finetune" and of `python -m jax_ssl.evaluate`.
+FINETUNE_OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("lars", "adamw", "sgd")
+LR_SCALINGS = ("linear", "sqrt", "none")
+GRAD_ACCUM_MODES = ("micro_batch", "exact")
+EVAL_ENCODERS = ("method", "online", "target")
+STEMS = ("cifar", "imagenet")
+BACKENDS = ("auto", "xla", "cpu_kernels")
+
+
+def _unit(section: str, obj: Any, *names: str) -> None:
+  for name in names:
+    value = getattr(obj, name)
+    check(0 <= value <= 1, f"{section}.{name}={value}; must be in [0, 1]")
+
+
+def _scale_pair(key: str, pair: tuple[float, float]) -> None:
+  low, high = pair
+  check(0 < low <= high <= 1, f"{key}={tuple(pair)}; need 0 < low <= high <= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Where the images come from and how the host prepares them."""
+
+  name: str = "imagenet2012"
+  data_dir: str | None = None  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+  source_dir: str = ""  # fashion_mnist: the IDX files to build it from
+  train_split: str = "train"
+  test_split: str = "validation"
+  read_threads: int = 2
+  image_size: int = 256  # the host's resize (shorter side); 0: keep the stored size
+  # variable-size images: each view's crop made on the host (data/host_views.py)
+  host_crops: bool = True
+  # grain worker processes (-1: one per core but one, at most 32; 0: threads of the
+  # trainer's process) and the finished batches each keeps ready
+  num_workers: int = -1
+  worker_buffer_size: int = 2
+
+  def validate(self) -> None:
+    check(self.num_workers >= -1,
+          f"dataset.num_workers={self.num_workers}; use -1 (one per core but one), 0 (threads "
+          f"of the trainer only) or a number of worker processes")
+    check(self.read_threads >= 1, f"dataset.read_threads={self.read_threads}; must be >= 1")
+    check(self.worker_buffer_size >= 1,
+          f"dataset.worker_buffer_size={self.worker_buffer_size}; must be >= 1")
+    check(self.image_size >= 0, f"dataset.image_size={self.image_size}; must be >= 0 (0: the "
+                                f"stored size)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalCrops:
+  """Multi-crop (DINO, SwAV): `num` smaller crops after the global views."""
+
+  num: int = 0
+  output_size: int = 96
+  crop_scale: tuple[float, float] = (0.05, 0.4)
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def validate(self) -> None:
+    check(self.num >= 0, f"augment.local_crops.num={self.num}; must be >= 0")
+    check(self.output_size > 0,
+          f"augment.local_crops.output_size={self.output_size}; must be > 0")
+    _scale_pair("augment.local_crops.crop_scale", self.crop_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+  """The global views (SimCLR's ImageNet view by default)."""
+
+  output_size: int = 224
+  crop_scale: tuple[float, float] = (0.08, 1.0)
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip_prob: float = 0.5
+  jitter_prob: float = 0.8
+  brightness: float = 0.8
+  contrast: float = 0.8
+  saturation: float = 0.8
+  hue: float = 0.2
+  grayscale_prob: float = 0.2
+  blur_prob: float = 0.5
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
+  solarize_prob: float = 0.0
+  solarize_threshold: float = 0.5
+  # per-global-view overrides of the keys above (BYOL/DINO's asymmetric views)
+  view_overrides: tuple[Mapping[str, Any], ...] = ()
+  local_crops: LocalCrops = LocalCrops()
+
+  def validate(self) -> None:
+    check(self.output_size > 0, f"augment.output_size={self.output_size}; must be > 0")
+    _scale_pair("augment.crop_scale", self.crop_scale)
+    _unit("augment", self, "flip_prob", "jitter_prob", "grayscale_prob", "blur_prob",
+          "solarize_prob")
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """The backbone (the method's heads are its `Heads`)."""
+
+  backbone: str = "resnet50"
+  width: int | None = 64
+  stem: str = "imagenet"
+  final_features: int = 0  # ResNets: > 0 adds a final 1x1 conv to this width
+  # compute dtype of every backbone ("float32", "bfloat16"; parameters float32)
+  dtype: str = "float32"
+  # ViT backbones (vit_tiny ... vit_huge) only; None = the named size's value
+  patch_size: int = 16
+  pos_embedding: str = "sincos"
+  cls_token: bool = True
+  pool: str = "gap"
+  remat: bool = False
+  depth: int | None = None
+  dim: int | None = None
+  num_heads: int | None = None
+
+  def validate(self) -> None:
+    check(self.stem in STEMS, f"model.stem={self.stem!r}; use 'cifar' (3x3, no max-pool) or "
+                              f"'imagenet' (7x7 + max-pool)")
+    check(self.final_features >= 0, f"model.final_features={self.final_features}; must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Optimizer:
+  """The pretraining optimizer: peak rate base_learning_rate scaled by the global batch
+  (lr_scaling), linear warmup then cosine decay over total_steps."""
+
+  name: str = "lars"
+  base_learning_rate: float = 0.3
+  lr_scaling: str = "linear"
+  weight_decay: float = 1e-6
+  momentum: float = 0.9  # SGD/LARS momentum, AdamW's beta1
+  warmup_steps: int = 0
+  trust_coefficient: float = 0.001  # LARS eta
+  beta2: float = 0.999  # AdamW only
+
+  def validate(self) -> None:
+    check(self.name in OPTIMIZERS, f"optimizer.name={self.name!r}; use 'lars', 'adamw' or 'sgd'")
+    check(0 <= self.beta2 < 1,
+          f"optimizer.beta2={self.beta2}; must be in [0, 1) (AdamW's 2nd-moment decay)")
+    check(self.trust_coefficient > 0,
+          f"optimizer.trust_coefficient={self.trust_coefficient}; must be > 0 (LARS eta)")
+    check(self.lr_scaling in LR_SCALINGS,
+          f"optimizer.lr_scaling={self.lr_scaling!r}; use 'linear', 'sqrt' or 'none'")
+    check(self.base_learning_rate > 0,
+          f"optimizer.base_learning_rate={self.base_learning_rate}; must be > 0")
+    check(self.weight_decay >= 0, f"optimizer.weight_decay={self.weight_decay}; must be >= 0")
+    check(self.warmup_steps >= 0, f"optimizer.warmup_steps={self.warmup_steps}; must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Finetune:
+  """Fine-tuning (eval.protocols "finetune"): MAE's recipe without mixup/RandAugment;
+  layer_decay applies to backbones with layer_index (ViT)."""
+
+  steps: int = 500
+  batch_size: int = 256
+  base_learning_rate: float = 1e-3
+  weight_decay: float = 0.05
+  warmup_steps: int = 50
+  label_smoothing: float = 0.1
+  layer_decay: float = 0.75
+  optimizer: str = "adamw"
+  crop_scale: tuple[float, float] = (0.8, 1.0)
+  low_label: bool = True  # also fine-tune on the low-label subsets of eval.protocols
+
+  def validate(self) -> None:
+    ft = "eval.finetune"
+    check(self.steps > 0, f"{ft}.steps={self.steps}; must be positive")
+    check(self.batch_size > 0, f"{ft}.batch_size={self.batch_size}; must be positive")
+    check(self.base_learning_rate > 0,
+          f"{ft}.base_learning_rate={self.base_learning_rate}; must be > 0")
+    check(self.weight_decay >= 0, f"{ft}.weight_decay={self.weight_decay}; must be >= 0")
+    check(self.warmup_steps >= 0, f"{ft}.warmup_steps={self.warmup_steps}; must be >= 0")
+    check(0 <= self.label_smoothing < 1,
+          f"{ft}.label_smoothing={self.label_smoothing}; must be in [0, 1)")
+    check(0 < self.layer_decay <= 1,
+          f"{ft}.layer_decay={self.layer_decay}; must be in (0, 1] (1: no layer-wise decay)")
+    check(self.optimizer in FINETUNE_OPTIMIZERS,
+          f"{ft}.optimizer={self.optimizer!r}; use 'adamw' or 'sgd'")
+    _scale_pair(f"{ft}.crop_scale", self.crop_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """What runs after training (jax_ssl/evaluate/protocols.py)."""
+
+  batch_size: int = 1024
+  knn_k: int = 200
+  knn_temperature: float = 0.07
+  baselines: bool = False  # also evaluate raw pixels and the random-init encoder
+  train_limit: int = 0  # 0: the whole split
+  test_limit: int = 0
+  protocols: str | tuple[str, ...] = "knn,linear,lowlabel-1%"
+  knn_k_sweep: tuple[int, ...] = (10, 20, 100, 200)
+  low_label_seeds: tuple[int, ...] = (0, 1, 2)
+  report: bool = True  # pictures + DIR/report.md after the evaluation
+  # "method" (MethodSpec.evaluation_encoder), "online" or "target" (EMA target)
+  encoder: str = "method"
+  # the evaluation view's central crop of the shorter side (ImageNet: 0.875)
+  crop_fraction: float = 0.875
+  finetune: Finetune = Finetune()
+
+  def validate(self) -> None:
+    from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
+    protocols.parse_protocols(self.protocols)  # ConfigError naming the unknown protocol
+    check(self.batch_size > 0, f"eval.batch_size={self.batch_size}; must be positive")
+    check(self.knn_k > 0, f"eval.knn_k={self.knn_k}; must be positive")
+    check(bool(self.knn_k_sweep) and all(k > 0 for k in self.knn_k_sweep),
+          f"eval.knn_k_sweep={self.knn_k_sweep}; give positive integers, e.g. (10, 20, 100, 200)")
+    check(bool(self.low_label_seeds),
+          f"eval.low_label_seeds={self.low_label_seeds}; give integers, one subset per seed, "
+          f"e.g. (0, 1, 2)")
+    check(0 < self.crop_fraction <= 1,
+          f"eval.crop_fraction={self.crop_fraction}; must be in (0, 1] (1: the whole image; "
+          f"0.875: ImageNet's Resize(256) + CenterCrop(224))")
+    check(self.encoder in EVAL_ENCODERS,
+          f"eval.encoder={self.encoder!r}; use 'method' (as the method's paper evaluates), "
+          f"'online' or 'target'")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """One run: the method (its typed `method_args` and `heads`), data, views, model,
+  optimisation, checkpointing, sharding, speed backend and evaluation."""
+
+  method: str
+  method_args: Any = None  # the method's Args (built by from_config)
+  heads: Any = None  # the method's Heads
+  dataset: Dataset = Dataset()
+  augment: Augment = Augment()
+  model: Model = Model()
+  optimizer: Optimizer = Optimizer()
+  seed: int = 0
+  global_batch_size: int = 256
+  grad_accum_steps: int = 1  # > 1: the mean gradient of this many micro-batches
+  # How grad_accum_steps > 1 splits the loss. "micro_batch": each micro-batch's loss on the
+  # micro-batch alone (negatives and batch statistics see global_batch_size /
+  # grad_accum_steps examples, the learning rate is scaled by the global batch). "exact":
+  # the whole batch's loss (GradCache), for methods that declare embed and embedding_loss.
+  grad_accum_mode: str = "micro_batch"
+  total_steps: int = 1000
+  log_every_steps: int = 100
+  checkpoint_every_steps: int = 2000
+  keep_checkpoints: int = 2
+  evaluate: bool = True
+  skip_nonfinite_updates: bool = False  # True: skip NaN/Inf steps instead of stopping
+  # a linear classifier on stop-gradient backbone features of the first view, trained
+  # alongside (jax_ssl/online_probe.py); logs online_probe/accuracy and online_probe/loss
+  online_probe: bool = False
+  # "replicated": every device holds the whole train state; "fsdp": the parameters,
+  # optimizer state and EMA targets split over the devices (jax_ssl/sharding.py)
+  sharding: str = "replicated"
+  # () one `data` axis over all devices; (data, fsdp) a 2-D mesh, -1 for the devices left
+  # (the batch split over both axes, the state sharded over `fsdp`): sharding="fsdp" only
+  mesh_shape: tuple[int, ...] = ()
+  fsdp_min_bytes: int = 64 * 2**10  # arrays of at most this many bytes stay replicated
+  # the models' convolution and normalisation (jax_ssl/backends): "xla", "cpu_kernels" (the
+  # C++ kernels of a CPU host), "auto" (cpu_kernels on a CPU where they apply, else xla)
+  backend: str = "auto"
+  eval: Evaluation = Evaluation()
+
+  def validate(self) -> None:
+    for key in ("total_steps", "global_batch_size", "log_every_steps",
+                "checkpoint_every_steps", "keep_checkpoints", "grad_accum_steps"):
+      check(getattr(self, key) > 0, f"{key}={getattr(self, key)!r}; must be a positive integer")
+    check(self.grad_accum_mode in GRAD_ACCUM_MODES,
+          f"grad_accum_mode={self.grad_accum_mode!r}; use 'micro_batch' or 'exact'")
+    check(self.backend in BACKENDS,
+          f"backend={self.backend!r}; use 'auto', 'xla' or 'cpu_kernels'")
+    check(self.fsdp_min_bytes >= 0,
+          f"fsdp_min_bytes={self.fsdp_min_bytes}; must be >= 0 (arrays of at most this many "
+          f"bytes stay replicated)")
+
+  @classmethod
+  def from_config(cls, config: Any) -> "Experiment":
+    """The typed experiment of a config (a ConfigDict, or the dict of a saved config.json):
+    every key checked, the method's `method_args` and `heads` as its Args and Heads.
+
+    Raises:
+      ConfigError: one line naming an unknown key (and the closest one), a value of the
+        wrong type or an impossible value.
+    """
+    from jax_ssl import methods  # pylint: disable=g-import-not-at-top
+    from jax_ssl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+    values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    if "method" not in values:
+      raise ConfigError("config key 'method' is missing; set config.method in the experiment "
+                        "file (e.g. 'simclr')")
+    method = values["method"]
+    if not isinstance(method, str) or methods.unknown_parts(method):
+      unknown = methods.unknown_parts(method) if isinstance(method, str) else [method]
+      raise ConfigError(f"method={method!r} is unknown ({', '.join(map(repr, unknown))} is not "
+                        f"a method); choose from {sorted(methods.METHODS)}, or join several "
+                        f"with '+' to mix them (e.g. 'simclr+rotation')")
+    spec = methods.get_method(method)
+    method_args = from_mapping(spec.args_type, values.pop("method_args", None), "method_args.")
+    heads = from_mapping(spec.heads_type, values.pop("heads", None), "heads.")
+    experiment = from_mapping(cls, values)
+    return dataclasses.replace(experiment, method_args=method_args, heads=heads)
+
+  def to_dict(self) -> dict[str, Any]:
+    """Plain values (what DIR/config.json holds; `from_config` reads it back)."""
+    return to_dict(self)
+
+  def replace(self, **changes: Any) -> "Experiment":
+    """A copy with top-level fields replaced; sections by a dict of their changed keys."""
+    values = {}
+    for key, change in changes.items():
+      current = getattr(self, key)
+      if isinstance(change, Mapping) and dataclasses.is_dataclass(current):
+        change = dataclasses.replace(current, **change)
+      values[key] = change
+    return dataclasses.replace(self, **values)

@@ -1,0 +1,230 @@
+"""The cpu_kernels backend's convolutions (jax_ssl/backends/cpu_kernels: C++ kernels and
+Winograd) against XLA's own convolution, and the rule that picks them per op."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from jax_ssl import backends
+from jax_ssl.backends import cpu_kernels
+from jax_ssl.backends.cpu_kernels import build
+from jax_ssl.backends.cpu_kernels import conv as kernel_conv
+from jax_ssl.backends.cpu_kernels import winograd
+from jax_ssl.models import resnet
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+# (batch, height, width, in channels, out channels, kernel, stride, padding)
+SHAPES = [
+    (4, 12, 12, 16, 16, 3, 1, ((1, 1), (1, 1))),    # the small encoder's stage 1 (row kernel)
+    (3, 11, 9, 16, 32, 3, 2, ((1, 1), (1, 1))),     # stride 2, odd sizes (16 -> 32 row kernel)
+    (2, 7, 7, 32, 64, 3, 2, ((1, 1), (1, 1))),      # 4 x 4 output: generic blocks only
+    (2, 5, 6, 64, 48, 3, 1, ((2, 0), (1, 2))),      # asymmetric padding, 48 output channels
+    (2, 9, 9, 16, 32, 1, 2, ((0, 0), (0, 0))),      # 1x1 stride-2 projection shortcut
+    (3, 10, 10, 1, 16, 3, 1, ((1, 1), (1, 1))),     # stem: 1 input channel (no input gradient)
+    (2, 6, 6, 3, 16, 5, 2, ((2, 2), (2, 2))),       # 5x5, 3 input channels
+    (2, 16, 16, 32, 32, 3, 1, ((1, 1), (1, 1))),    # stride 1, 32 -> 32 (row kernel)
+]
+
+
+@pytest.fixture
+def kernels_on():
+  """Skips without a compiler; the tests then run every op the kernels apply to on them
+  (`every_op=True`, not only where the measured rule picks them)."""
+  if build.load() is None:
+    pytest.skip("no C++ compiler")
+
+
+def _lax(x, w, stride, padding):
+  return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=NHWC)
+
+
+def _kernels(x, w, stride, padding):
+  """`conv2d` with every op that applies on the kernels."""
+  return kernel_conv.conv2d(x, w, stride, padding, True)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:7])))
+def test_conv2d_values_and_gradients_equal_xla(shape, kernels_on):
+  n, h, w_, cin, cout, k, stride, padding = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w_, cin))
+  w = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) / np.sqrt(k * k * cin)
+  probe = jax.random.normal(jax.random.key(2), _lax(x, w, stride, padding).shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, stride, padding)) * probe)
+
+  expected = jax.jit(jax.value_and_grad(loss(_lax), argnums=(0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(loss(_kernels), argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(_kernels(x, w, stride, padding), _lax(x, w, stride, padding),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(got[1], expected[1]):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(e))))
+  # The kernels ran (not XLA's convolution): their custom calls are in the compiled step.
+  hlo = jax.jit(jax.grad(loss(_kernels), argnums=(0, 1))).lower(x, w).as_text()
+  assert "@JaxSslConvForward(" in hlo and "@JaxSslConvWeightGrad(" in hlo
+  if cin % 16 == 0:  # input gradient: stride 1 as a forward convolution, stride 2 its own kernel
+    assert hlo.count("@JaxSslConvForward(") == 2 if stride == 1 else "@JaxSslConvInputGrad(" in hlo
+
+
+def test_kernels_are_deterministic(kernels_on):
+  x = jax.random.normal(jax.random.key(0), (8, 14, 14, 16))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+  grad = jax.jit(jax.grad(lambda x, w: jnp.sum(_kernels(x, w, 1, ((1, 1), (1, 1)))**2),
+                          argnums=(0, 1)))
+  first, second = grad(x, w), grad(x, w)
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resnet_step_equals_xla_path(kernels_on):
+  """The small encoder's forward pass and every parameter gradient, kernels vs XLA (the
+  plain BatchNorm in both: the convolutions alone)."""
+  kernel_convs = backends.Backend("kernel convolutions", cpu_kernels.backend(every_op=True).conv,
+                                  backends.XLA.batch_norm)
+  images = jax.random.normal(jax.random.key(3), (6, 28, 28, 1))
+
+  def step(backend):
+    model = resnet.ResNet([1, 1, 1, 1], resnet.BasicBlock, 16, "cifar", 1, backend=backend,
+                          rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(model)
+
+    def loss(state, images):
+      return jnp.sum(jnp.sin(nnx.merge(graphdef, state)(images)))
+
+    hlo = jax.jit(jax.grad(loss)).lower(state, images).as_text()
+    return jax.jit(jax.value_and_grad(loss))(state, images), hlo
+
+  (got, got_hlo), (expected, expected_hlo) = step(kernel_convs), step(backends.XLA)
+  assert "JaxSslConv" in got_hlo and "JaxSslConv" not in expected_hlo
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(jax.tree.leaves(got[1]), jax.tree.leaves(expected[1])):
+    np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * (float(jnp.max(jnp.abs(e))) + 1e-6))
+
+
+@pytest.mark.parametrize("case", ["groups", "dilation", "bfloat16", "same", "nchw"])
+def test_unsupported_convolutions_stay_on_xla(case, kernels_on):
+  x = jnp.ones((2, 8, 8, 16))
+  w = jnp.ones((3, 3, 16, 16))
+  args = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=NHWC)
+  if case == "groups":
+    w, args["feature_group_count"] = jnp.ones((3, 3, 8, 16)), 2
+  elif case == "dilation":
+    args["rhs_dilation"] = (2, 2)
+  elif case == "bfloat16":
+    x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+  elif case == "same":
+    args["padding"] = "SAME"
+  else:
+    x, args["dimension_numbers"] = jnp.ones((2, 16, 8, 8)), ("NCHW", "HWIO", "NCHW")
+  conv = kernel_conv.KernelConv(every_op=True)
+  hlo = jax.jit(lambda x, w: conv(x, w, **args)).lower(x, w).as_text()
+  assert "JaxSslConv" not in hlo and "convolution" in hlo
+  np.testing.assert_allclose(conv(x, w, **args), lax.conv_general_dilated(x, w, **args))
+
+
+def test_without_a_compiler_convolutions_stay_on_xla(monkeypatch, caplog):
+  monkeypatch.setenv("CXX", "no-such-compiler-jax-ssl")
+  build.load.cache_clear()
+  try:
+    with caplog.at_level(logging.WARNING):
+      assert build.load() is None
+    assert "no C++ compiler" in caplog.text and "install g++" in caplog.text
+    x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 16))
+    hlo = jax.jit(lambda x, w: _kernels(x, w, 1, ((1, 1), (1, 1)))).lower(x, w).as_text()
+    assert "JaxSslConv" not in hlo
+    assert not cpu_kernels.applies_to_this_machine()  # so backend "auto" selects xla
+  finally:
+    build.load.cache_clear()
+
+
+def test_library_name_follows_source_compiler_and_cpu(monkeypatch, tmp_path):
+  if build.compiler() is None:
+    pytest.skip("no C++ compiler")
+  monkeypatch.setenv("JAX_SSL_KERNEL_CACHE", str(tmp_path))
+  path = build.library_path(build.compiler())
+  assert path.startswith(str(tmp_path)) and path.endswith(".so")
+  monkeypatch.setattr(build, "_cpu_id", lambda: "another cpu")
+  assert build.library_path(build.compiler()) != path
+
+
+def test_measured_rule_picks_the_kernels_where_they_won(monkeypatch):
+  """The backend's rule: kernels where tools/conv_layers.py measured them faster, on AVX-512
+  CPUs only; with `every_op` on any CPU; inside `xla_convolutions()` never."""
+  if build.load() is None:
+    pytest.skip("no C++ compiler")
+  measured = functools.partial(kernel_conv.choose, every_op=False)
+  monkeypatch.setattr(build, "has_avx512", lambda: True)
+  stage1, last = ((512, 28, 28, 16), (3, 3, 16, 16)), ((256, 4, 4, 512), (3, 3, 512, 512))
+  assert all(measured(op, *stage1, 1) for op in ("forward", "input_grad", "weight_grad"))
+  assert measured("forward", *last, 1)
+  assert not measured("input_grad", *last, 1)
+  assert not measured("weight_grad", *last, 1)
+  assert not measured("input_grad", (512, 28, 28, 1), (3, 3, 1, 16), 1)  # 1 channel
+  monkeypatch.setattr(build, "has_avx512", lambda: False)
+  assert not measured("forward", *stage1, 1)
+  assert kernel_conv.choose("forward", *stage1, 1, every_op=True)
+  with backends.xla_convolutions():
+    assert not kernel_conv.choose("forward", *stage1, 1, every_op=True)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 11, 3, 5, ((1, 1), (1, 1))),
+                                   (2, 6, 5, 4, 6, ((2, 0), (1, 2))),
+                                   (1, 4, 4, 8, 8, ((0, 0), (0, 0)))],
+                         ids=["odd-sizes", "asymmetric-padding", "no-padding"])
+def test_winograd_convolution_and_weight_gradient_equal_xla(shape):
+  n, h, w_, cin, cout, padding = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w_, cin))
+  w = jax.random.normal(jax.random.key(1), (3, 3, cin, cout))
+  y = _lax(x, w, 1, padding)
+  g = jax.random.normal(jax.random.key(2), y.shape)
+  scale = float(jnp.max(jnp.abs(y)))
+  np.testing.assert_allclose(winograd.conv3x3(x, w, padding), y, atol=2e-5 * scale)
+  dw = jax.vjp(lambda w: _lax(x, w, 1, padding), w)[1](g)[0]
+  np.testing.assert_allclose(winograd.weight_grad3x3(x, g, padding), dw,
+                             atol=2e-5 * float(jnp.max(jnp.abs(dw))))
+
+
+def test_wide_layers_take_winograd_for_all_three_ops(kernels_on):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 7, 256))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 256, 272)) / np.sqrt(9 * 256)
+  padding = ((1, 1), (1, 1))
+  probe = jax.random.normal(jax.random.key(2), _lax(x, w, 1, padding).shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, 1, padding)) * probe)
+
+  expected = jax.jit(jax.value_and_grad(loss(_lax), argnums=(0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(loss(_kernels), argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(got[1], expected[1]):
+    np.testing.assert_allclose(g, e, atol=3e-5 * float(jnp.max(jnp.abs(e))))
+  jaxpr = str(jax.make_jaxpr(jax.grad(loss(_kernels), argnums=(0, 1)))(x, w))
+  assert "conv_general_dilated" not in jaxpr and "JaxSsl" not in jaxpr  # Winograd, all three
+
+
+def test_winograd_rule(monkeypatch):
+  measured = functools.partial(kernel_conv.use_winograd, every_op=False)
+  monkeypatch.setattr(build, "has_avx512", lambda: True)
+  same = ((1, 1), (1, 1))
+  assert measured((256, 8, 8, 256), (3, 3, 256, 256), 1, same)
+  assert measured((256, 4, 4, 512), (3, 3, 512, 512), 1, same)
+  assert not measured((256, 16, 16, 128), (3, 3, 128, 128), 1, same)
+  assert not measured((256, 8, 8, 256), (3, 3, 256, 512), 2, same)  # stride 2
+  assert not measured((256, 8, 8, 256), (1, 1, 256, 256), 1, ((0, 0), (0, 0)))
+  assert not measured((256, 8, 8, 256), (3, 3, 256, 256), 1, ((3, 1), (1, 1)))
+  monkeypatch.setattr(build, "has_avx512", lambda: False)
+  assert not measured((256, 8, 8, 256), (3, 3, 256, 256), 1, same)
+  assert kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same, every_op=True)
+  with backends.xla_convolutions():
+    assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same,
+                                        every_op=True)
