@@ -1,8 +1,9 @@
-"""The typed arguments of the joint-embedding methods (SimCLR, Barlow Twins, VICReg, SimSiam,
-LeJEPA, BYOL, MoCo v3, MoCo v2, NNCLR, DINO, SwAV) and of a mix: each `Args` / `Heads`
-refuses an impossible value in one line naming the key, the value and what is allowed; a
-misspelt key is refused naming the closest, from the experiment's config (`config.validate`)
-and from the command line (`load.apply_overrides`); the build step loads a teacher once."""
+"""The typed arguments of every method (SimCLR, Barlow Twins, VICReg, SimSiam, LeJEPA, BYOL,
+MoCo v3, MoCo v2, NNCLR, DINO, SwAV, the pretext tasks, MAE, SimMIM, MaskFeat, the VQ
+tokenizer, BEiT) and of a mix: each `Args` / `Heads` refuses an impossible value in one line
+naming the key, the value and what is allowed; a misspelt key is refused naming the closest,
+from the experiment's config (`Experiment.from_config`) and from the command line
+(`load.apply_overrides`); the build step loads a teacher once."""
 
 import dataclasses
 import types
@@ -52,6 +53,41 @@ BAD_VALUES = [
      "method_args.rotation.weight=-0.5; must be >= 0 (the weight of rotation's loss in the sum)"),
     ("simclr+rotation", "heads", {"simclr": {"projector_hidden_dim": 0}},
      "heads.simclr.projector_hidden_dim=0; must be > 0"),
+    # pretext tasks and masked image modelling
+    ("rotation", "heads", {"classifier_num_layers": 0},
+     "heads.classifier_num_layers=0; must be >= 1 (1: a linear classifier)"),
+    ("jigsaw", "method_args", {"grid": 4}, "method_args.grid=4; use one of (2, 3)"),
+    ("jigsaw", "method_args", {"grid": 2, "num_permutations": 30},
+     "method_args.num_permutations=30; a 2x2 grid has 24 permutations, use 1 to 24"),
+    ("jigsaw", "method_args", {"tile_statistics": "batch"},
+     "method_args.tile_statistics='batch'; use one of ('unit', 'images')"),
+    ("jigsaw", "heads", {"classifier_hidden_dim": 0},
+     "heads.classifier_hidden_dim=0; must be > 0"),
+    ("relative_position", "method_args", {"jitter": -1}, "method_args.jitter=-1; must be >= 0"),
+    ("relative_position", "method_args", {"neighbours": "all", "grid": 2},
+     "method_args.neighbours='all' needs the 3x3 grid's centre; set method_args.grid=3 or "
+     "method_args.neighbours='one'"),
+    ("mae", "method_args", {"mask_ratio": 1.0},
+     "method_args.mask_ratio=1.0; must be in [0, 1) (the fraction of the patches masked)"),
+    ("mae", "heads", {"decoder_dim": 30, "decoder_num_heads": 4},
+     "heads.decoder_dim=30 is not divisible by heads.decoder_num_heads=4; set them so that it "
+     "is"),
+    ("simmim", "method_args", {"mask_strategy": "grid"},
+     "method_args.mask_strategy='grid'; use one of ('random', 'block')"),
+    ("simmim", "method_args", {"mask_unit": 0},
+     "method_args.mask_unit=0; must be >= 1 (1 masks single patches)"),
+    ("maskfeat", "method_args", {"normalization": "block"},
+     "method_args.normalization='block'; use one of ('cell', 'patch') (each cell's histogram, "
+     "as the official code, or each patch's)"),
+    ("maskfeat", "method_args", {"min_block_patches": 0},
+     "method_args.min_block_patches=0; must be >= 1"),
+    ("vq_tokenizer", "method_args", {"commitment_weight": -0.5},
+     "method_args.commitment_weight=-0.5; must be >= 0"),
+    ("vq_tokenizer", "heads", {"num_codes": 0}, "heads.num_codes=0; must be > 0"),
+    ("beit", "method_args", {"mask_ratio": -0.1},
+     "method_args.mask_ratio=-0.1; must be in [0, 1) (the fraction of the patches masked)"),
+    ("beit", "method_args", {"tokenizer_workdir": 3},
+     "method_args.tokenizer_workdir=3 has type int; expected str"),
 ]
 
 
@@ -82,6 +118,15 @@ MISSPELT = [
     ("swav", "heads", "num_prototype", "num_prototypes"),
     ("simclr+rotation", "method_args", "simclr.temprature", "simclr.temperature"),
     ("simclr+rotation", "heads", "rotation.classifier_hiden_dim", "rotation.classifier_hidden_dim"),
+    # pretext tasks and masked image modelling
+    ("rotation", "heads", "classifier_hidden", "classifier_hidden_dim"),
+    ("jigsaw", "method_args", "num_permutation", "num_permutations"),
+    ("relative_position", "method_args", "neighbors", "neighbours"),
+    ("mae", "heads", "decoder_dimm", "decoder_dim"),
+    ("simmim", "method_args", "mask_units", "mask_unit"),
+    ("maskfeat", "method_args", "orientation", "orientations"),
+    ("vq_tokenizer", "heads", "num_code", "num_codes"),
+    ("beit", "method_args", "tokenizer_dir", "tokenizer_workdir"),
 ]
 
 
