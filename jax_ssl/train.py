@@ -372,17 +372,14 @@ def main(argv):
   """Config mistakes, bad data and full disks end in one line `error: ...` and exit code 1
   (before anything is written, for the config)."""
   from jax_ssl import backends  # pylint: disable=g-import-not-at-top
+  # Orbax and TFDS log every file operation at INFO; keep the console for our progress.
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   try:
     config = load_config(argv)
     # The CPU platform's malloc setting and XLA flag (jax_ssl/backends): before anything
     # starts JAX's backends (distributed.initialize, jax.devices()), which read XLA_FLAGS once.
     backends.prepare_process(config.backend)
-  except UserInputError as e:
-    sys.exit(f"error: {e}")
-  # Orbax and TFDS log every file operation at INFO; keep the console for our progress.
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  try:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   except UserInputError as e:
     sys.exit(f"error: {e}")
