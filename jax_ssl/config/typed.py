@@ -165,3 +165,10 @@ def check(ok: bool, message: str) -> None:
   """Raises ConfigError(message) unless `ok`: the one-liner of a `validate()`."""
   if not ok:
     raise ConfigError(message)
+
+
+def check_positive(section: str, obj: Any, *names: str) -> None:
+  """`validate()`'s line for fields that must be > 0: `<section>.<name>=<value>; must be > 0`."""
+  for name in names:
+    value = getattr(obj, name)
+    check(value > 0, f"{section}.{name}={value!r}; must be > 0")

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from jax_ssl.config.typed import check
+from jax_ssl.config.typed import check, check_positive
 from jax_ssl.models.heads import MLPHead
 
 
@@ -24,8 +24,7 @@ class ClassifierHeads:
   classifier_num_layers: int = 2
 
   def validate(self) -> None:
-    check(self.classifier_hidden_dim > 0,
-          f"heads.classifier_hidden_dim={self.classifier_hidden_dim}; must be > 0")
+    check_positive("heads", self, "classifier_hidden_dim")
     check(self.classifier_num_layers >= 1,
           f"heads.classifier_num_layers={self.classifier_num_layers}; must be >= 1 (1: a "
           f"linear classifier)")

@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from jax_ssl import losses, masking
-from jax_ssl.config.typed import check
+from jax_ssl.config.typed import check, check_positive
 from jax_ssl.methods import mim
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 from jax_ssl.models import vit
@@ -51,8 +51,7 @@ class Heads:
   decoder_num_heads: int = 16
 
   def validate(self) -> None:
-    for key in ("decoder_dim", "decoder_depth", "decoder_num_heads"):
-      check(getattr(self, key) > 0, f"heads.{key}={getattr(self, key)}; must be > 0")
+    check_positive("heads", self, "decoder_dim", "decoder_depth", "decoder_num_heads")
     check(self.decoder_dim % self.decoder_num_heads == 0,
           f"heads.decoder_dim={self.decoder_dim} is not divisible by heads.decoder_num_heads="
           f"{self.decoder_num_heads}; set them so that it is")

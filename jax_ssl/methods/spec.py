@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh, PartitionSpec
 
+from jax_ssl.config.typed import check_positive
 from jax_ssl.models import batch_norm
 from jax_ssl.models.heads import MLPHead
 from jax_ssl.sharding import DATA_AXIS
@@ -60,14 +61,6 @@ class NoHeads:
     pass
 
 
-def _positive(section: str, obj: Any, *names: str) -> None:
-  for name in names:
-    value = getattr(obj, name)
-    if not value > 0:
-      from jax_ssl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-      raise ConfigError(f"{section}.{name}={value!r}; must be > 0")
-
-
 @dataclasses.dataclass(frozen=True)
 class ProjectorHeads:
   """An MLP projector on the backbone features (SimCLR's g: hidden -> output, `num_layers`
@@ -78,7 +71,7 @@ class ProjectorHeads:
   projector_num_layers: int = 2
 
   def validate(self) -> None:
-    _positive("heads", self, "projector_hidden_dim", "projector_output_dim",
+    check_positive("heads", self, "projector_hidden_dim", "projector_output_dim",
               "projector_num_layers")
 
 
@@ -91,7 +84,7 @@ class ProjectorPredictorHeads(ProjectorHeads):
 
   def validate(self) -> None:
     super().validate()
-    _positive("heads", self, "predictor_hidden_dim")
+    check_positive("heads", self, "predictor_hidden_dim")
 
 
 def keep_method_state(method_state: Any, state_inputs: Any, context: Any, args: Any) -> Any:

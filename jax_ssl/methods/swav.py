@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import losses
-from jax_ssl.config.typed import check
+from jax_ssl.config.typed import check, check_positive
 from jax_ssl.methods import queue
 from jax_ssl.methods.spec import (Metrics, MethodSpec, ProjectorHeads, SSLModel, StepContext,
                                   embed_views, projector_heads)
@@ -62,9 +62,7 @@ class Args:
   freeze_prototypes_steps: int = 313
 
   def validate(self) -> None:
-    for name in ("temperature", "epsilon"):
-      value = getattr(self, name)
-      check(value > 0, f"method_args.{name}={value!r}; must be > 0")
+    check_positive("method_args", self, "temperature", "epsilon")
     check(self.sinkhorn_iterations >= 1,
           f"method_args.sinkhorn_iterations={self.sinkhorn_iterations!r}; need an integer >= 1")
     for name in ("queue_size", "queue_start_step", "freeze_prototypes_steps"):

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jax_ssl import losses
-from jax_ssl.config.typed import check
+from jax_ssl.config.typed import check, check_positive
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 from jax_ssl.models import vq
 
@@ -50,8 +50,7 @@ class Heads:
   decoder_width: int = 64
 
   def validate(self) -> None:
-    for key in ("num_codes", "code_dim", "decoder_width"):
-      check(getattr(self, key) > 0, f"heads.{key}={getattr(self, key)}; must be > 0")
+    check_positive("heads", self, "num_codes", "code_dim", "decoder_width")
 
 
 def make_heads(backbone: vq.VQEncoder, heads: Heads, args: Args,
