@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -39,12 +41,52 @@ def decay_mask(params):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
+class ScheduledDecayState(NamedTuple):
+  count: jax.Array
+
+
+def add_scheduled_decayed_weights(weight_decay: optax.Schedule, mask=None
+                                  ) -> optax.GradientTransformation:
+  """`optax.add_decayed_weights` with the coefficient a schedule of the step: updates +
+  weight_decay(step) * params on the leaves where `mask` is True."""
+
+  def init(params):
+    del params
+    return ScheduledDecayState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    coefficient = weight_decay(state.count)
+    decayed = jax.tree.map(lambda g, p: g + coefficient * p, updates, params)
+    if mask is not None:
+      keep = mask(params) if callable(mask) else mask
+      decayed = jax.tree.map(lambda d, g, m: d if m else g, decayed, updates, keep)
+    return decayed, ScheduledDecayState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
                    momentum: float = 0.9, trust_coefficient: float = 0.001,
-                   beta2: float = 0.999) -> optax.GradientTransformation:
+                   beta2: float = 0.999, weight_decay_end: float | None = None,
+                   total_steps: int = 0) -> optax.GradientTransformation:
   """`lars` (You et al. 2017, as SimCLR), `adamw` (Loshchilov & Hutter 2019) or `sgd`
   (heavy-ball momentum with L2 weight decay added to the gradient, as torch.optim.SGD and
-  SimSiam). Biases and norms are excluded from decay (and from LARS adaptation)."""
+  SimSiam). Biases and norms are excluded from decay (and from LARS adaptation).
+
+  `weight_decay_end` (adamw, sgd): the decay moves from `weight_decay` to it on a cosine
+  over `total_steps` (DINO, I-JEPA: 0.04 -> 0.4); None: constant."""
+  if weight_decay_end is not None:
+    if name == "lars":
+      raise ValueError("optimizer.weight_decay_end needs optimizer.name 'adamw' or 'sgd' "
+                       "(LARS folds a constant decay into its trust ratio)")
+    decay = optax.cosine_decay_schedule(1.0, max(total_steps, 1))  # 1 -> 0 on a cosine
+    decay_schedule = lambda step: weight_decay_end + (weight_decay - weight_decay_end) * decay(step)
+    if name == "sgd":
+      return optax.chain(add_scheduled_decayed_weights(decay_schedule, mask=decay_mask),
+                         optax.sgd(schedule, momentum=momentum))
+    return optax.chain(optax.scale_by_adam(b1=momentum, b2=beta2),
+                       add_scheduled_decayed_weights(decay_schedule, mask=decay_mask),
+                       optax.scale_by_learning_rate(schedule))
   if name == "sgd":
     return optax.chain(optax.add_decayed_weights(weight_decay, mask=decay_mask),
                        optax.sgd(schedule, momentum=momentum))
@@ -56,6 +98,13 @@ def make_optimizer(name: str, schedule: optax.Schedule, *, weight_decay: float,
     return optax.adamw(schedule, b1=momentum, b2=beta2, weight_decay=weight_decay,
                        mask=decay_mask)
   raise ValueError(f"optimizer.name={name!r}; use 'lars', 'adamw' or 'sgd'")
+
+
+def linear_momentum(start: float, end: float, step: jax.Array, total_steps: int) -> jax.Array:
+  """EMA momentum from `start` at step 0 to `end` at `total_steps` on a line, then `end`
+  (I-JEPA: 0.996 -> 1.0 over the run; data2vec 2.0: 0.9998 -> 0.99999)."""
+  progress = jnp.minimum(step / max(total_steps, 1), 1.0)
+  return start + (end - start) * progress
 
 
 def cosine_momentum(base_momentum: float, step: jax.Array, total_steps: int) -> jax.Array:

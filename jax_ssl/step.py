@@ -175,7 +175,8 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
   if grad_accum_mode == "exact" and (method.embed is None or method.embedding_loss is None):
     raise ValueError(f"grad_accum_mode='exact' needs a method that declares embed and "
                      f"embedding_loss; {method.name} does not")
-  base_momentum = method.base_momentum(method_args) if method.target_modules else None
+  base_momentum = (method.base_momentum(method_args)
+                   if method.target_modules and method.target_momentum is None else None)
 
   def train_step(state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array):
     step_rng = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
@@ -248,7 +249,10 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
                                               method_args)
     target_params = state.target_params
     if method.target_modules:
-      momentum = optim.cosine_momentum(base_momentum, state.step, total_steps)
+      if method.target_momentum is not None:
+        momentum = method.target_momentum(method_args, state.step, total_steps)
+      else:
+        momentum = optim.cosine_momentum(base_momentum, state.step, total_steps)
       target_params = optax.incremental_update(
           select_modules(params, method.target_modules), state.target_params, 1.0 - momentum)
       metrics = {**metrics, "target_momentum": momentum}

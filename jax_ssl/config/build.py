@@ -186,7 +186,9 @@ def build_optimizer(config: Experiment
   schedule = optim.warmup_cosine(peak, opt.warmup_steps, config.total_steps)
   optimizer = optim.make_optimizer(opt.name, schedule, weight_decay=opt.weight_decay,
                                    momentum=opt.momentum,
-                                   trust_coefficient=opt.trust_coefficient, beta2=opt.beta2)
+                                   trust_coefficient=opt.trust_coefficient, beta2=opt.beta2,
+                                   weight_decay_end=opt.weight_decay_end,
+                                   total_steps=config.total_steps)
   if config.online_probe:  # the probe head has its own optimizer (online_probe.py)
     optimizer = online_probe.with_optimizer(optimizer)
   return optimizer, schedule

@@ -157,6 +157,9 @@ class Optimizer:
   warmup_steps: int = 0
   trust_coefficient: float = 0.001  # LARS eta
   beta2: float = 0.999  # AdamW only
+  # adamw/sgd: the decay moves from weight_decay to this on a cosine over total_steps
+  # (DINO, I-JEPA: 0.04 -> 0.4); None: constant
+  weight_decay_end: float | None = None
 
   def validate(self) -> None:
     check(self.name in OPTIMIZERS, f"optimizer.name={self.name!r}; use 'lars', 'adamw' or 'sgd'")
@@ -170,6 +173,12 @@ class Optimizer:
           f"optimizer.base_learning_rate={self.base_learning_rate}; must be > 0")
     check(self.weight_decay >= 0, f"optimizer.weight_decay={self.weight_decay}; must be >= 0")
     check(self.warmup_steps >= 0, f"optimizer.warmup_steps={self.warmup_steps}; must be >= 0")
+    check(self.weight_decay_end is None or self.weight_decay_end >= 0,
+          f"optimizer.weight_decay_end={self.weight_decay_end}; must be >= 0 (or None: a "
+          f"constant optimizer.weight_decay)")
+    check(self.weight_decay_end is None or self.name != "lars",
+          f"optimizer.weight_decay_end={self.weight_decay_end} with optimizer.name='lars'; "
+          f"a scheduled decay needs 'adamw' or 'sgd' (or set weight_decay_end=None)")
 
 
 @dataclasses.dataclass(frozen=True)

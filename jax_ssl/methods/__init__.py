@@ -2,16 +2,52 @@
 
 import functools
 
-from jax_ssl.methods import (barlow_twins, beit, byol, dino, jigsaw, lejepa, mae, maskfeat,
-                             moco_v2, moco_v3, nnclr, relative_position, rotation, simclr, simmim,
-                             simsiam, swav, tico, vicreg, vq_tokenizer)
+# One method per line: a new method adds its import here and its SPEC below.
+from jax_ssl.methods import barlow_twins
+from jax_ssl.methods import beit
+from jax_ssl.methods import byol
+from jax_ssl.methods import dino
+from jax_ssl.methods import jigsaw
+from jax_ssl.methods import lejepa
+from jax_ssl.methods import mae
+from jax_ssl.methods import maskfeat
+from jax_ssl.methods import moco_v2
+from jax_ssl.methods import moco_v3
+from jax_ssl.methods import nnclr
+from jax_ssl.methods import relative_position
+from jax_ssl.methods import rotation
+from jax_ssl.methods import simclr
+from jax_ssl.methods import simmim
+from jax_ssl.methods import simsiam
+from jax_ssl.methods import swav
+from jax_ssl.methods import tico
+from jax_ssl.methods import vicreg
+from jax_ssl.methods import vq_tokenizer
 from jax_ssl.methods.mixing import SEPARATOR, mix
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
 
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
-    simclr.SPEC, barlow_twins.SPEC, vicreg.SPEC, simsiam.SPEC, lejepa.SPEC, rotation.SPEC,
-    jigsaw.SPEC, relative_position.SPEC, byol.SPEC, moco_v3.SPEC, moco_v2.SPEC, nnclr.SPEC, dino.SPEC, swav.SPEC,
-    mae.SPEC, simmim.SPEC, vq_tokenizer.SPEC, beit.SPEC, maskfeat.SPEC, tico.SPEC)}
+    simclr.SPEC,
+    barlow_twins.SPEC,
+    vicreg.SPEC,
+    simsiam.SPEC,
+    lejepa.SPEC,
+    rotation.SPEC,
+    jigsaw.SPEC,
+    relative_position.SPEC,
+    byol.SPEC,
+    moco_v3.SPEC,
+    moco_v2.SPEC,
+    nnclr.SPEC,
+    dino.SPEC,
+    swav.SPEC,
+    mae.SPEC,
+    simmim.SPEC,
+    vq_tokenizer.SPEC,
+    beit.SPEC,
+    maskfeat.SPEC,
+    tico.SPEC,
+)}
 
 
 def unknown_parts(name: str) -> list[str]:

@@ -159,6 +159,10 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
   target_modules = tuple(
       path if not path.startswith("heads/") else f"heads/{spec.name}/{path[len('heads/'):]}"
       for spec in with_targets for path in spec.target_modules)
+  target_momentum = None
+  if with_targets and with_targets[0].target_momentum is not None:
+    target_momentum = lambda args, step, total_steps: with_targets[0].target_momentum(
+        own_args(with_targets[0], args), step, total_steps)
   load_teacher = None
   if with_teacher:
     load_teacher = lambda args: with_teacher[0].load_teacher(own_args(with_teacher[0], args))
@@ -180,4 +184,5 @@ def mix(specs: Sequence[MethodSpec]) -> MethodSpec:
       # The EMA target's method decides (DINO mixed with a pretext task evaluates the teacher).
       evaluation_encoder=with_targets[0].evaluation_encoder if with_targets else "online",
       load_teacher=load_teacher,
+      target_momentum=target_momentum,
   )

@@ -233,6 +233,10 @@ class MethodSpec:
       (loss, metrics, state_inputs) from those of the whole batch. Declaring them allows
       `grad_accum_mode="exact"` (`step.py`: GradCache, the loss of the whole batch with the
       activations of one micro-batch at a time). None: not declared.
+    target_momentum: `(args, step, total_steps) -> momentum` of the EMA target for
+      methods whose schedule is not BYOL's cosine (I-JEPA's and data2vec 2.0's linear
+      ramps, `optim.linear_momentum`); None: `base_momentum(args)` raised to 1.0 on a
+      cosine over the run (`optim.cosine_momentum`).
     load_teacher: `(args) -> Teacher` for methods that read a frozen network trained
       elsewhere (BEiT's tokenizer). Only the build step calls it (it reads files); the
       method gets the result as arguments: `make_heads(..., teacher=)`,
@@ -256,6 +260,7 @@ class MethodSpec:
   embed: Embed | None = None
   embedding_loss: EmbeddingLoss | None = None
   load_teacher: Callable[[Any], Teacher] | None = None
+  target_momentum: Callable[[Any, jax.Array, int], jax.Array] | None = None
 
   def views_for(self, args: Any) -> int:
     """The number of global views under the method's `args` (an `args_type` instance)."""

@@ -123,22 +123,61 @@ class Block(nnx.Module):
     self.norm2 = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
     self.mlp = MLP(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = x + self.attention(self.norm1(x))
-    return x + self.mlp(self.norm2(x))
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None,
+               return_ffn: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
+    """x: [B, T, D]; mask: None, or a boolean attention mask broadcastable to [B, heads,
+    T, T] (True: query t may attend to key s; `attention_mask` builds one from a key
+    padding mask and/or causality). With `return_ffn`, also the MLP's output before the
+    residual is added (data2vec 2.0's "FFN targets")."""
+    x = x + self.attention(self.norm1(x), mask=mask)
+    ffn = self.mlp(self.norm2(x))
+    return (x + ffn, ffn) if return_ffn else x + ffn
 
 
-def _apply_block(block: Block, x: jax.Array) -> jax.Array:
-  return block(x)
+def attention_mask(key_valid: jax.Array | None = None, causal_length: int | None = None
+                   ) -> jax.Array | None:
+  """A boolean attention mask for `Block`: `key_valid` [B, T] (False: a padding token no
+  query attends to) -> [B, 1, 1, T]; `causal_length` T -> [1, 1, T, T] lower-triangular
+  (token t sees tokens <= t); both -> their conjunction; neither -> None."""
+  mask = None
+  if key_valid is not None:
+    mask = jnp.asarray(key_valid, bool)[:, None, None, :]
+  if causal_length is not None:
+    causal = jnp.tril(jnp.ones((causal_length, causal_length), bool))[None, None]
+    mask = causal if mask is None else mask & causal
+  return mask
 
 
-def apply_blocks(blocks: Sequence[Block], x: jax.Array, remat: bool = False) -> jax.Array:
+def _apply_block(block: Block, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+  return block(x, mask)
+
+
+def _apply_block_with_ffn(block: Block, x: jax.Array, mask: jax.Array | None
+                          ) -> tuple[jax.Array, jax.Array]:
+  return block(x, mask, return_ffn=True)
+
+
+def apply_blocks(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
+                 mask: jax.Array | None = None) -> jax.Array:
   """The blocks in order; with `remat` each block's activations are recomputed in the
-  backward pass (memory for compute)."""
+  backward pass (memory for compute). `mask`: the attention mask of every block (None: each
+  token attends to every token)."""
   apply = nnx.remat(_apply_block) if remat else _apply_block
   for block in blocks:
-    x = apply(block, x)
+    x = apply(block, x, mask)
   return x
+
+
+def apply_blocks_with_ffn(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
+                          mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
+  """`apply_blocks`, also returning each block's MLP output before its residual (in block
+  order): the layer targets of data2vec 2.0."""
+  apply = nnx.remat(_apply_block_with_ffn) if remat else _apply_block_with_ffn
+  ffn_outputs = []
+  for block in blocks:
+    x, ffn = apply(block, x, mask)
+    ffn_outputs.append(ffn)
+  return x, ffn_outputs
 
 
 class MaskToken(nnx.Module):
@@ -238,13 +277,20 @@ class VisionTransformer(nnx.Module):
     return self.patch_embed(patchify(images, self.patch_size))
 
   def encode_tokens(self, tokens: jax.Array, keep_indices: jax.Array | None = None,
-                    grid: tuple[int, int] | None = None) -> jax.Array:
+                    grid: tuple[int, int] | None = None, key_valid: jax.Array | None = None,
+                    ffn_outputs: bool = False
+                    ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """[B, N, D] patch embeddings -> [B, num_prefix_tokens + K, D] normalised tokens.
 
     Each patch gets its position embedding first (of an h x w `grid`, default the model's
     or, for another N, the square one); then only the patches at `keep_indices` ([B, K]
     int, any order; None = all N in order) are kept, the CLS token is prepended and the
     blocks run on that sequence.
+
+    `key_valid` [B, K] (the kept tokens'; False: padding that no token attends to, so a
+    batch of images with different numbers of visible patches keeps one static shape; the
+    prefix tokens are always valid). `ffn_outputs`: also return every block's MLP output
+    before its residual, [B, prefix + K, D] each, in block order (data2vec 2.0's targets).
     """
     if grid is None and tokens.shape[1] != self.num_patches:
       side = int(round(tokens.shape[1] ** 0.5))
@@ -258,7 +304,14 @@ class VisionTransformer(nnx.Module):
     if self.cls_token is not None:
       cls = (self.cls_token[...] + positions[None, :1]).astype(x.dtype)
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[2])), x], axis=1)
-    x = apply_blocks(self.blocks, x.astype(self.dtype), self.remat)
+    mask = None
+    if key_valid is not None:
+      prefix_valid = jnp.ones((key_valid.shape[0], self.num_prefix_tokens), bool)
+      mask = attention_mask(jnp.concatenate([prefix_valid, key_valid.astype(bool)], axis=1))
+    if ffn_outputs:
+      x, ffn = apply_blocks_with_ffn(self.blocks, x.astype(self.dtype), self.remat, mask)
+      return self.norm(x), ffn
+    x = apply_blocks(self.blocks, x.astype(self.dtype), self.remat, mask)
     return self.norm(x)
 
   def pool(self, encoded: jax.Array) -> jax.Array:

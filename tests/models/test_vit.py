@@ -256,3 +256,40 @@ def test_position_embeddings_are_interpolated_for_other_view_sizes():
                              atol=1e-6)
   with pytest.raises(ValueError, match="not a square grid"):
     model.encode_tokens(jnp.zeros((1, 6, 32)))
+
+
+def test_padding_keys_are_invisible_and_ffn_outputs_add_up():
+  # key_valid: a padded token changes no valid token's output, whatever its content: the
+  # first 10 of 12 kept tokens, padded with 2 arbitrary ones, give what the 10 alone give.
+  model = _tiny()
+  tokens = model.embed_patches(_images())
+  keep = jnp.tile(jnp.arange(12), (3, 1))
+  valid = jnp.arange(12)[None, :] < 10
+  padded = model.encode_tokens(tokens, keep, key_valid=jnp.broadcast_to(valid, (3, 12)))
+  alone = model.encode_tokens(tokens, keep[:, :10])
+  np.testing.assert_allclose(padded[:, :11], alone, atol=1e-5)
+  other = model.encode_tokens(tokens, keep.at[:, 10:].set(40),
+                              key_valid=jnp.broadcast_to(valid, (3, 12)))
+  np.testing.assert_allclose(other[:, :11], padded[:, :11], atol=1e-6)
+  # Without the mask the two extra tokens are attended to.
+  assert not np.allclose(model.encode_tokens(tokens, keep)[:, :11], alone, atol=1e-3)
+  # ffn_outputs: the same output, and one MLP output per block; with one block, the output
+  # before the final norm is (tokens + attention) + ffn, so norm(pre + ffn) is the output.
+  out, ffn = model.encode_tokens(tokens, ffn_outputs=True)
+  np.testing.assert_allclose(out, model.encode_tokens(tokens), atol=1e-6)
+  assert len(ffn) == model.num_layers and ffn[0].shape == out.shape
+  one = _tiny(depth=1)
+  x = one.embed_patches(_images())
+  out, (ffn,) = one.encode_tokens(x, ffn_outputs=True)
+  block = one.blocks[0]
+  start = jnp.concatenate([jnp.broadcast_to(one.cls_token[...], (3, 1, 32)),
+                           x + one.position_embeddings()[1:]], axis=1)
+  after_attention = start + block.attention(block.norm1(start))
+  np.testing.assert_allclose(ffn, block.mlp(block.norm2(after_attention)), atol=1e-5)
+  np.testing.assert_allclose(out, one.norm(after_attention + ffn), atol=1e-5)
+
+
+def test_causal_attention_mask():
+  mask = vit.attention_mask(jnp.array([[True, True, False]]), causal_length=3)
+  np.testing.assert_array_equal(mask[0, 0], [[1, 0, 0], [1, 1, 0], [1, 1, 0]])
+  assert vit.attention_mask() is None
