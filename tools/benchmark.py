@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
 
 from jax_ssl import backends
 from jax_ssl import config as config_lib

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from conftest import make_idx_dataset, write_idx
+from conftest import make_idx_dataset
 from jax_ssl.data import fashion_mnist_local, pipeline
 
 

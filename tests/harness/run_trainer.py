@@ -20,7 +20,6 @@ reports for its array files).
 import errno
 import os
 import signal
-import sys
 
 from absl import app, flags
 

@@ -3,7 +3,6 @@ reference, known answers, global-batch statistics on 8 devices, and the train st
 vs 8 devices."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
