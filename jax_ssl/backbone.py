@@ -63,6 +63,10 @@ def safetensors_numpy():
 # ---------------------------------------------------------------- the module from its sidecar
 
 
+# ViT options a sidecar names only if it was exported after they existed
+VIT_OPTIONS = ("causal", "rope", "qk_norm", "mlp", "layer_scale", "num_registers")
+
+
 def build(architecture: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
   """The backbone an `architecture` (the sidecar's) names, as `config.build_backbone` builds
   it from `model.*` (`python -m jax_ssl.export` checks that both give the same module)."""
@@ -74,7 +78,9 @@ def build(architecture: Mapping[str, Any], *, rngs: nnx.Rngs) -> nnx.Module:
                           in_channels=a["in_channels"], depth=a["depth"], dim=a["dim"],
                           num_heads=a["num_heads"], pos_embedding=a["pos_embedding"],
                           cls_token=a["cls_token"], pool=a["pool"], dtype=a["dtype"],
-                          remat=a["remat"], rngs=rngs)
+                          remat=a["remat"], rngs=rngs,
+                          # options newer than the first sidecars: absent = the plain ViT
+                          **{key: a[key] for key in VIT_OPTIONS if key in a})
     if name in vq.BACKBONES:
       return vq.make_encoder(name, width=a["width"], patch_size=a["patch_size"],
                              in_channels=a["in_channels"], rngs=rngs)

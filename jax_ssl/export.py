@@ -96,7 +96,10 @@ def architecture_of(config, in_channels: int) -> dict[str, Any]:
     architecture.update(image_size=config.augment.output_size, patch_size=model.patch_size,
                         depth=model.depth, dim=model.dim, num_heads=model.num_heads,
                         pos_embedding=model.pos_embedding, cls_token=model.cls_token,
-                        pool=model.pool, dtype=model.dtype, remat=model.remat)
+                        pool=model.pool, dtype=model.dtype, remat=model.remat,
+                        causal=model.causal, rope=model.rope, qk_norm=model.qk_norm,
+                        mlp=model.mlp, layer_scale=model.layer_scale,
+                        num_registers=model.num_registers)
   elif model.backbone in vq.BACKBONES:
     architecture.update(width=model.width, patch_size=model.patch_size)
   else:

@@ -20,7 +20,8 @@ from absl import app, flags, logging
 import jax
 import numpy as np
 
-from jax_ssl import checkpoint, distributed, fs, interrupts, perf, run_lock, run_report, sharding
+from jax_ssl import (checkpoint, diagnostics, distributed, fs, interrupts, perf, run_lock,
+                     run_report, sharding)
 from jax_ssl import config as config_lib
 from jax_ssl import methods
 from jax_ssl.config import data_checks, paths
@@ -180,6 +181,10 @@ def _train_and_evaluate(config: Experiment, workdir: str,
                        out_shardings=(shardings, replicated),
                        donate_argnums=(0,))
   rng = sharding.replicate(jax.random.key_data(jax.random.key(config.seed)), mesh)
+  # RankMe and the normalised std every diagnostics_every_steps, read at the next log step.
+  collapse = diagnostics.TrainDiagnostics(
+      graphdef, config_lib.view_configs(config)[0], every_steps=config.diagnostics_every_steps,
+      encoder=config_lib.evaluation_encoder(config))
 
   # ---------------------------------------------------------------- loop
   writer = MetricWriter(workdir, start_step)
@@ -226,6 +231,7 @@ def _train_and_evaluate(config: Experiment, workdir: str,
         interval_overhead += time.perf_counter() - compile_start
       state, metrics = compiled_step(state, inputs, rng)
       step += 1
+      interval_overhead += collapse.after_step(step, state, inputs, rng)
       interval_steps += 1
       unchecked.append((step, metrics))
       log_step = step % config.log_every_steps == 0 or step == config.total_steps
@@ -243,6 +249,7 @@ def _train_and_evaluate(config: Experiment, workdir: str,
         metrics.update(perf.utilization(step_flops, interval_steps, elapsed, peak_flops))
         metrics["train_seconds"] = train_seconds
         metrics["skipped_updates"] = skipped
+        metrics.update(collapse.read())  # warns (one line) on a collapse
         # Share of the interval the host waited for the input pipeline: an upper bound of the
         # share the device sat idle for it (the device may run queued steps meanwhile).
         metrics["data_wait_fraction"] = data_wait / elapsed

@@ -212,7 +212,8 @@ def test_one_line_errors(byol_run, tmp_path, monkeypatch):
   (simclr / "config.json").write_text(json.dumps(
       {**saved, "method": "simclr", "method_args": {}, "heads": {}}))  # simclr's defaults
   assert _error_line(["--workdir", str(simclr), *out, "--teacher"]).startswith(
-      "error: --teacher: simclr has no EMA target of its backbone (methods with one: byol, dino")
+      "error: --teacher: simclr has no EMA target of its backbone (methods with one: byol, cnn_jepa, "
+      "data2vec2, dino")
   # Without the [export] extra: one line naming it, for exporting and for loading.
   export.export_backbone(str(byol_run), str(tmp_path / "b.msgpack"), weights_format="msgpack")
   export.export_backbone(str(byol_run), str(tmp_path / "b.safetensors"))
@@ -349,3 +350,28 @@ def test_evaluation_restores_the_ema_target_of_the_checkpoint(byol_run):
   target = np.asarray(jax.tree.leaves(encoder_weights(restored, "target")[0])[0])
   online = np.asarray(jax.tree.leaves(encoder_weights(restored, "online")[0])[0])
   assert not np.array_equal(target, online)
+
+
+def test_vit_options_travel_in_the_sidecar_architecture():
+  # A ViT with registers, SwiGLU, LayerScale, RoPE and QK-norm: the sidecar's architecture
+  # rebuilds the same module the config builds (every parameter path and shape); a sidecar
+  # written before the options existed (no such keys) rebuilds the plain ViT.
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  model = dict(backbone="vit_tiny", dim=16, depth=1, num_heads=2, patch_size=7,
+               num_registers=2, mlp="swiglu", layer_scale=1e-5, rope=True, qk_norm=True,
+               pos_embedding="none")
+  config = typed({"method": "mae", "model": model})
+  architecture = export.architecture_of(config, in_channels=1)
+  shapes = lambda m: {".".join(map(str, path)): variable.get_value().shape
+                      for path, variable in nnx.to_flat_state(nnx.state(m))}
+  from_config = nnx.eval_shape(lambda: config_lib.build_backbone(config, 1, nnx.Rngs(0)))
+  rebuilt = backbone.build_abstract(architecture)
+  assert shapes(rebuilt) == shapes(from_config)
+  assert rebuilt.num_prefix_tokens == 3 and shapes(rebuilt)["register_tokens"] == (1, 2, 16)
+  # SwiGLU's fused gate/value projection: 2 x int(2/3 * 4 * 16) rounded up to 8 = 2 x 48
+  assert shapes(rebuilt)["blocks.0.mlp.w12.kernel"] == (16, 96)
+  assert shapes(rebuilt)["blocks.0.ls1.gamma"] == (16,)
+  old = {k: v for k, v in architecture.items() if k not in backbone.VIT_OPTIONS}
+  old["pos_embedding"] = "sincos"
+  plain = backbone.build_abstract(old)
+  assert plain.num_prefix_tokens == 1 and len(shapes(plain)) < len(shapes(rebuilt))

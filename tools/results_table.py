@@ -24,14 +24,16 @@ FINETUNE_KEYS = ("linear_1pct_top1", "finetune_top1")
 def table(run_dirs: list[str], link_from: str | None = None) -> str:
   """One row per run's encoder, then each distinct baseline once (runs of the same dataset,
   backbone and seed share them), and which encoders beat both baselines of their run; with a
-  `finetune_top1` column when some run was fine-tuned, and which fine-tuned encoders beat
-  their own random initialisation on FINETUNE_KEYS. With `link_from` (the folder of the page
+  `finetune_top1` column when some run was fine-tuned (`attentive_top1` when some run ran the
+  attentive probe), and which fine-tuned encoders beat their own random initialisation on
+  FINETUNE_KEYS. With `link_from` (the folder of the page
   the table goes into) each run's name links to its folder, relative to that page."""
   runs = []
   for run_dir in run_dirs:
     with open(os.path.join(run_dir, "results.json")) as f:
       runs.append((run_dir, json.load(f)))
-  keys = KEYS + (("finetune_top1",) if any("finetune_top1" in r for _, r in runs) else ())
+  keys = KEYS + tuple(k for k in ("finetune_top1", "attentive_top1")
+                     if any(k in r for _, r in runs))
   lines = ["| run | method | dataset | steps | train min | eval min | cpu | 1% subsets | "
            "features | " + " | ".join(keys) + " |", "|---" * (9 + len(keys)) + "|"]
   baselines: dict[tuple, tuple[str, dict]] = {}

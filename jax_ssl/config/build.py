@@ -140,11 +140,16 @@ def build_backbone(config: Experiment, in_channels: int,
   if dtype_refusal(model.backbone, model.dtype):
     raise ConfigError(dtype_refusal(model.backbone, model.dtype))
   if model.backbone in vit.BACKBONES:
-    return vit.make_vit(model.backbone, image_size=config.augment.output_size,
-                        patch_size=model.patch_size, in_channels=in_channels, depth=model.depth,
-                        dim=model.dim, num_heads=model.num_heads,
-                        pos_embedding=model.pos_embedding, cls_token=model.cls_token,
-                        pool=model.pool, dtype=model.dtype, remat=model.remat, rngs=rngs)
+    try:  # what needs the width and heads together (rope: head width % 4) is checked there
+      return vit.make_vit(
+          model.backbone, image_size=config.augment.output_size, patch_size=model.patch_size,
+          in_channels=in_channels, depth=model.depth, dim=model.dim,
+          num_heads=model.num_heads, pos_embedding=model.pos_embedding,
+          cls_token=model.cls_token, pool=model.pool, dtype=model.dtype, remat=model.remat,
+          causal=model.causal, rope=model.rope, qk_norm=model.qk_norm, mlp=model.mlp,
+          layer_scale=model.layer_scale, num_registers=model.num_registers, rngs=rngs)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
   if model.backbone in vq.BACKBONES:
     return vq.make_encoder(model.backbone, width=model.width, patch_size=model.patch_size,
                            in_channels=in_channels, rngs=rngs)
@@ -163,6 +168,10 @@ def build_model(config: Experiment, in_channels: int, seed: int, *,
   rngs = nnx.Rngs(seed)
   backbone = build_backbone(config, in_channels, rngs)
   spec = method.spec
+  if config.model.causal and not spec.patch_tokens:
+    raise ConfigError(f"model.causal=True with method={config.method!r}, which trains on the "
+                      f"pooled features (always bidirectional): the causal mask applies to the "
+                      f"token API of token methods (nepa, mae, ...); set model.causal=False")
   # The heads' BatchNorms from the backbone's speed backend (make_heads takes none).
   with backends.use(backends.select(config.backend)):
     heads = spec.make_heads(backbone if spec.patch_tokens else backbone.feature_dim,

@@ -137,11 +137,30 @@ class Model:
   depth: int | None = None
   dim: int | None = None
   num_heads: int | None = None
+  # ViT options (models/vit.py, vit_layers.py; the defaults are the plain ViT): causal
+  # attention in the token API (pooled features stay bidirectional, as NEPA fine-tunes),
+  # 2-D rotary embeddings (pos_embedding may then be "none"), LayerNorm on q and k, the MLP
+  # ("gelu" or DINOv2's "swiglu"), LayerScale's initial gamma (None: off), register tokens
+  causal: bool = False
+  rope: bool = False
+  qk_norm: bool = False
+  mlp: str = "gelu"
+  layer_scale: float | None = None
+  num_registers: int = 0
 
   def validate(self) -> None:
     check(self.stem in STEMS, f"model.stem={self.stem!r}; use 'cifar' (3x3, no max-pool) or "
                               f"'imagenet' (7x7 + max-pool)")
     check(self.final_features >= 0, f"model.final_features={self.final_features}; must be >= 0")
+    check(self.mlp in ("gelu", "swiglu"),  # models/vit_layers.py MLPS
+          f"model.mlp={self.mlp!r}; use 'gelu' or 'swiglu'")
+    check(self.layer_scale is None or self.layer_scale > 0,
+          f"model.layer_scale={self.layer_scale}; must be > 0 (e.g. 1e-5), or None: no "
+          f"LayerScale")
+    check(self.num_registers >= 0, f"model.num_registers={self.num_registers}; must be >= 0")
+    check(self.pos_embedding != "none" or self.rope,
+          "model.pos_embedding='none' leaves the ViT without positions; set model.rope=True "
+          "or use 'sincos' / 'learned'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +252,14 @@ class Evaluation:
   # the evaluation view's central crop of the shorter side (ImageNet: 0.875)
   crop_fraction: float = 0.875
   finetune: Finetune = Finetune()
+  # eval.protocols "attentive" (evaluate/attentive_probe.py): V-JEPA's attentive probe
+  # trained with AdamW on the cached frozen patch tokens; num_heads 0: the ViT's own heads
+  # (ResNets: feature_dim // 64)
+  attentive_steps: int = 1000
+  attentive_batch_size: int = 256
+  attentive_learning_rate: float = 1e-3
+  attentive_weight_decay: float = 1e-3
+  attentive_num_heads: int = 0
 
   def validate(self) -> None:
     from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
@@ -250,6 +277,13 @@ class Evaluation:
     check(self.encoder in EVAL_ENCODERS,
           f"eval.encoder={self.encoder!r}; use 'method' (as the method's paper evaluates), "
           f"'online' or 'target'")
+    for key in ("attentive_steps", "attentive_batch_size", "attentive_learning_rate"):
+      check(getattr(self, key) > 0, f"eval.{key}={getattr(self, key)}; must be > 0")
+    check(self.attentive_weight_decay >= 0,
+          f"eval.attentive_weight_decay={self.attentive_weight_decay}; must be >= 0")
+    check(self.attentive_num_heads >= 0,
+          f"eval.attentive_num_heads={self.attentive_num_heads}; must be >= 0 (0: the "
+          f"encoder's own heads)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +308,9 @@ class Experiment:
   grad_accum_mode: str = "micro_batch"
   total_steps: int = 1000
   log_every_steps: int = 100
+  # every this many steps, RankMe and the normalised std of the training batch's backbone
+  # features, logged as diagnostics/* with the next log line (jax_ssl/diagnostics.py); 0: off
+  diagnostics_every_steps: int = 500
   checkpoint_every_steps: int = 2000
   keep_checkpoints: int = 2
   evaluate: bool = True
@@ -297,6 +334,14 @@ class Experiment:
     for key in ("total_steps", "global_batch_size", "log_every_steps",
                 "checkpoint_every_steps", "keep_checkpoints", "grad_accum_steps"):
       check(getattr(self, key) > 0, f"{key}={getattr(self, key)!r}; must be a positive integer")
+    check(self.diagnostics_every_steps >= 0,
+          f"diagnostics_every_steps={self.diagnostics_every_steps}; must be >= 0 (0: no "
+          f"collapse diagnostics during training)")
+    from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
+    check(not (self.model.backbone == "vq_encoder"
+               and protocols.parse_protocols(self.eval.protocols).attentive),
+          "eval.protocols 'attentive' needs patch tokens of a ViT or ResNet backbone, not "
+          "model.backbone='vq_encoder'; drop 'attentive' from eval.protocols")
     check(self.grad_accum_mode in GRAD_ACCUM_MODES,
           f"grad_accum_mode={self.grad_accum_mode!r}; use 'micro_batch' or 'exact'")
     check(self.backend in BACKENDS,

@@ -1,6 +1,6 @@
 """`python -m jax_ssl.evaluate --workdir DIR`: evaluate a checkpoint of any run.
 
-  python -m jax_ssl.evaluate --workdir DIR [--protocols knn,linear,finetune,lowlabel] [--step N]
+  python -m jax_ssl.evaluate --workdir DIR [--protocols knn,linear,attentive,finetune,lowlabel] [--step N]
   python -m jax_ssl.evaluate --workdir DIR --report                 # pictures + DIR/report.md
   python -m jax_ssl.evaluate --workdir DIR --export_features OUT [--split train,test]
 
@@ -28,7 +28,7 @@ from jax_ssl.evaluate.workdir import evaluate_workdir, load_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's output directory.", required=True)
 _PROTOCOLS = flags.DEFINE_string(
-    "protocols", None, "Comma separated: knn, linear, finetune, lowlabel, lowlabel-<P>% "
+    "protocols", None, "Comma separated: knn, linear, attentive, finetune, lowlabel, lowlabel-<P>% "
     "(default: the run's eval.protocols; none when only --report/--export_features is given).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
 _REPORT = flags.DEFINE_bool("report", None, "Write DIR/report.md with the results table, "

@@ -15,6 +15,9 @@ separated):
                   `finetune` also selected, fine-tuning on the same subsets:
                   `finetune_1pct_top1`, ...
   lowlabel-<P>%   the same at P% only (e.g. lowlabel-1%)
+  attentive       V-JEPA's attentive probe (a learned query cross-attending over the frozen
+                  patch tokens, then a linear classifier) trained on all training labels:
+                  `attentive_top1` (see attentive_probe.py)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 from jax_ssl.errors import ConfigError
 from jax_ssl.evaluate import knn, linear_probe
 
-PROTOCOL_NAMES = ("knn", "linear", "finetune", "lowlabel")
+PROTOCOL_NAMES = ("knn", "linear", "finetune", "lowlabel", "attentive")
 LOW_LABEL_PERCENTS = (1.0, 10.0)  # what `lowlabel` alone means (SimCLR's 1% and 10%)
 _LOW_LABEL = re.compile(r"lowlabel-(\d+(?:\.\d+)?)%")
 
@@ -43,11 +46,13 @@ class Protocols:
   linear: bool = False
   finetune: bool = False
   low_label_percents: tuple[float, ...] = ()
+  attentive: bool = False
 
   @property
   def frozen(self) -> bool:
     """Whether any protocol runs on frozen features (and so needs them extracted)."""
     return self.knn or self.linear or bool(self.low_label_percents)
+  # `attentive` reads patch tokens (attentive_probe.py), not these pooled features.
 
 
 def parse_protocols(spec: str | Sequence[str]) -> Protocols:
@@ -62,7 +67,7 @@ def parse_protocols(spec: str | Sequence[str]) -> Protocols:
     if not token or token == "none":
       continue
     match = _LOW_LABEL.fullmatch(token)
-    if token in ("knn", "linear", "finetune"):
+    if token in ("knn", "linear", "finetune", "attentive"):
       chosen[token] = True
     elif token == "lowlabel":
       chosen["low_label_percents"] += LOW_LABEL_PERCENTS
@@ -72,7 +77,7 @@ def parse_protocols(spec: str | Sequence[str]) -> Protocols:
       raise ConfigError(
           f"unknown evaluation protocol {token!r} in {','.join(tokens)!r}; choose from "
           f"knn, linear, finetune, lowlabel, lowlabel-<P>% (0 < P <= 100, e.g. lowlabel-1%), "
-          f"comma separated")
+          f"attentive, comma separated")
   chosen["low_label_percents"] = tuple(sorted(set(chosen["low_label_percents"])))
   return Protocols(**chosen)
 

@@ -249,6 +249,9 @@ def write_report(workdir: str, results: dict[str, Any], *, train_features: np.nd
                  f"of the training split (never the test set)")
   if "finetune_top1" in results:
     notes.append("fine-tuning: " + results.get("finetune_note", ""))
+  if "diagnostics" in results:  # RankMe and the normalised std (jax_ssl/diagnostics.py)
+    from jax_ssl import diagnostics  # pylint: disable=g-import-not-at-top
+    notes.append(diagnostics.describe(results["diagnostics"]))
   notes.append(f"{len(train_labels)} training and {len(test_labels)} test examples; "
                f"`± x`: sample standard deviation over the low-label subsets")
   sections += [f"* {note}" for note in notes] + [""]

@@ -8,6 +8,10 @@ Each frozen-feature protocol also runs on raw pixels and on the randomly initial
 (the same seed's initial weights), the baselines a method must beat; fine-tuning also runs
 from the random initialisation (`baselines.random_init.finetune_top1`: what pretraining
 must improve on).
+The attentive protocol (attentive_probe.py) trains V-JEPA's attentive probe on the cached
+patch tokens of the same encoder (and of the random initialisation with the baselines).
+RankMe and the normalised std of the test features (jax_ssl/diagnostics.py) go to
+results.json's "diagnostics", with a warning line if they show a collapse.
 Results go to `DIR/results.json` and are printed as a table; with `eval.report` (or
 `--report`) the pictures and `DIR/report.md` are written too (report.py). DIR (and the
 feature export's folder) may be a URL (gs://...): files go through etils.epath (jax_ssl/fs.py).
@@ -21,8 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-
 import numpy as np
+from flax import nnx
 
 from jax_ssl import config as config_lib
 from jax_ssl.config import data_checks
@@ -30,8 +34,9 @@ from jax_ssl.config.schema import Experiment
 from jax_ssl import fs, sharding
 from jax_ssl.data import augment, pipeline
 from jax_ssl.errors import ConfigError, DataError
-from jax_ssl.evaluate import finetune, host, knn, protocols, report
-from jax_ssl.evaluate.features import Subset, extract
+from jax_ssl import diagnostics
+from jax_ssl.evaluate import attentive_probe, finetune, host, knn, protocols, report
+from jax_ssl.evaluate.features import Subset, extract, make_token_fn
 from jax_ssl.state import encoder_weights, split_model
 from jax_ssl.step import make_feature_fn
 
@@ -66,11 +71,13 @@ class EvalData:
     return extract(feature_fn, self.sources[split], batch_size=self.batch_size,
                    limit=self.limits[split], mesh=mesh, image_size=self.image_size)
 
-def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0):
+def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0, *,
+                 tokens: bool = False):
   """`encoder(params, batch_stats)` -> a jitted `images -> backbone features` on the centre
-  view; one compilation serves the trained and the random-init weights (same shapes)."""
+  view (`tokens`: its patch tokens, features.patch_tokens); one compilation serves the
+  trained and the random-init weights (same shapes)."""
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  features = make_feature_fn(graphdef)
+  features = make_token_fn(graphdef) if tokens else make_feature_fn(graphdef)
   view = lambda images: augment.center_view(images, output_size, crop_fraction=crop_fraction)
   encode = jax.jit(lambda p, s, images: features(p, s, view(images)),
                    in_shardings=(replicated, replicated, batch_sharding),
@@ -93,6 +100,20 @@ def finetune_settings(config: Experiment) -> finetune.FinetuneSettings:
       label_smoothing=ft.label_smoothing, layer_decay=ft.layer_decay, optimizer=ft.optimizer,
       crop_scale=tuple(ft.crop_scale), output_size=config.augment.output_size,
       crop_fraction=config.eval.crop_fraction)
+
+def _attentive_protocol(config: Experiment, data: EvalData, graphdef, mesh,
+                        weights: tuple[Any, Any]) -> dict[str, Any]:
+  """attentive_probe.evaluate of the encoder with `weights` (params, batch stats)."""
+  ev = config.eval
+  settings = attentive_probe.AttentiveSettings(
+      steps=ev.attentive_steps, batch_size=ev.attentive_batch_size,
+      learning_rate=ev.attentive_learning_rate, weight_decay=ev.attentive_weight_decay)
+  tokens = make_encoder(graphdef, mesh, config.augment.output_size, ev.crop_fraction,
+                        tokens=True)(*weights)
+  heads = ev.attentive_num_heads or attentive_probe.default_num_heads(
+      nnx.merge(graphdef, *weights).backbone)
+  return attentive_probe.evaluate(data, tokens, mesh, num_heads=heads, settings=settings,
+                                  seed=config.seed)
 
 def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
                         chosen: protocols.Protocols, train_labels: np.ndarray | None,
@@ -185,10 +206,16 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
     scores, knn_predictions = protocols.frozen_feature_protocols(*train, *test, chosen,
                                                                  **feature_args)
     results.update(scores)
+  if test is not None:  # RankMe and the normalised std of the test features (one line if bad)
+    results["diagnostics"] = diagnostics.evaluation_diagnostics(test[0])
+  if chosen.attentive:
+    results.update(_attentive_protocol(config, data, graphdef, mesh,
+                                       encoder_weights(state, evaluated)))
   # The random-init baseline's weights, built once for the frozen protocols and fine-tuning.
   init_weights = (split_model(config_lib.build_model(
       config, data.in_channels, config.seed, num_classes=data.num_classes))[1:]
-                  if ev.baselines and (chosen.frozen or chosen.finetune) else None)
+                  if ev.baselines and (chosen.frozen or chosen.finetune or chosen.attentive)
+                  else None)
   if chosen.finetune:
     finetuned, baseline = _finetune_protocols(config, data, graphdef, state, mesh, chosen,
                                               train[1] if train is not None else None,
@@ -211,15 +238,24 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
           *data.features(feature_fn, "train", mesh), *data.features(feature_fn, "test", mesh),
           chosen, **feature_args)
       baselines[name] = {**baselines.get(name, {}), **scores}
-  if chosen.frozen or chosen.finetune or "eval_seconds" not in results:
+  if ev.baselines and chosen.attentive:
+    baselines = results.setdefault("baselines", {})
+    scores = _attentive_protocol(config, data, graphdef, mesh,
+                                 sharding.replicate(init_weights, mesh))
+    baselines["random_init"] = {**baselines.get("random_init", {}),
+                                "attentive_top1": scores["attentive_top1"]}
+  evaluated_any = chosen.frozen or chosen.finetune or chosen.attentive
+  if evaluated_any or "eval_seconds" not in results:
     results["eval_seconds"] = round(time.perf_counter() - start, 1)
   # Key order as before: the encoder's results, then the baselines and the evaluation time.
   results = {**{k: v for k, v in results.items() if k not in ("baselines", "eval_seconds")},
              **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
   if jax.process_index() == 0:
-    if chosen.frozen or chosen.finetune:
+    if evaluated_any:
       (fs.path(workdir) / "results.json").write_text(json.dumps(results, indent=2))
     print(report.results_table(results), flush=True)
+    if "diagnostics" in results and test is not None:
+      print(diagnostics.describe(results["diagnostics"]), flush=True)
     if report_pictures:
       if knn_predictions is None:
         knn_predictions = knn.knn_predict(train[0], train[1], test[0], num_classes=data.num_classes,

@@ -6,13 +6,18 @@ import functools
 from jax_ssl.methods import barlow_twins
 from jax_ssl.methods import beit
 from jax_ssl.methods import byol
+from jax_ssl.methods import cnn_jepa
+from jax_ssl.methods import data2vec2
 from jax_ssl.methods import dino
+from jax_ssl.methods import ibot
+from jax_ssl.methods import ijepa
 from jax_ssl.methods import jigsaw
 from jax_ssl.methods import lejepa
 from jax_ssl.methods import mae
 from jax_ssl.methods import maskfeat
 from jax_ssl.methods import moco_v2
 from jax_ssl.methods import moco_v3
+from jax_ssl.methods import nepa
 from jax_ssl.methods import nnclr
 from jax_ssl.methods import relative_position
 from jax_ssl.methods import rotation
@@ -36,6 +41,7 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     jigsaw.SPEC,
     relative_position.SPEC,
     byol.SPEC,
+    cnn_jepa.SPEC,
     moco_v3.SPEC,
     moco_v2.SPEC,
     nnclr.SPEC,
@@ -47,6 +53,10 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     beit.SPEC,
     maskfeat.SPEC,
     tico.SPEC,
+    nepa.SPEC,
+    ibot.SPEC,
+    data2vec2.SPEC,
+    ijepa.SPEC,
 )}
 
 

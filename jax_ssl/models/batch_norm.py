@@ -20,6 +20,20 @@ Inside a `jax.shard_map` over the batch's mesh axis (`cross_device(axis_name)`:
 the batch statistics are summed over that axis, so they stay those of the global batch, and
 the running averages are collected instead of assigned (a value traced inside the shard_map
 cannot be stored in a Variable of the trace around it): `cross_device` assigns them after.
+
+Sparse (masked) mode, `bn(x, mask=visible)` with `visible` bool [B, H, W] (x's leading
+axes): SparK's sparse BatchNorm (keyu-tian/SparK encoder.py `sp_bn_forward`, which CNN-JEPA's
+kaland313/CNN-JEPA models/sparse_encoder.py copies): the batch statistics are the mean and
+biased variance of the visible positions only (what a BatchNorm1d of the gathered visible
+rows computes), the running averages move towards them, and the output (after the residual
+and the ReLU) is zero at every masked position, so a masked position never contributes to a
+later layer's statistics. SparK gathers the visible rows (a dynamic shape); here the sums are
+weighted by the mask (static shapes under jit), the same numbers. Across devices the masked
+sums and the visible count are summed over the data axis (one psum, as the dense path), so
+the statistics are those of the global batch's visible positions; SparK's default
+(`sbn=False`) keeps them per device. In evaluation mode the running averages normalise and
+masked positions are still zeroed. nnx.BatchNorm's own `mask` (statistics over the True
+positions, every position normalised) is this without the zeroing; no model uses that.
 """
 
 from __future__ import annotations
@@ -90,6 +104,26 @@ def _normalize_cross_device(x, scale, bias, epsilon: float, axis_name: str):
   return y, mean, var
 
 
+def _normalize_masked(x, visible, scale, bias, epsilon: float, axis_name: str | None):
+  """Training-mode BatchNorm whose statistics count the `visible` positions only (bool,
+  x's leading axes), summed over `axis_name` when given (one psum of the masked sums and the
+  visible count); float32. -> (y at every position, mean, biased variance)."""
+  xf = x.astype(jnp.float32)
+  weight = visible.astype(jnp.float32)[..., None]
+  axes = tuple(range(x.ndim - 1))
+  weighted = xf * weight
+  sums = jnp.concatenate([jnp.sum(weighted, axes), jnp.sum(weighted * xf, axes),
+                          jnp.sum(weight, axes)])
+  if axis_name is not None:
+    sums = lax.psum(sums, axis_name)
+  sum_x, sum_x2, count = jnp.split(sums, [x.shape[-1], 2 * x.shape[-1]])
+  count = jnp.maximum(count, 1.0)  # nothing visible: zero statistics, not NaN
+  mean = sum_x / count
+  var = jnp.maximum(0.0, sum_x2 / count - jnp.square(mean))
+  y = (xf - mean) * (lax.rsqrt(var + epsilon) * scale) + bias
+  return y, mean, var
+
+
 class BatchNorm(nnx.BatchNorm):
   """`nnx.BatchNorm` whose call can add the residual and apply the ReLU that follow it.
 
@@ -112,6 +146,8 @@ class BatchNorm(nnx.BatchNorm):
     use_running_average = (self.use_running_average if use_running_average is None
                            else use_running_average)
     out_dtype = self.compute_dtype or x.dtype
+    if mask is not None:
+      return self._sparse(x, mask, use_running_average, residual, relu, out_dtype)
     plain = (mask is None and self.axis_name is None and self.scale is not None
              and self.bias is not None and self.axis in (-1, x.ndim - 1))
     training = use_running_average is False and plain
@@ -140,3 +176,31 @@ class BatchNorm(nnx.BatchNorm):
     if relu:
       y = nnx.relu(y)
     return y.astype(out_dtype)
+
+  def _sparse(self, x, visible, use_running_average: bool, residual, relu: bool, out_dtype):
+    """The sparse mode (module docstring): statistics of the `visible` positions, output zero
+    at the others. No backend's `fused_normalize`: it has no mask (the cpu_kernels backend
+    takes this path for masked calls, as for any masked BatchNorm)."""
+    visible = jnp.broadcast_to(jnp.asarray(visible, bool), x.shape[:-1])
+    features = x.shape[-1]
+    scale = self.scale[...] if self.scale is not None else jnp.ones((features,), jnp.float32)
+    bias = self.bias[...] if self.bias is not None else jnp.zeros((features,), jnp.float32)
+    if use_running_average:
+      xf = x.astype(jnp.float32)
+      y = (xf - self.mean[...]) * (lax.rsqrt(self.var[...] + self.epsilon) * scale) + bias
+    else:
+      collected = _CROSS_DEVICE[-1] if _CROSS_DEVICE else None
+      axis_name = collected.axis_name if collected is not None else self.axis_name
+      y, mean, var = _normalize_masked(x, visible, scale, bias, self.epsilon, axis_name)
+      for variable, batch_value in ((self.mean, mean), (self.var, var)):
+        if collected is not None:
+          collected.write(variable, lax.stop_gradient(
+              self.momentum * collected.read(variable) + (1 - self.momentum) * batch_value))
+        else:
+          variable[...] = lax.stop_gradient(self.momentum * variable[...]
+                                            + (1 - self.momentum) * batch_value)
+    if residual is not None:
+      y = y + residual.astype(y.dtype)
+    if relu:
+      y = nnx.relu(y)
+    return jnp.where(visible[..., None], y, 0.0).astype(out_dtype)

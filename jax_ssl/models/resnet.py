@@ -15,8 +15,26 @@ default: `nnx.Conv` and the plain BatchNorm) or the one `backends.select(config.
 returns (`config.build_backbone`); the parameters and their layout are the same on every
 backend.
 
+Sparse (masked) mode, `backbone(x, mask=visible)` / `backbone.feature_map(x, mask=visible)`
+with `visible` bool [B, h, w] on any grid of cells (CNN-JEPA draws it on the output grid,
+`output_grid`): SparK's sparse encoder (keyu-tian/SparK encoder.py, which kaland313/CNN-JEPA
+models/sparse_encoder.py copies), the masked image seen by a CNN as a sparse set of
+positions. The image is masked (the mask resized to pixels), and every layer's output is
+zero at the masked positions of its own resolution (the mask resized there by `mask_at`):
+every BatchNorm runs in its sparse mode (models/batch_norm.py: statistics of the visible
+positions only, zero output at the masked ones, after the residual and the ReLU), and the
+ImageNet stem's max-pool output is masked as SparK's `SparseMaxPooling`. A convolution's
+output at masked positions is left as it is: the sparse BatchNorm that follows every
+convolution ignores it in its statistics and writes zeros there, so SparK's zeroing after
+the convolution (`SparseConv2d`) would change nothing. The convolutions are the backend's
+own either way; without a mask every model computes exactly as before.
+
 References:
   He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+  Tian et al., "Designing BERT for Convolutional Networks: Sparse and Hierarchical Masked
+  Modeling", ICLR 2023 (SparK; the sparse encoder).
+  Kalapos & Gyires-Toth, "CNN-JEPA: Self-Supervised Pretraining Convolutional Neural
+  Networks Using Joint Embedding Predictive Architecture", 2024.
 """
 
 from __future__ import annotations
@@ -25,6 +43,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jax_ssl import backends
@@ -37,6 +56,33 @@ _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 # model.dtype -> compute dtype (parameters are float32 whatever it is)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def mask_at(mask: jax.Array, height: int, width: int) -> jax.Array:
+  """A bool [B, h, w] mask of cells resized to a [B, height, width] grid by nearest cell:
+  row i takes cell row floor(i * h / height) (columns alike). Where height is a multiple of
+  h this repeats every cell height / h times, SparK's `repeat_interleave` of its mask to
+  each stage's resolution; it also maps the 4x4 output grid of a 28 px image (cells of 7
+  px) to every stage (28, 14, 7, 4 rows)."""
+  rows = (np.arange(height) * mask.shape[1]) // height
+  cols = (np.arange(width) * mask.shape[2]) // width
+  return mask[:, rows][:, :, cols]
+
+
+def _sparse_bn(bn, x: jax.Array, mask: jax.Array | None, **kwargs) -> jax.Array:
+  """`bn(x, **kwargs)`, in its sparse mode at x's resolution when a mask is given (the call
+  without a mask is exactly the dense model's)."""
+  if mask is None:
+    return bn(x, **kwargs)
+  return bn(x, mask=mask_at(mask, x.shape[1], x.shape[2]), **kwargs)
+
+
+def _conv_bn(layers: nnx.Sequential, x: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """A `conv1x1_bn` (shortcut, final conv) with its BatchNorm sparse under a mask."""
+  if mask is None:
+    return layers(x)
+  conv_layer, bn = layers.layers
+  return _sparse_bn(bn, conv_layer(x), mask)
 
 
 def conv(in_features: int, out_features: int, kernel: int, stride: int = 1, *,
@@ -90,10 +136,10 @@ class BasicBlock(nnx.Module):
     self.bn2 = batch_norm(out_features, **layer)
     self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, **layer))
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    residual = x if self.shortcut is None else self.shortcut(x)
-    y = self.bn1(self.conv1(x), relu=True)
-    return self.bn2(self.conv2(y), residual=residual, relu=True)
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    residual = x if self.shortcut is None else _conv_bn(self.shortcut, x, mask)
+    y = _sparse_bn(self.bn1, self.conv1(x), mask, relu=True)
+    return _sparse_bn(self.bn2, self.conv2(y), mask, residual=residual, relu=True)
 
 
 class Bottleneck(nnx.Module):
@@ -112,11 +158,11 @@ class Bottleneck(nnx.Module):
     self.bn3 = batch_norm(out_features, **layer)
     self.shortcut = nnx.data(projection_shortcut(in_features, out_features, stride, **layer))
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    residual = x if self.shortcut is None else self.shortcut(x)
-    y = self.bn1(self.conv1(x), relu=True)
-    y = self.bn2(self.conv2(y), relu=True)
-    return self.bn3(self.conv3(y), residual=residual, relu=True)
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    residual = x if self.shortcut is None else _conv_bn(self.shortcut, x, mask)
+    y = _sparse_bn(self.bn1, self.conv1(x), mask, relu=True)
+    y = _sparse_bn(self.bn2, self.conv2(y), mask, relu=True)
+    return _sparse_bn(self.bn3, self.conv3(y), mask, residual=residual, relu=True)
 
 
 class ResNet(nnx.Module):
@@ -146,6 +192,7 @@ class ResNet(nnx.Module):
     if stem not in ("cifar", "imagenet"):
       raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
     self.stem_kind = stem
+    self.num_strided_stages = max(0, len(stage_sizes) - 1)
     self.dtype = dtype
     layer = dict(dtype=dtype, backend=backend, rngs=rngs)
     self.stem_conv = conv(in_channels, width, 3 if stem == "cifar" else 7,
@@ -164,15 +211,41 @@ class ResNet(nnx.Module):
                           if final_features else None)
     self.feature_dim = final_features or in_features
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = self.stem_bn(self.stem_conv(x), relu=True)
+  def output_grid(self, height: int, width: int) -> tuple[int, int]:
+    """The (h, w) of the last feature map for height x width images: every stride-2 layer
+    (the ImageNet stem's conv and max-pool, the first block of stages 1, 2, ...) maps n to
+    ceil(n / 2) with its padding (k - 1) // 2; so 224 -> 7 (stride 32), 32 -> 4 (CIFAR stem,
+    stride 8), 28 -> 4."""
+    halvings = self.num_strided_stages + (2 if self.stem_kind == "imagenet" else 0)
+    for _ in range(halvings):
+      height, width = -(-height // 2), -(-width // 2)
+    return height, width
+
+  def feature_map(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """The last feature map before pooling, [B, h, w, feature_dim] in the compute dtype;
+    with `mask` (bool [B, h', w'] cells, True = visible) the sparse encoder's (module
+    docstring), zero at the masked positions."""
+    if mask is not None:
+      x = x * mask_at(mask, x.shape[1], x.shape[2])[..., None].astype(x.dtype)
+    x = _sparse_bn(self.stem_bn, self.stem_conv(x), mask, relu=True)
     if self.stem_kind == "imagenet":
       x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+      if mask is not None:
+        x = x * mask_at(mask, x.shape[1], x.shape[2])[..., None].astype(x.dtype)
     for block in self.blocks:
-      x = block(x)
+      x = block(x) if mask is None else block(x, mask)
     if self.final is not None:
-      x = nnx.relu(self.final(x))
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+      x = nnx.relu(_conv_bn(self.final, x, mask))
+    return x
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Global average pooling of `feature_map` -> float32 [B, feature_dim]; with `mask`, the
+    mean over each image's visible positions."""
+    x = self.feature_map(x, mask).astype(jnp.float32)
+    if mask is None:
+      return jnp.mean(x, axis=(1, 2))
+    visible = mask_at(mask, x.shape[1], x.shape[2]).astype(jnp.float32)[..., None]
+    return jnp.sum(x * visible, axis=(1, 2)) / jnp.maximum(jnp.sum(visible, axis=(1, 2)), 1.0)
 
 
 BACKBONES = {

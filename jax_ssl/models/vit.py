@@ -24,6 +24,21 @@ size) get the position embeddings interpolated over the same extent, as DINO's
 
 Layer-wise learning-rate decay (fine-tuning) uses `num_layers` and `layer_index(path)`.
 
+Options every method can use (`model.*`; off by default, and then the parameters and
+outputs are the plain ViT's above; the block-level ones are described in vit_layers.py):
+`rope` (2-D rotary embeddings on q/k; `pos_embedding="none"` then drops the absolute
+ones), `qk_norm`, `mlp="swiglu"`, `layer_scale`, `causal` and `num_registers`.
+
+  * `causal`: the token API (`encode_tokens`, what MAE, NEPA and every token method train
+    through) attends causally, token t to tokens <= t in sequence order (prefix tokens,
+    then the patches in the order kept). The pooled features (`__call__`: evaluation,
+    fine-tuning, export) attend bidirectionally, as NEPA fine-tunes its causally pretrained
+    ViT (`is_causal: false` in its sft configs).
+  * `num_registers`: learned register tokens after the CLS token (Darcet et al., "Vision
+    Transformers Need Registers", ICLR 2024; DINOv2's init, normal(1e-6)), with no
+    position embedding and no rotation. They count in `num_prefix_tokens`, so pooling and
+    every method's `[:, num_prefix_tokens:]` slice of the patch outputs drop them.
+
 References:
   Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021 (ViT-Base: 768 wide,
   12 blocks, 12 heads; ViT-Large 1024/24/16, ViT-Huge 1280/32/16, Table 1). Touvron et al., "Training data-efficient image transformers", ICML
@@ -44,6 +59,10 @@ import numpy as np
 from flax import nnx
 
 from jax_ssl.masking import patchify
+# The block and its options live in vit_layers.py; re-exported here, the one import path.
+from jax_ssl.models.vit_layers import (  # noqa: F401  (re-exported)
+    MLP, MLPS, Attention, Block, LayerScale, SwiGLU, apply_blocks, apply_blocks_with_ffn,
+    apply_rope, attention_mask, rope_angles, rope_angles_at)
 
 # name: (width, depth, heads)
 BACKBONES = {
@@ -55,12 +74,14 @@ BACKBONES = {
     "vit_large": (1024, 24, 16),
     "vit_huge": (1280, 32, 16),
 }
-POSITION_EMBEDDINGS = ("sincos", "learned")
+# "none": no absolute position (with `rope`, the rotary embeddings carry it: NEPA)
+POSITION_EMBEDDINGS = ("sincos", "learned", "none")
 POOLS = ("gap", "cls")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 _XAVIER = nnx.initializers.xavier_uniform()
 _TOKEN_INIT = nnx.initializers.normal(0.02)
+_REGISTER_INIT = nnx.initializers.normal(1e-6)  # DINOv2's register_tokens init
 _LAYER_NORM_EPSILON = 1e-6
 
 
@@ -100,86 +121,6 @@ def sincos_position_embedding(grid_h: int, grid_w: int, dim: int,
   return np.concatenate([one_axis(cols), one_axis(rows)], axis=1).astype(np.float32)
 
 
-class MLP(nnx.Module):
-  """Linear -> GELU (exact, as torch's nn.GELU) -> Linear."""
-
-  def __init__(self, dim: int, hidden_dim: int, *, dtype, rngs: nnx.Rngs):
-    self.fc1 = nnx.Linear(dim, hidden_dim, kernel_init=_XAVIER, dtype=dtype, rngs=rngs)
-    self.fc2 = nnx.Linear(hidden_dim, dim, kernel_init=_XAVIER, dtype=dtype, rngs=rngs)
-
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
-
-
-class Block(nnx.Module):
-  """Pre-norm transformer block: x + attention(norm(x)), then x + mlp(norm(x))."""
-
-  def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, *, dtype,
-               rngs: nnx.Rngs):
-    self.norm1 = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
-    self.attention = nnx.MultiHeadAttention(
-        num_heads, dim, kernel_init=_XAVIER, dtype=dtype, decode=False, keep_rngs=False,
-        rngs=rngs)
-    self.norm2 = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
-    self.mlp = MLP(dim, int(dim * mlp_ratio), dtype=dtype, rngs=rngs)
-
-  def __call__(self, x: jax.Array, mask: jax.Array | None = None,
-               return_ffn: bool = False) -> jax.Array | tuple[jax.Array, jax.Array]:
-    """x: [B, T, D]; mask: None, or a boolean attention mask broadcastable to [B, heads,
-    T, T] (True: query t may attend to key s; `attention_mask` builds one from a key
-    padding mask and/or causality). With `return_ffn`, also the MLP's output before the
-    residual is added (data2vec 2.0's "FFN targets")."""
-    x = x + self.attention(self.norm1(x), mask=mask)
-    ffn = self.mlp(self.norm2(x))
-    return (x + ffn, ffn) if return_ffn else x + ffn
-
-
-def attention_mask(key_valid: jax.Array | None = None, causal_length: int | None = None
-                   ) -> jax.Array | None:
-  """A boolean attention mask for `Block`: `key_valid` [B, T] (False: a padding token no
-  query attends to) -> [B, 1, 1, T]; `causal_length` T -> [1, 1, T, T] lower-triangular
-  (token t sees tokens <= t); both -> their conjunction; neither -> None."""
-  mask = None
-  if key_valid is not None:
-    mask = jnp.asarray(key_valid, bool)[:, None, None, :]
-  if causal_length is not None:
-    causal = jnp.tril(jnp.ones((causal_length, causal_length), bool))[None, None]
-    mask = causal if mask is None else mask & causal
-  return mask
-
-
-def _apply_block(block: Block, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-  return block(x, mask)
-
-
-def _apply_block_with_ffn(block: Block, x: jax.Array, mask: jax.Array | None
-                          ) -> tuple[jax.Array, jax.Array]:
-  return block(x, mask, return_ffn=True)
-
-
-def apply_blocks(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
-                 mask: jax.Array | None = None) -> jax.Array:
-  """The blocks in order; with `remat` each block's activations are recomputed in the
-  backward pass (memory for compute). `mask`: the attention mask of every block (None: each
-  token attends to every token)."""
-  apply = nnx.remat(_apply_block) if remat else _apply_block
-  for block in blocks:
-    x = apply(block, x, mask)
-  return x
-
-
-def apply_blocks_with_ffn(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
-                          mask: jax.Array | None = None) -> tuple[jax.Array, list[jax.Array]]:
-  """`apply_blocks`, also returning each block's MLP output before its residual (in block
-  order): the layer targets of data2vec 2.0."""
-  apply = nnx.remat(_apply_block_with_ffn) if remat else _apply_block_with_ffn
-  ffn_outputs = []
-  for block in blocks:
-    x, ffn = apply(block, x, mask)
-    ffn_outputs.append(ffn)
-  return x, ffn_outputs
-
-
 class MaskToken(nnx.Module):
   """A learned token that replaces the embeddings of masked patches (SimMIM, BEiT).
 
@@ -196,7 +137,8 @@ class MaskToken(nnx.Module):
 
 
 class VisionTransformer(nnx.Module):
-  """ViT backbone: patch embedding, position embeddings, optional CLS, blocks, final norm.
+  """ViT backbone: patch embedding, position embeddings, optional CLS and register tokens,
+  blocks, final norm.
 
   Args:
     image_size: side of the (square) input images; a multiple of `patch_size`.
@@ -204,66 +146,99 @@ class VisionTransformer(nnx.Module):
     in_channels: image channels.
     dim, depth, num_heads: width, blocks and attention heads.
     mlp_ratio: MLP hidden width / dim.
-    pos_embedding: "sincos" (fixed 2-D sin-cos, MAE) or "learned" (normal(0.02) init).
+    pos_embedding: "sincos" (fixed 2-D sin-cos, MAE), "learned" (normal(0.02) init) or
+      "none" (only with `rope`).
     cls_token: prepend a learned CLS token (its fixed position embedding is zero).
     pool: features are the mean of the patch tokens ("gap") or the CLS token ("cls"), both
       after the final LayerNorm.
     dtype: compute dtype (parameters are float32).
     remat: recompute block activations in the backward pass.
+    causal: causal attention in `encode_tokens` (the module docstring).
+    rope: 2-D rotary position embeddings on q and k (head width a multiple of 4).
+    qk_norm: LayerNorm on each head's q and k.
+    mlp: "gelu" (timm's MLP) or "swiglu" (DINOv2's SwiGLUFFNFused).
+    layer_scale: LayerScale's initial gamma on both residual branches (None: none).
+    num_registers: register tokens after the CLS token.
   """
 
   def __init__(self, *, image_size: int, patch_size: int, in_channels: int, dim: int,
                depth: int, num_heads: int, mlp_ratio: float = 4.0,
                pos_embedding: str = "sincos", cls_token: bool = True, pool: str = "gap",
-               dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+               dtype=jnp.float32, remat: bool = False, causal: bool = False,
+               rope: bool = False, qk_norm: bool = False, mlp: str = "gelu",
+               layer_scale: float | None = None, num_registers: int = 0, rngs: nnx.Rngs):
     if image_size % patch_size:
       raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}")
     if dim % num_heads:
       raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
     if pos_embedding not in POSITION_EMBEDDINGS:
       raise ValueError(f"pos_embedding={pos_embedding!r}; use one of {POSITION_EMBEDDINGS}")
+    if pos_embedding == "none" and not rope:
+      raise ValueError("model.pos_embedding='none' leaves the ViT without positions; set "
+                       "model.rope=True or use 'sincos' / 'learned'")
+    if rope and (dim // num_heads) % 4:
+      raise ValueError(f"model.rope=True needs a head width (dim / num_heads = {dim} / "
+                       f"{num_heads}) divisible by 4; set model.dim / model.num_heads so it is")
     if pool not in POOLS or (pool == "cls" and not cls_token):
       raise ValueError(f"pool={pool!r} with cls_token={cls_token}; use 'gap', or 'cls' with a "
                        f"CLS token")
+    if num_registers < 0:
+      raise ValueError(f"model.num_registers={num_registers}; must be >= 0")
+    if layer_scale is not None and layer_scale <= 0:
+      raise ValueError(f"model.layer_scale={layer_scale}; must be > 0 (or None: no LayerScale)")
     self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
     self.grid_size = (image_size // patch_size,) * 2
     self.num_patches = self.grid_size[0] * self.grid_size[1]
     self.patch_pixels = patch_size * patch_size * in_channels
     self.feature_dim = dim
     self.num_layers = depth
-    self.num_prefix_tokens = int(cls_token)
+    self.num_cls_tokens = int(cls_token)
+    self.num_registers = num_registers
+    # Everything before the patches (CLS, registers): what pooling and the MIM methods'
+    # `[:, num_prefix_tokens:]` drop.
+    self.num_prefix_tokens = self.num_cls_tokens + num_registers
     self.pos_embedding_kind, self.pool_kind = pos_embedding, pool
     self.dtype, self.remat = dtype, remat
+    self.causal, self.rope, self.head_dim = causal, rope, dim // num_heads
     # A linear map of each flattened patch: the same as a stride-p p x p convolution.
     self.patch_embed = nnx.Linear(self.patch_pixels, dim, kernel_init=_XAVIER, dtype=dtype,
                                   rngs=rngs)
     self.cls_token = nnx.data(
         nnx.Param(_TOKEN_INIT(rngs.params(), (1, 1, dim))) if cls_token else None)
+    # The learned table covers the CLS token and the patches (registers have no position).
     self.position_embedding = nnx.data(
-        nnx.Param(_TOKEN_INIT(rngs.params(), (1, self.num_prefix_tokens + self.num_patches, dim)))
+        nnx.Param(_TOKEN_INIT(rngs.params(), (1, self.num_cls_tokens + self.num_patches, dim)))
         if pos_embedding == "learned" else None)
-    self.blocks = nnx.List([Block(dim, num_heads, mlp_ratio, dtype=dtype, rngs=rngs)
+    self.register_tokens = nnx.data(
+        nnx.Param(_REGISTER_INIT(rngs.params(), (1, num_registers, dim)))
+        if num_registers else None)
+    self.blocks = nnx.List([Block(dim, num_heads, mlp_ratio, dtype=dtype, rngs=rngs,
+                                  qk_norm=qk_norm, rope=rope, mlp=mlp, layer_scale=layer_scale)
                             for _ in range(depth)])
     self.norm = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
 
   def position_embeddings(self, grid: tuple[int, int] | None = None) -> jax.Array:
-    """float32 [num_prefix_tokens + h * w, D]: the CLS position (if any) first, then the
-    patches of an h x w `grid` (default: the model's). Another grid (e.g. DINO's local
-    crops) gets the table interpolated over the same extent, as DINO does: a learned table
-    resized bicubically (half-pixel centres, no antialiasing, as torch's interpolate), the
-    sin-cos one evaluated at the same interpolated positions."""
+    """float32 [num_cls_tokens + h * w, D]: the CLS position (if any) first, then the
+    patches of an h x w `grid` (default: the model's); zeros with pos_embedding "none".
+    Another grid (e.g. DINO's local crops) gets the table interpolated over the same
+    extent, as DINO does: a learned table resized bicubically (half-pixel centres, no
+    antialiasing, as torch's interpolate), the sin-cos one evaluated at the same
+    interpolated positions."""
     grid = tuple(grid or self.grid_size)
+    prefix_count = self.num_cls_tokens
+    if self.pos_embedding_kind == "none":
+      return jnp.zeros((prefix_count + grid[0] * grid[1], self.feature_dim), jnp.float32)
     if self.position_embedding is not None:
       table = self.position_embedding[...][0]
       if grid == self.grid_size:
         return table
-      prefix, patches = table[:self.num_prefix_tokens], table[self.num_prefix_tokens:]
+      prefix, patches = table[:prefix_count], table[prefix_count:]
       patches = jax.image.resize(patches.reshape(*self.grid_size, -1),
                                  (*grid, self.feature_dim), "bicubic", antialias=False)
       return jnp.concatenate([prefix, patches.reshape(-1, self.feature_dim)])
     table = sincos_position_embedding(*grid, self.feature_dim,
                                       None if grid == self.grid_size else self.grid_size)
-    prefix = np.zeros((self.num_prefix_tokens, self.feature_dim), np.float32)
+    prefix = np.zeros((prefix_count, self.feature_dim), np.float32)
     return jnp.asarray(np.concatenate([prefix, table]))
 
   def embed_patches(self, images: jax.Array) -> jax.Array:
@@ -278,44 +253,69 @@ class VisionTransformer(nnx.Module):
 
   def encode_tokens(self, tokens: jax.Array, keep_indices: jax.Array | None = None,
                     grid: tuple[int, int] | None = None, key_valid: jax.Array | None = None,
-                    ffn_outputs: bool = False
+                    ffn_outputs: bool = False, causal: bool | None = None
                     ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """[B, N, D] patch embeddings -> [B, num_prefix_tokens + K, D] normalised tokens.
 
     Each patch gets its position embedding first (of an h x w `grid`, default the model's
     or, for another N, the square one); then only the patches at `keep_indices` ([B, K]
-    int, any order; None = all N in order) are kept, the CLS token is prepended and the
-    blocks run on that sequence.
+    int, any order; None = all N in order) are kept, the CLS and register tokens are
+    prepended and the blocks run on that sequence (with `rope`, each kept patch rotated by
+    its own position's angles).
 
     `key_valid` [B, K] (the kept tokens'; False: padding that no token attends to, so a
     batch of images with different numbers of visible patches keeps one static shape; the
     prefix tokens are always valid). `ffn_outputs`: also return every block's MLP output
     before its residual, [B, prefix + K, D] each, in block order (data2vec 2.0's targets).
+    `causal`: token t attends to tokens <= t only (None: the model's `causal`).
     """
     if grid is None and tokens.shape[1] != self.num_patches:
       side = int(round(tokens.shape[1] ** 0.5))
       if side * side != tokens.shape[1]:
         raise ValueError(f"{tokens.shape[1]} tokens are not a square grid; pass grid=(h, w)")
       grid = (side, side)
-    positions = self.position_embeddings(grid)
-    x = tokens + positions[self.num_prefix_tokens:].astype(tokens.dtype)
+    grid = tuple(grid or self.grid_size)
+    x = tokens
+    if self.pos_embedding_kind != "none":
+      positions = self.position_embeddings(grid)
+      x = tokens + positions[self.num_cls_tokens:].astype(tokens.dtype)
     if keep_indices is not None:
       x = jnp.take_along_axis(x, keep_indices[..., None], axis=1)
+    prefix = []
     if self.cls_token is not None:
-      cls = (self.cls_token[...] + positions[None, :1]).astype(x.dtype)
-      x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[2])), x], axis=1)
-    mask = None
+      cls = self.cls_token[...]
+      if self.pos_embedding_kind != "none":
+        cls = cls + positions[None, :1]
+      prefix.append(jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, x.shape[2])))
+    if self.register_tokens is not None:
+      prefix.append(jnp.broadcast_to(self.register_tokens[...].astype(x.dtype),
+                                     (x.shape[0], self.num_registers, x.shape[2])))
+    if prefix:
+      x = jnp.concatenate([*prefix, x], axis=1)
+    rope = self._rope_angles(grid, keep_indices) if self.rope else None
+    valid = None
     if key_valid is not None:
       prefix_valid = jnp.ones((key_valid.shape[0], self.num_prefix_tokens), bool)
-      mask = attention_mask(jnp.concatenate([prefix_valid, key_valid.astype(bool)], axis=1))
+      valid = jnp.concatenate([prefix_valid, key_valid.astype(bool)], axis=1)
+    causal = self.causal if causal is None else causal
+    mask = attention_mask(valid, x.shape[1] if causal else None)
     if ffn_outputs:
-      x, ffn = apply_blocks_with_ffn(self.blocks, x.astype(self.dtype), self.remat, mask)
+      x, ffn = apply_blocks_with_ffn(self.blocks, x.astype(self.dtype), self.remat, mask, rope)
       return self.norm(x), ffn
-    x = apply_blocks(self.blocks, x.astype(self.dtype), self.remat, mask)
+    x = apply_blocks(self.blocks, x.astype(self.dtype), self.remat, mask, rope)
     return self.norm(x)
 
+  def _rope_angles(self, grid: tuple[int, int], keep_indices: jax.Array | None) -> jax.Array:
+    """[1 or B, num_prefix_tokens + K, head_dim / 2] rotation angles of the sequence
+    `encode_tokens` builds: 0 for the prefix tokens, each kept patch its own."""
+    angles = jnp.asarray(rope_angles(*grid, self.head_dim))[None]
+    if keep_indices is not None:
+      angles = jnp.take_along_axis(angles, keep_indices[..., None], axis=1)
+    prefix = jnp.zeros((angles.shape[0], self.num_prefix_tokens, angles.shape[2]), angles.dtype)
+    return jnp.concatenate([prefix, angles], axis=1)
+
   def pool(self, encoded: jax.Array) -> jax.Array:
-    """[B, num_prefix_tokens + K, D] -> float32 [B, D] features."""
+    """[B, num_prefix_tokens + K, D] -> float32 [B, D] features (registers never count)."""
     if self.pool_kind == "cls":
       features = encoded[:, 0]
     else:
@@ -323,14 +323,17 @@ class VisionTransformer(nnx.Module):
     return features.astype(jnp.float32)
 
   def __call__(self, images: jax.Array) -> jax.Array:
+    """[B, H, W, C] -> float32 [B, D] pooled features, attending bidirectionally also in a
+    `causal` model (NEPA fine-tunes without the causal mask; the module docstring)."""
     grid = (images.shape[1] // self.patch_size, images.shape[2] // self.patch_size)
-    return self.pool(self.encode_tokens(self.embed_patches(images), grid=grid))
+    return self.pool(self.encode_tokens(self.embed_patches(images), grid=grid, causal=False))
 
   def layer_index(self, path: Sequence[str | int]) -> int:
     """Depth of a parameter for layer-wise lr decay, from its path inside this module:
-    0 for the patch embedding, CLS token and position embedding; i + 1 for block i;
-    num_layers + 1 for the final norm (and anything else, e.g. a head after it)."""
-    if path and str(path[0]) in ("patch_embed", "cls_token", "position_embedding"):
+    0 for the patch embedding, CLS, register tokens and position embedding; i + 1 for
+    block i; num_layers + 1 for the final norm (and anything else, e.g. a head after it)."""
+    if path and str(path[0]) in ("patch_embed", "cls_token", "register_tokens",
+                                 "position_embedding"):
       return 0
     if len(path) > 1 and str(path[0]) == "blocks":
       return int(path[1]) + 1
@@ -340,10 +343,13 @@ class VisionTransformer(nnx.Module):
 def make_vit(name: str, *, image_size: int, patch_size: int, in_channels: int,
              depth: int | None = None, dim: int | None = None, num_heads: int | None = None,
              pos_embedding: str = "sincos", cls_token: bool = True, pool: str = "gap",
-             dtype: str = "float32", remat: bool = False, rngs: nnx.Rngs) -> VisionTransformer:
+             dtype: str = "float32", remat: bool = False, causal: bool = False,
+             rope: bool = False, qk_norm: bool = False, mlp: str = "gelu",
+             layer_scale: float | None = None, num_registers: int = 0,
+             rngs: nnx.Rngs) -> VisionTransformer:
   """ViT by name (`vit_tiny`, `vit_small`, `vit_base`, `vit_large`, `vit_huge`: `BACKBONES`);
   depth/dim/num_heads override the named size (a narrower or shallower model for CPU runs and
-  tests)."""
+  tests); the options after `remat`: `VisionTransformer`'s."""
   if name not in BACKBONES:
     raise ValueError(f"model.backbone={name!r} is unknown; choose one of {sorted(BACKBONES)}")
   if dtype not in DTYPES:
@@ -353,4 +359,5 @@ def make_vit(name: str, *, image_size: int, patch_size: int, in_channels: int,
       image_size=image_size, patch_size=patch_size, in_channels=in_channels,
       dim=dim or default_dim, depth=default_depth if depth is None else depth,
       num_heads=num_heads or default_heads, pos_embedding=pos_embedding, cls_token=cls_token,
-      pool=pool, dtype=DTYPES[dtype], remat=remat, rngs=rngs)
+      pool=pool, dtype=DTYPES[dtype], remat=remat, causal=causal, rope=rope, qk_norm=qk_norm,
+      mlp=mlp, layer_scale=layer_scale, num_registers=num_registers, rngs=rngs)

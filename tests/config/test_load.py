@@ -149,7 +149,8 @@ def test_overrides_are_typed_like_the_values_they_replace():
      "(--config.optimiser.base_learning_rate=1); did you mean 'optimizer.base_learning_rate'?"),
     ("optimizer.lr", "1", "config key 'optimizer.lr' is unknown (--config.optimizer.lr=1); the "
                           "keys of 'optimizer' are base_learning_rate, beta2, lr_scaling, "
-                          "momentum, name, trust_coefficient, warmup_steps, weight_decay"),
+                          "momentum, name, trust_coefficient, warmup_steps, weight_decay, "
+                          "weight_decay_end"),
 ])
 def test_bad_overrides_are_one_line(key, value, message):
   config = load.load_experiment(f"{SIMCLR}:runlocal")

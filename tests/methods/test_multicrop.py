@@ -64,7 +64,7 @@ def test_view_configs_global_overrides_then_local_crops():
 
 @pytest.mark.parametrize("change, message", [
     (lambda c: setattr(c, "method", "barlow_twins"),
-     r"does not use multi-crop local views; set it to 0 \(byol, dino, moco_v3, simclr and swav "
+     r"does not use multi-crop local views; set it to 0 \(byol, dino, ibot, moco_v3, simclr and swav "
      r"use them\)"),
     (lambda c: c.augment.update(view_overrides=({"blur_prb": 1.0},)), "did you mean 'blur_prob'"),
     (lambda c: c.augment.update(view_overrides=({}, {}, {})), "at most 2"),
