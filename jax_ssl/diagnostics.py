@@ -116,13 +116,39 @@ def warn_if_collapsed(metrics: dict[str, float], where: str) -> bool:
   return line is not None
 
 
-def evaluation_diagnostics(features: np.ndarray) -> dict[str, float]:
+def evaluation_diagnostics(features: np.ndarray, warn: bool = True) -> dict[str, float]:
   """collapse_metrics of the first EVALUATION_ROWS rows of the evaluation `features` [n, d]
-  (the test split's), as floats, with "examples" (rows used) and "dim"; warns if collapsed."""
+  (the test split's), as floats, with "examples" (rows used) and "dim"; with `warn`, warns if
+  collapsed (the baselines' are recorded without a warning)."""
   rows = np.asarray(features[:EVALUATION_ROWS], np.float32)
   values = {k: float(v) for k, v in jax.device_get(collapse_metrics(rows)).items()}
-  warn_if_collapsed(values, "the evaluation (test-split features)")
+  if warn:
+    warn_if_collapsed(values, "the evaluation (test-split features)")
   return {**values, "examples": int(rows.shape[0]), "dim": int(rows.shape[1])}
+
+
+def below_random_init(values: dict[str, float], random_init: dict[str, float]) -> str | None:
+  """The warning line if the trained encoder's RankMe is below its own random
+  initialisation's (both evaluation_diagnostics of the test split), else None.
+
+  A fixed threshold cannot tell this: a random-init ViT's mean-pooled tokens already sit at
+  a few percent of the dimension (3.1% for experiments/fashion_mnist/ijepa.py's ViT, 8.2% for
+  the SimCLR default's CNN, on 1000 test images), so an encoder that trained into a
+  dimensional collapse can stay above RANKME_FRACTION while having lost rank to its start."""
+  if not values["rankme"] < random_init["rankme"]:
+    return None
+  return (f"representation collapse at the evaluation: rankme {values['rankme']:.3g} of the "
+          f"trained encoder is below its random initialisation's {random_init['rankme']:.3g}: "
+          f"training narrowed the features to fewer directions than it started with; lower "
+          f"the learning rate, or raise the EMA momentum / the method's anti-collapse terms")
+
+
+def warn_if_below_random_init(values: dict[str, float], random_init: dict[str, float]) -> bool:
+  """Logs `below_random_init` (one line, absl's logger) if there is one."""
+  line = below_random_init(values, random_init)
+  if line is not None:
+    logging.warning("%s", line)
+  return line is not None
 
 
 def describe(values: dict[str, Any]) -> str:

@@ -154,3 +154,17 @@ def test_the_trainer_logs_diagnostics_every_n_steps(fake_fmnist, tmp_path, monke
     assert 1.0 < records[step]["diagnostics/rankme"] <= 32
     assert records[step]["diagnostics/embedding_std_scaled"] > 0
   assert not [w for w in warnings if "collapse" in w]  # a random initialisation is no collapse
+
+
+def test_rank_below_the_random_initialisation_warns(monkeypatch):
+  # I-JEPA's collapsed Fashion-MNIST run: rankme 2.77 of 128 (2.2%, above the 1% floor, so
+  # collapse_warning is silent) against its random-init ViT's ~3.9: the relative check warns.
+  lines = []
+  monkeypatch.setattr(diagnostics.logging, "warning", lambda fmt, *a: lines.append(fmt % a))
+  trained = {"rankme": 2.77, "rankme_fraction": 0.0216, "embedding_std_scaled": 0.175}
+  assert diagnostics.collapse_warning(trained, "x") is None
+  assert diagnostics.warn_if_below_random_init(trained, {"rankme": 3.92})
+  (line,) = lines
+  assert "rankme 2.77 of the trained encoder is below its random initialisation's 3.92" in line
+  assert not diagnostics.warn_if_below_random_init({"rankme": 40.0}, {"rankme": 3.92})
+  assert len(lines) == 1

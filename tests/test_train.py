@@ -30,6 +30,9 @@ def test_one_step_under_mock_cifar10(tmp_path):
   for scores in (results, results["baselines"]["raw_pixels"], results["baselines"]["random_init"]):
     for key in ("knn_top1", "linear_top1", "linear_1pct_top1"):
       assert 0.0 <= scores[key] <= 1.0
+    # RankMe of the test features beside each baseline's (32 rows: at most 32)
+    assert scores["diagnostics"]["examples"] == 32 and 1 <= scores["diagnostics"]["rankme"] <= 32
+  assert results["baselines"]["raw_pixels"]["diagnostics"]["dim"] == 32 * 32 * 3
 
 
 def test_training_lowers_the_loss_and_moves_every_parameter(fake_fmnist, tmp_path):

@@ -42,6 +42,9 @@ def base_config(runlocal: bool) -> ml_collections.ConfigDict:
   config.total_steps = 800  # the 2-core CPU budget
   config.log_every_steps = 50
   config.checkpoint_every_steps = 500
+  # RankMe and the normalised std of a training batch's features every 100 steps (one
+  # forward of one batch: under 1% of a run; jax_ssl/diagnostics.py)
+  config.diagnostics_every_steps = 100
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=1000, baselines=True,
       crop_fraction=1.0,  # the evaluation view: the whole 28x28 image

@@ -234,10 +234,14 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
     for name, feature_fn in (
         ("raw_pixels", pixels),
         ("random_init", encoder(*sharding.replicate(init_weights, mesh)))):
+      baseline_test = data.features(feature_fn, "test", mesh)
       scores, _ = protocols.frozen_feature_protocols(
-          *data.features(feature_fn, "train", mesh), *data.features(feature_fn, "test", mesh),
-          chosen, **feature_args)
-      baselines[name] = {**baselines.get(name, {}), **scores}
+          *data.features(feature_fn, "train", mesh), *baseline_test, chosen, **feature_args)
+      baselines[name] = {**baselines.get(name, {}), **scores, "diagnostics":
+                         diagnostics.evaluation_diagnostics(baseline_test[0], warn=False)}
+    if "diagnostics" in results:  # rank lost against the encoder's own start: one line
+      diagnostics.warn_if_below_random_init(results["diagnostics"],
+                                            baselines["random_init"]["diagnostics"])
   if ev.baselines and chosen.attentive:
     baselines = results.setdefault("baselines", {})
     scores = _attentive_protocol(config, data, graphdef, mesh,
