@@ -20,9 +20,7 @@ the flops per step) with the CLS token as the feature (`model.pool`
 prototypes frozen for the first 100 steps, temperature warmup over 300 steps, blocks of at
 least 4 patches (iBOT's (side // 3)^2 at 7x7), EMA teacher 0.99 -> 1 (the paper's 0.996 is
 for 100+ ImageNet epochs), AdamW at 1e-3 (the masked-modelling files'), batch 128, 600
-steps. Sizing: 8.2e10 model flops per step (the trainer's log); MAE's Fashion-MNIST run
-computed 8.9e10 flop/s on the 2 cores alone (results/mae_fmnist/metrics.jsonl), so ~1 s a
-step, ~10 minutes; measured only under ~5x contention from other jobs (0.21 steps/s). Evaluated as iBOT evaluates: the EMA teacher (`eval.encoder` "method").
+steps (7.1 min on the 2-vCPU AMD EPYC, 0.71 s a step). Evaluated as iBOT evaluates: the EMA teacher (`eval.encoder` "method").
 
 Where it differs from iBOT's code: sin-cos, not learned, position embeddings; no drop path
 (0.1 in iBOT), no gradient clipping (3.0) and a cosine to 0, not to min_lr 1e-6; the mask
@@ -32,7 +30,10 @@ masked tokens only (module docstring of jax_ssl/methods/ibot.py; iBOT centres ov
 patch tokens); the prototype layer is always weight-normalised (`norm_last_layer` true,
 iBOT's ViT-S recipe sets false). Not tuned.
 
-Expected result: not measured yet (results/ibot_fmnist/ once run).
+Expected result (`results/ibot_fmnist/results.json`, seed 0, 2-vCPU AMD EPYC: 7.1 min of
+training, 1.8 of evaluation): knn 0.7088, linear 0.8086, 1% 0.7167 (std 0.0095), above the
+random-init encoder (0.7057 / 0.8033 / 0.7053) by less than the 1% spread, below raw pixels
+(0.7913 / 0.8469 / 0.7780). Not a finished recipe; run history: `results/ibot_fmnist/notes.md`.
 """
 
 import os
