@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax_ssl import backends
 from jax_ssl.models.resnet import batch_norm
 
 
@@ -61,3 +62,10 @@ class Prototypes(nnx.Module):
     kernel = self.normalized_kernel()
     kernel = jnp.where(frozen, jax.lax.stop_gradient(kernel), kernel)
     return x @ kernel
+
+
+def backend_conv(*args, **kwargs) -> nnx.Conv:
+  """`nnx.Conv(*args, **kwargs)` from the speed backend the model is built under
+  (`backends.current()`: `config.build_model` builds the heads inside `backends.use`), so a
+  method's convolutional head gets the backend's convolution as the backbone does."""
+  return backends.current().conv(*args, **kwargs)

@@ -228,3 +228,29 @@ def test_winograd_rule(monkeypatch):
   with backends.xla_convolutions():
     assert not kernel_conv.use_winograd((256, 8, 8, 256), (3, 3, 256, 256), 1, same,
                                         every_op=True)
+
+
+def test_grouped_convolution_runs_as_a_dense_block_diagonal_one_with_equal_values_and_grads():
+  # KernelConv rewrites feature_group_count > 1 (XLA:CPU's slow path) as a dense convolution
+  # with a block-diagonal kernel: the same outputs and the same gradients w.r.t. input and
+  # (grouped) kernel as lax's grouped convolution; the dense kernel is zero off its blocks.
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 5, 5, 8)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 2, 12)), jnp.float32)  # 4 groups: 2 in, 3 out each
+  dims = ("NHWC", "HWIO", "NHWC")
+  dense = kernel_conv.block_diagonal_kernel(w, 4)
+  assert dense.shape == (3, 3, 8, 12)
+  np.testing.assert_array_equal(dense[:, :, 2:4, 3:6], w[:, :, :, 3:6])
+  assert float(jnp.abs(dense[:, :, 0:2, 3:6]).max()) == 0.0
+  grouped = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims, feature_group_count=4)
+  ours = lambda x, w: kernel_conv.KernelConv()(
+      x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=jax.lax.conv_dimension_numbers(
+          x.shape, w.shape, dims), feature_group_count=4)
+  np.testing.assert_allclose(ours(x, w), grouped(x, w), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(grouped), (0, 1))(x, w)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  # The lowered program has no grouped convolution left.
+  assert "feature_group_count = 4" in jax.jit(grouped).lower(x, w).as_text()
+  assert "feature_group_count = 4" not in jax.jit(ours).lower(x, w).as_text()
