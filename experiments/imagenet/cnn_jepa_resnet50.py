@@ -34,7 +34,7 @@ Where this config cannot express the recipe exactly:
  * The sparse BatchNorms' statistics span the global batch (the reference's
    SparseBatchNorm2d is per GPU, batch 128); so do the dense target's and the predictor's
    (the reference trains without SyncBatchNorm).
- * The multi-block sampler is I-JEPA's with its off-by-one fixed (jax_ssl/masking.py); the
+ * The multi-block sampler is I-JEPA's with its off-by-one fixed (jax_ssl/multiblock.py); the
    momentum's cosine moves per step, not per epoch.
  * No per-channel mean/std normalisation of the inputs; bilinear, not bicubic, crops; the
    host resizes to 256 px before the crop. The reference's online linear probe is not run

@@ -33,7 +33,7 @@ Where this config cannot express the recipe exactly:
    27% on average, keeping the first tokens in raster order); blocks may touch the last row
    and column (the reference's `torch.randint(0, H - h)` never places one there; fixed);
    when 20 positions of the context block all keep <= 10 tokens, the whole block is used
-   (the reference relaxes the targets one by one): jax_ssl/masking.py `multiblock_masks`.
+   (the reference relaxes the targets one by one): jax_ssl/multiblock.py `multiblock_masks`.
  * The learning rate warms up from 0 (the reference's start_lr 2e-4) and decays to 0 (its
    final_lr 1e-6).
  * The predictor's linear layers are Xavier-uniform, not trunc-normal(0.02) with the

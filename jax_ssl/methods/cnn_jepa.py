@@ -35,7 +35,7 @@ evaluates its momentum backbone (`backbone_for_online_eval = backbone_momentum`:
 sparse backbone "doesn't work for online eval"); `eval.encoder=online` evaluates the
 online one. Deviations: the sparse BatchNorms' statistics span the global batch (the
 reference's `SparseBatchNorm2d` is per GPU); the target blocks come from I-JEPA's sampler
-with its off-by-one fixed (jax_ssl/masking.py `multiblock_masks`: a block may touch the
+with its off-by-one fixed (jax_ssl/multiblock.py `multiblock_masks`: a block may touch the
 last row and column, which the reference's `torch.randint(0, height - h)` never reaches)
 and I-JEPA's cap of a block side at the grid side minus one (the reference's copy allows
 the whole side; the default target scales never reach it).
@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_ssl import losses, masking
+from jax_ssl import losses, multiblock
 from jax_ssl.config.typed import check, check_positive
 from jax_ssl.losses.latent import LATENT_LOSSES
 from jax_ssl.methods.byol import check_momentum
@@ -209,7 +209,7 @@ def random_masks(rng: jax.Array, batch: int, grid: tuple[int, int], mask_ratio: 
 def multiblock_masks(rng: jax.Array, batch: int, grid: tuple[int, int], args: Args
                      ) -> tuple[jax.Array, jax.Array]:
   """I-JEPA's multi-block masks as the reference configures them: (context, targets), bool
-  [B, h, w]. Targets: the union of `num_targets` blocks (`masking.multiblock_masks`, one
+  [B, h, w]. Targets: the union of `num_targets` blocks (`multiblock.multiblock_masks`, one
   block size per batch, positions per image). Context: the reference's context block of
   scale 1.0 is the whole grid at (0, 0) (its `ijepa_mask.py` caps a block side at the grid
   side, I-JEPA's at the side minus one, so the context is taken here, not from the
@@ -217,7 +217,7 @@ def multiblock_masks(rng: jax.Array, batch: int, grid: tuple[int, int], args: Ar
   fewer, the reference retries the same block 20 times and then drops the last target's
   constraint, then the next: here the context is the grid minus the first k targets, k the
   largest that keeps more than `min_keep` (0: the whole grid)."""
-  masks = masking.multiblock_masks(
+  masks = multiblock.multiblock_masks(
       rng, batch, grid, num_context=1, num_targets=args.num_targets,
       target_scale=args.target_scale, target_aspect=args.target_aspect, context_tries=1)
   target_maps = masks.target_maps.reshape(batch, args.num_targets, *grid)

@@ -7,7 +7,7 @@ src/models/vision_transformer.py `VisionTransformerPredictor`, src/masks/multibl
 
 One view per image (a random resized crop, no flip or colour: the reference's
 `make_transforms` for ImageNet), and per step from the step's rng (the same on every device)
-I-JEPA's multi-block masks (`masking.multiblock_masks`): 4 target blocks (scale 0.15-0.2,
+I-JEPA's multi-block masks (`multiblock.multiblock_masks`): 4 target blocks (scale 0.15-0.2,
 aspect 0.75-1.5) and a context block (scale 0.85-1, square) minus the targets.
 
  * Context encoder: the shared ViT backbone on the context tokens only (`encode_tokens` with
@@ -29,7 +29,7 @@ Evaluation: the target encoder (`evaluation_encoder="target"`: the paper evaluat
 average-pooling its last layer's patch tokens for the linear probe), with the experiment
 files' `cls_token=False` as I-JEPA's ViT has none.
 
-Where this differs from the reference, besides the masks' (masking.multiblock_masks):
+Where this differs from the reference, besides the masks' (multiblock.multiblock_masks):
  * the predictor's layers use the ViT's init (Xavier-uniform linears, `vit.Block`), not
    trunc-normal(0.02) with the reference's depth rescaling (`fix_init_weight`); its mask
    token is trunc-normal(0.02) as the reference's;
@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jax_ssl import losses, masking, optim
+from jax_ssl import losses, multiblock, optim
 from jax_ssl.config.typed import check, check_positive
 from jax_ssl.losses.latent import LATENT_LOSSES
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
@@ -143,9 +143,9 @@ def num_context(args: Args, num_patches: int) -> int:
 
 
 def make_masks(rng: jax.Array, batch: int, grid: tuple[int, int], args: Args
-               ) -> masking.MultiBlockMasks:
-  """This step's multi-block masks for a `grid` of patches (`masking.multiblock_masks`)."""
-  return masking.multiblock_masks(
+               ) -> multiblock.MultiBlockMasks:
+  """This step's multi-block masks for a `grid` of patches (`multiblock.multiblock_masks`)."""
+  return multiblock.multiblock_masks(
       rng, batch, tuple(grid), num_context=num_context(args, grid[0] * grid[1]),
       num_targets=args.num_targets, target_scale=tuple(args.target_scale),
       target_aspect=tuple(args.target_aspect), context_scale=tuple(args.context_scale),
@@ -226,7 +226,7 @@ def target_features(target_backbone: vit.VisionTransformer, images: jax.Array,
   return jax.lax.stop_gradient(_gather_tokens(patches, targets))
 
 
-def predict(model: SSLModel, images: jax.Array, masks: masking.MultiBlockMasks) -> jax.Array:
+def predict(model: SSLModel, images: jax.Array, masks: multiblock.MultiBlockMasks) -> jax.Array:
   """The context encoder on the context tokens, then the predictor: [B, T, Kt, D]."""
   backbone = model.backbone
   encoded = backbone.encode_tokens(backbone.embed_patches(images), masks.context,

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import batch_images, set_keys, state_and_step, step_losses, tiny_config, typed
-from jax_ssl import checkpoint, losses, masking, sharding
+from jax_ssl import checkpoint, losses, multiblock, sharding
 from jax_ssl import config as config_lib
 from jax_ssl.errors import ConfigError
 from jax_ssl.methods import cnn_jepa
@@ -59,7 +59,7 @@ def test_multiblock_context_is_the_grid_minus_the_target_blocks(grid):
   assert np.all(kept > 5) and np.all(context | targets)
   # The union of 4 blocks of one size per batch (I-JEPA's sizes: up to max_block_area).
   covered = targets.sum(axis=(1, 2))
-  largest = masking.max_block_area(grid, args.target_scale, args.target_aspect)
+  largest = multiblock.max_block_area(grid, args.target_scale, args.target_aspect)
   assert covered.min() >= 1 and covered.max() <= 4 * largest
   relaxed = cnn_jepa.multiblock_masks(jax.random.key(1), 64, grid, cnn_jepa.Args(min_keep=15))
   assert np.all(np.asarray(relaxed[0]).sum(axis=(1, 2)) > min(15, grid[0] * grid[1] - 1))

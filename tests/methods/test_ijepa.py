@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from conftest import batch_images, state_and_step, step_losses, tiny_config, typed
-from jax_ssl import checkpoint, losses, masking, optim
+from jax_ssl import checkpoint, losses, multiblock, optim
 from jax_ssl import config as config_lib
 from jax_ssl.config import typed as typed_lib
 from jax_ssl.errors import ConfigError
@@ -100,8 +100,8 @@ def _reference_context_minimum(rng, grid, batch=128, batches=100):
 
   minima = []
   for _ in range(batches):
-    target = masking.reference_block_size(rng.random(), grid, (0.15, 0.2), (0.75, 1.5))
-    context = masking.reference_block_size(rng.random(), grid, (0.85, 1.0), (1.0, 1.0))
+    target = multiblock.reference_block_size(rng.random(), grid, (0.15, 0.2), (0.75, 1.5))
+    context = multiblock.reference_block_size(rng.random(), grid, (0.85, 1.0), (1.0, 1.0))
     covered = blocks((batch, 4), *target).any(axis=1)
     counts = (blocks((batch, 20), *context) & ~covered[:, None]).sum(axis=(2, 3))
     first = np.argmax(counts > 10, axis=1)

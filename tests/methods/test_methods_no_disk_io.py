@@ -18,7 +18,7 @@ FILES = sorted(glob.glob(os.path.join(METHODS_DIR, "*.py")))
 ALLOWED = ("__future__", "typing", "dataclasses", "functools", "itertools", "math",
            "contextlib", "collections", "enum", "abc", "jax", "numpy", "flax", "optax",
            "jax_ssl.methods", "jax_ssl.models", "jax_ssl.losses", "jax_ssl.masking",
-           "jax_ssl.hog", "jax_ssl.optim", "jax_ssl.sharding", "jax_ssl.errors", "jax_ssl.config.typed")
+           "jax_ssl.hog", "jax_ssl.multiblock", "jax_ssl.optim", "jax_ssl.sharding", "jax_ssl.errors", "jax_ssl.config.typed")
 # The one exception: a spec's `load_teacher` hook, which only the build step calls, defers to
 # the loaders of jax_ssl/teachers.py.
 TEACHER_LOADERS = "jax_ssl.teachers"
