@@ -341,7 +341,6 @@ SPEC = MethodSpec(
     args_type=Args,
     heads_type=Heads,
     target_modules=("backbone",),
-    base_momentum=lambda args: args.ema_start,
     patch_tokens=True,
     target_momentum=target_momentum,
 )
