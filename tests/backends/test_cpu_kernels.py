@@ -111,14 +111,26 @@ def test_resnet_step_equals_xla_path(kernels_on):
     np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * (float(jnp.max(jnp.abs(e))) + 1e-6))
 
 
-@pytest.mark.parametrize("case", ["groups", "dilation", "bfloat16", "same", "nchw"])
+def test_grouped_convolutions_reach_the_kernels_as_dense_ones(kernels_on):
+  # Grouped convolutions are rewritten as dense block-diagonal ones, which the kernels run.
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(2, 8, 8, 16)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(3, 3, 8, 16)), jnp.float32)
+  args = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=NHWC,
+              feature_group_count=2)
+  conv = kernel_conv.KernelConv(every_op=True)
+  hlo = jax.jit(lambda x, w: conv(x, w, **args)).lower(x, w).as_text()
+  assert "JaxSslConv" in hlo and "feature_group_count = 2" not in hlo
+  np.testing.assert_allclose(conv(x, w, **args), lax.conv_general_dilated(x, w, **args),
+                             rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["dilation", "bfloat16", "same", "nchw"])
 def test_unsupported_convolutions_stay_on_xla(case, kernels_on):
   x = jnp.ones((2, 8, 8, 16))
   w = jnp.ones((3, 3, 16, 16))
   args = dict(window_strides=(1, 1), padding=((1, 1), (1, 1)), dimension_numbers=NHWC)
-  if case == "groups":
-    w, args["feature_group_count"] = jnp.ones((3, 3, 8, 16)), 2
-  elif case == "dilation":
+  if case == "dilation":
     args["rhs_dilation"] = (2, 2)
   elif case == "bfloat16":
     x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
