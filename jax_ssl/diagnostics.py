@@ -181,7 +181,12 @@ class TrainDiagnostics:
       # The key of the step that made `state` (step.py: fold_in(rng, step before it)); view 0
       # uses fold_in(key, 0) whatever the number of views, so one config makes it.
       key = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step - 1)
-      first = {"views": inputs["views"][:1]} if "views" in inputs else {"image": inputs["image"]}
+      if "clips" in inputs:
+        first = {"clips": inputs["clips"][:1]}
+      elif "views" in inputs:
+        first = {"views": inputs["views"][:1]}
+      else:
+        first = {"image": inputs["image"]}
       view = augment.views_of_batch(key, first, [view_config])[0]
       return collapse_metrics(features(*encoder_weights(state, encoder), view))
 

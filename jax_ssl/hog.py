@@ -17,7 +17,8 @@ skimage's conventions (scikit-image 0.26, `feature/_hog.py` and `_hoghistogram.p
 
 `maskfeat_targets` is MaskFeat's prediction target built from the same cell histograms: each
 ViT patch's cells, computed on every channel separately, each cell's histogram L2-normalised
-(PySlowFast's HOGLayerC; the whole patch at once as an option).
+(PySlowFast's HOGLayerC; the whole patch at once as an option); `maskfeat_video_targets`
+the same of each video tubelet's first frame (PySlowFast's MaskFeat on video).
 
 References:
   Dalal & Triggs, "Histograms of Oriented Gradients for Human Detection", CVPR 2005.
@@ -176,3 +177,25 @@ def maskfeat_targets(images: jax.Array, *, patch_size: int, cell_size: int,
   if normalization == "patch":
     patches = l2_normalize(patches)
   return patches.reshape(batch, patches.shape[1], -1)
+
+
+def maskfeat_video_targets(clips: jax.Array, *, tubelet_size: int, patch_size: int,
+                           cell_size: int, orientations: int = 9,
+                           normalization: str = "cell") -> jax.Array:
+  """MaskFeat's HOG target of every video ViT token: [B, T, H, W, C] clips ->
+  [B, (T / t) (H / p) (W / p), C * (p / c)^2 * O], tokens time-major (slot, row, column).
+
+  A tubelet's target is `maskfeat_targets` of its patch in the tubelet's FIRST frame: the
+  official video code (PySlowFast `MaskMViT._get_hog_label_3d`) takes
+  `input_frames[:, :, ::PATCH_STRIDE[0]]`, one frame per temporal patch stride, and
+  computes HOGLayerC on each of those frames. T must be a multiple of `tubelet_size`.
+  """
+  batch, frames, height, width, channels = clips.shape
+  if frames % tubelet_size:
+    raise ValueError(f"clips of {frames} frames do not split into tubelets of {tubelet_size}")
+  first_frames = clips[:, ::tubelet_size]  # [B, T / t, H, W, C]
+  slots = first_frames.shape[1]
+  targets = maskfeat_targets(first_frames.reshape(batch * slots, height, width, channels),
+                             patch_size=patch_size, cell_size=cell_size,
+                             orientations=orientations, normalization=normalization)
+  return targets.reshape(batch, slots * targets.shape[1], targets.shape[2])

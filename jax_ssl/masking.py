@@ -77,6 +77,37 @@ def random_mask(rng: jax.Array, batch: int, num_patches: int, mask_ratio: float)
   return ranks >= num_patches - num_masked(num_patches, mask_ratio)
 
 
+def tube_masked_count(patches_per_slot: int, mask_ratio: float) -> int:
+  """VideoMAE's masked tokens per time slot: int(mask_ratio * patches_per_slot) (176 of 196
+  at 0.9; its TubeMaskingGenerator, which rounds down where MAE's `num_masked` rounds up)."""
+  if not 0 <= mask_ratio < 1:
+    raise ValueError(f"mask_ratio={mask_ratio}; must be in [0, 1)")
+  return int(mask_ratio * patches_per_slot)
+
+
+def repeat_over_time(spatial_mask: ArrayLike, time_slots: int) -> jax.Array:
+  """A per-clip spatial mask [B, h * w] -> the token mask [B, time_slots * h * w] of a video
+  ViT (tokens time-major), the same spatial positions masked in every time slot."""
+  return jnp.tile(jnp.asarray(spatial_mask), (1, time_slots))
+
+
+def tube_mask(rng: jax.Array, batch: int, time_slots: int, patches_per_slot: int,
+              mask_ratio: float) -> jax.Array:
+  """VideoMAE's tube masking: bool [B, time_slots * patches_per_slot], True = masked.
+
+  Per clip, `tube_masked_count(patches_per_slot, mask_ratio)` spatial positions drawn
+  uniformly without replacement (the largest uniform noise, as `random_mask`), then masked
+  in every time slot (tokens time-major: token n is slot n // patches_per_slot, spatial
+  position n % patches_per_slot), as VideoMAE's `TubeMaskingGenerator` tiles one shuffled
+  per-frame mask over the frames: a masked patch cannot be copied from its neighbour in
+  time. Tong et al., "VideoMAE", NeurIPS 2022, sec. 3.3.
+  """
+  count = tube_masked_count(patches_per_slot, mask_ratio)
+  noise = jax.random.uniform(rng, (batch, patches_per_slot))
+  ranks = jnp.argsort(jnp.argsort(noise, axis=1), axis=1)
+  return repeat_over_time(ranks >= patches_per_slot - count, time_slots)
+
+
 def upsample_mask(mask: ArrayLike, grid_h: int, grid_w: int, factor: int) -> jax.Array:
   """A mask over a coarse `grid_h x grid_w` grid of mask units -> the token grid with each unit
   covering `factor x factor` tokens: [B, grid_h * grid_w] -> [B, grid_h * f * grid_w * f].

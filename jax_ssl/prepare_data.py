@@ -17,6 +17,16 @@ verbosity WARNING, no TFDS progress bars); `--verbosity 0` shows TFDS's INFO lin
 D is a local folder: array_record writes local files only. To train from a bucket, copy
 D/NAME there (`gcloud storage cp -r D/NAME gs://bucket/tfds/`) and pass
 `--config.dataset.data_dir=gs://bucket/tfds`.
+
+  python -m jax_ssl.prepare_data video_folder --source DIR --name NAME [--data_dir D]
+      [--image_size 64] [--resize shorter_side_center_crop|stretch|pad] [--channels 3]
+      [--fps 0] [--num_frames 0] [--test_fraction 0.1] [--overwrite]
+
+does the same for a folder of videos (the same layouts; decoded with PyAV, the `video` extra;
+see jax_ssl/data/video_folder.py): records {"video": uint8 [N, S, S, C], "label"}, every frame
+resized at prepare time (default: shorter side to S = --image_size, centre crop), at most
+--fps frames a second and --num_frames frames a video (0: all). Undecodable files are listed
+and skipped as for images.
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ import tensorflow_datasets as tfds
 
 from jax_ssl import fs
 from jax_ssl.config.paths import absolute_path
-from jax_ssl.data import image_folder, pipeline
+from jax_ssl.data import image_folder, pipeline, video_folder
 from jax_ssl.errors import UserInputError
 
-_SOURCE = flags.DEFINE_string("source", None, "Folder of images (class subfolders = labels).")
+_SOURCE = flags.DEFINE_string("source", None,
+                              "Folder of images or videos (class subfolders = labels).")
 _NAME = flags.DEFINE_string("name", None, "Dataset name (lower_snake_case) for dataset.name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir (default: $TFDS_DATA_DIR or "
                                 "~/tensorflow_datasets); pass the same as dataset.data_dir.")
@@ -46,12 +57,18 @@ _CHANNELS = flags.DEFINE_integer("channels", 3, "3 (RGB) or 1 (grayscale).")
 _TEST_FRACTION = flags.DEFINE_float(
     "test_fraction", 0.1, "Share of each class held out as `test` when there is no test/ folder.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild NAME if it already exists.")
+_FPS = flags.DEFINE_float("fps", 0.0, "video_folder: at most this many frames a second "
+                          "(0: the video's own rate).")
+_NUM_FRAMES = flags.DEFINE_integer("num_frames", 0, "video_folder: at most this many frames "
+                                   "a video, from its start (0: all).")
 
-_USAGE = "usage: python -m jax_ssl.prepare_data image_folder --source DIR --name NAME [--data_dir D]"
+_USAGE = ("usage: python -m jax_ssl.prepare_data image_folder|video_folder --source DIR "
+          "--name NAME [--data_dir D]")
 
 
 def main(argv):
-  if argv[1:] != ["image_folder"] or _SOURCE.value is None or _NAME.value is None:
+  if (argv[1:] not in (["image_folder"], ["video_folder"]) or _SOURCE.value is None
+      or _NAME.value is None):
     raise app.UsageError(_USAGE)
   if not flags.FLAGS["verbosity"].present:  # TFDS logs every file it writes at INFO
     logging.set_verbosity(logging.WARNING)
@@ -74,15 +91,31 @@ def main(argv):
     print(f"skipped {path}: {reason}", flush=True)
 
   try:
-    builder = image_folder.build(
-        absolute_path(_SOURCE.value), name=_NAME.value, data_dir=data_dir,
-        image_size=_IMAGE_SIZE.value, resize=_RESIZE.value, channels=_CHANNELS.value,
-        test_fraction=_TEST_FRACTION.value, overwrite=_OVERWRITE.value, on_skip=report)
+    if argv[1] == "video_folder":
+      builder = video_folder.build(
+          absolute_path(_SOURCE.value), name=_NAME.value, data_dir=data_dir,
+          image_size=_IMAGE_SIZE.value, resize=_RESIZE.value, channels=_CHANNELS.value,
+          fps=_FPS.value, num_frames=_NUM_FRAMES.value, test_fraction=_TEST_FRACTION.value,
+          overwrite=_OVERWRITE.value, on_skip=report)
+    else:
+      builder = image_folder.build(
+          absolute_path(_SOURCE.value), name=_NAME.value, data_dir=data_dir,
+          image_size=_IMAGE_SIZE.value, resize=_RESIZE.value, channels=_CHANNELS.value,
+          test_fraction=_TEST_FRACTION.value, overwrite=_OVERWRITE.value, on_skip=report)
   except UserInputError as e:
     if skipped:
       print(f"{len(skipped)} files skipped (listed above)", flush=True)
     sys.exit(f"error: {e}")
   info = builder.info
+  if argv[1] == "video_folder":
+    if skipped:
+      print(f"{len(skipped)} files skipped (listed above)")
+    print(f"built {builder.name!r} in {builder.data_dir}: {video_folder.describe(info)}")
+    for warning in image_folder.dataset_warnings(info):
+      print(f"warning: {warning}")
+    print(f"train on it with --config.dataset.name={builder.name} "
+          f"--config.dataset.data_dir={data_dir}")
+    return
   splits = ", ".join(f"{split} {info.splits[split].num_examples}" for split in sorted(info.splits,
                                                                                       reverse=True))
   height, width, channels = info.features["image"].shape

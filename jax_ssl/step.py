@@ -35,6 +35,11 @@ def _micro_batches(x: jax.Array, count: int) -> jax.Array:
   return jnp.swapaxes(x.reshape(x.shape[0] // count, count, *x.shape[1:]), 0, 1)
 
 
+def _micro_side(side: Mapping[str, jax.Array], count: int) -> dict[str, jax.Array]:
+  """`_micro_batches` of each per-example side input (labels, clip speeds)."""
+  return {key: _micro_batches(value, count) for key, value in side.items()}
+
+
 def _concat_micro_batches(x: jax.Array) -> jax.Array:
   """Inverse of `_micro_batches`: [count, B / count, ...] -> [B, ...] in the original order."""
   return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
@@ -46,8 +51,8 @@ GRAD_ACCUM_MODES = ("micro_batch", "exact")
 
 
 def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Any,
-                        state: TrainState, views: Sequence[jax.Array], labels: jax.Array,
-                        objective_rng: jax.Array, count: int, teacher_graphdef: Any = None):
+                        state: TrainState, views: Sequence[jax.Array],
+                        side: Mapping[str, jax.Array], objective_rng: jax.Array, count: int, teacher_graphdef: Any = None):
   """Gradient accumulation with the loss of the whole batch (GradCache), for methods that
   declare `embed` and `embedding_loss`.
 
@@ -75,24 +80,24 @@ def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Any,
     (grads, batch_stats, target_batch_stats, loss, metrics, state_inputs).
   """
   micro = (tuple(_micro_batches(v, count) for v in views), jnp.arange(count),
-           _micro_batches(labels, count))
+           _micro_side(side, count))
 
   def embed_only(model, views, method_state, context):
     del method_state
     return jnp.zeros((), jnp.float32), {}, method.embed(model, views, context)
 
   def first_pass(_, micro):
-    micro_views, micro_index, micro_labels = micro
+    micro_views, micro_index, micro_side = micro
     _, (_, _, _, embeddings, _) = loss_fn(
         state.params, list(micro_views), state.batch_stats, state.target_batch_stats,
-        micro_index, micro_labels, objective_fn=embed_only)
+        micro_index, micro_side, objective_fn=embed_only)
     return None, jax.lax.stop_gradient(embeddings)
 
   _, embeddings = jax.lax.scan(first_pass, None, micro)
   embeddings = jax.tree.map(_concat_micro_batches, embeddings)  # [B, ...], batch order
   # The loss's rng is the one it has without accumulation (micro-batch 0's).
   context = StepContext(rng=jax.random.fold_in(objective_rng, 0), step=state.step, target=None,
-                        teacher=teacher_graphdef)
+                        teacher=teacher_graphdef, clip_speeds=side.get("clip_speeds"))
 
   def whole_batch_loss(embeddings):
     loss, metrics, state_inputs = method.embedding_loss(embeddings, state.method_state, context,
@@ -105,7 +110,7 @@ def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Any,
 
   def second_pass(carry, micro):
     grad_sum, batch_stats, target_batch_stats = carry
-    micro_views, micro_index, micro_labels, micro_cotangents = micro
+    micro_views, micro_index, micro_side, micro_cotangents = micro
 
     def pullback(model, views, method_state, context):
       del method_state
@@ -116,7 +121,7 @@ def _exact_accumulation(loss_fn, grad_fn, method: MethodSpec, method_args: Any,
 
     (_, (probe_metrics, batch_stats, target_batch_stats, _, _)), grads = grad_fn(
         state.params, list(micro_views), batch_stats, target_batch_stats, micro_index,
-        micro_labels, objective_fn=pullback)
+        micro_side, objective_fn=pullback)
     return ((jax.tree.map(jnp.add, grad_sum, grads), batch_stats, target_batch_stats),
             probe_metrics)
 
@@ -184,7 +189,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
     # The objective's own randomness (pretext tasks, SIGReg directions) is independent of
     # the views' (which use step_rng itself).
     objective_rng = jax.random.fold_in(step_rng, _OBJECTIVE_STREAM)
-    def loss_fn(params, views, batch_stats, target_batch_stats, micro_index, labels,
+    def loss_fn(params, views, batch_stats, target_batch_stats, micro_index, side,
                 objective_fn=objective):
       model = nnx.merge(graphdef, params, batch_stats, copy=True)
       model.train()
@@ -199,12 +204,13 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
                            with_modules(batch_stats, target_batch_stats), copy=True)
         target.train()
       context = StepContext(rng=jax.random.fold_in(objective_rng, micro_index),
-                            step=state.step, target=target, teacher=teacher_graphdef)
+                            step=state.step, target=target, teacher=teacher_graphdef,
+                            clip_speeds=side.get("clip_speeds"))
       loss, metrics, state_inputs = objective_fn(model, views, state.method_state, context)
       total = loss
       if online_probe:
         probe_loss, probe_metrics = online_probe_lib.loss(graphdef, params, batch_stats,
-                                                          views[0], labels)
+                                                          views[0], side["label"])
         total, metrics = loss + probe_loss, {**metrics, **probe_metrics}
       new_target_batch_stats = (
           select_modules(nnx.state(target, nnx.BatchStat), method.target_modules,
@@ -213,21 +219,26 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
                      state_inputs, loss)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    labels = batch["label"] if online_probe else jnp.zeros((views[0].shape[0],), jnp.int32)
+    # Per-example inputs besides the views, micro-batched with them: the labels (online
+    # probe) and, for clips, each view's playback speed (StepContext.clip_speeds).
+    side = {"label": batch["label"] if online_probe
+            else jnp.zeros((views[0].shape[0],), jnp.int32)}
+    if "speeds" in batch:
+      side["clip_speeds"] = jnp.asarray(batch["speeds"], jnp.int32)
     if grad_accum_mode == "exact" and grad_accum_steps > 1:
       grads, batch_stats, target_batch_stats, loss, metrics, state_inputs = _exact_accumulation(
-          loss_fn, grad_fn, method, method_args, state, views, labels, objective_rng,
+          loss_fn, grad_fn, method, method_args, state, views, side, objective_rng,
           grad_accum_steps, teacher_graphdef)
     elif grad_accum_steps == 1:
       (_, (metrics, batch_stats, target_batch_stats, state_inputs, loss)), grads = grad_fn(
-          state.params, views, state.batch_stats, state.target_batch_stats, 0, labels)
+          state.params, views, state.batch_stats, state.target_batch_stats, 0, side)
     else:
       def accumulate(carry, micro):
         grad_sum, batch_stats, target_batch_stats = carry
-        micro_views, micro_index, micro_labels = micro
+        micro_views, micro_index, micro_side = micro
         (_, (metrics, batch_stats, target_batch_stats, inputs, loss)), grads = grad_fn(
             state.params, list(micro_views), batch_stats, target_batch_stats, micro_index,
-            micro_labels)
+            micro_side)
         return ((jax.tree.map(jnp.add, grad_sum, grads), batch_stats, target_batch_stats),
                 (loss, metrics, inputs))
 
@@ -235,7 +246,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       (grad_sum, batch_stats, target_batch_stats), (losses, metrics, state_inputs) = jax.lax.scan(
           accumulate, (zeros, state.batch_stats, state.target_batch_stats),
-          (micro_views, jnp.arange(grad_accum_steps), _micro_batches(labels, grad_accum_steps)))
+          (micro_views, jnp.arange(grad_accum_steps), _micro_side(side, grad_accum_steps)))
       grads = jax.tree.map(lambda g: g / grad_accum_steps, grad_sum)
       loss = jnp.mean(losses)
       metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
@@ -244,7 +255,7 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     context = StepContext(rng=objective_rng, step=state.step, target=None,
-                          teacher=teacher_graphdef)
+                          teacher=teacher_graphdef, clip_speeds=side.get("clip_speeds"))
     method_state = method.update_method_state(state.method_state, state_inputs, context,
                                               method_args)
     target_params = state.target_params

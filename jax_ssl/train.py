@@ -111,13 +111,18 @@ def _train_and_evaluate(config: Experiment, workdir: str,
     multihost_utils.sync_global_devices("dataset prepared")
   info = pipeline.dataset_info(data.name, data_dir=data.data_dir)
   data_checks.check_training_data(config, info)  # before any compile: refuse or warn, one line
-  in_channels = info.features["image"].shape[-1]
-  image_shape = info.features["image"].shape
+  # Videos: each example is the method's views as clips the host samples (data/clips.py),
+  # augmented on device with one draw per clip; frames [T, H, W, C] are images to the checks.
+  video = pipeline.is_video(info)
+  num_frames = config.clips.num_frames if video else None
+  image_shape = (pipeline.video_shape(info)[1:] if video else
+                 tuple(info.features["image"].shape))
+  in_channels = image_shape[-1]
   if None not in image_shape[:2]:  # variable-size datasets are resized to dataset.image_size
     config_lib.validate_against_data(config, image_shape)
   # Variable-size images: the views' crops are made on the host (data/host_views.py).
-  host_views = pipeline.host_views(info, config_lib.view_configs(config),
-                                   enabled=data.host_crops)
+  host_views = None if video else pipeline.host_views(info, config_lib.view_configs(config),
+                                                      enabled=data.host_crops)
   source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir,
                                 encoded=host_views is not None)
   data_iterator = pipeline.train_iterator(
@@ -125,6 +130,7 @@ def _train_and_evaluate(config: Experiment, workdir: str,
       seed=config.seed, process_index=jax.process_index(),
       process_count=jax.process_count(), image_size=data.image_size,
       read_threads=data.read_threads, host_views=host_views, channels=in_channels,
+      clip_sampling=config_lib.clip_sampling(config) if video else None,
       **pipeline.worker_settings(data))
 
   # ---------------------------------------------------------------- state
@@ -132,7 +138,7 @@ def _train_and_evaluate(config: Experiment, workdir: str,
   # The method's typed Args and Heads, and its frozen teacher read from disk, once.
   method = config_lib.build_method(config)
   model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes,
-                                 method=method)
+                                 method=method, num_frames=num_frames)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(
       model, optimizer, config_lib.init_method_state(config, method=method),

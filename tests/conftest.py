@@ -198,3 +198,67 @@ def assert_real_png(path):
   assert pixels.shape[0] > 100 and pixels.shape[1] > 100
   assert pixels.std() > 0
   assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10  # axes, text, data colours
+
+
+def tiny_clip_config(method, method_args=None, heads=None, **overrides):
+  """A video method's tiny config (a ConfigDict): the Moving Fashion-MNIST runlocal base
+  with a width-4 video CNN on 4-frame 16 px clips, batch 16; `overrides`: dotted keys."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+  from experiments.moving_fashion_mnist import _moving_fashion_mnist_base as base  # pylint: disable=g-import-not-at-top
+  config = base.base_config(runlocal=True)
+  config.method = method
+  config.method_args = ml_collections.ConfigDict(method_args or {})
+  config.heads = ml_collections.ConfigDict(heads or {})
+  set_keys(config, {"model.width": 4, "augment.output_size": 16, "clips.num_frames": 4,
+                    "global_batch_size": 16, "total_steps": 4})
+  return set_keys(config, overrides)
+
+
+def clip_step_states(config, num_devices, speeds=None, steps=2):
+  """`step_losses` on video batches: (metrics of each step, the final TrainState) of `steps`
+  train steps on a mesh of `num_devices`, each batch {"clips": one random uint8
+  [B, T, 20, 20, 1] per view, "speeds": `speeds` int [B, V] (default all 1)}."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax_ssl import config as config_lib, sharding  # pylint: disable=g-import-not-at-top
+  from jax_ssl.state import create_train_state  # pylint: disable=g-import-not-at-top
+  from jax_ssl.step import make_train_step  # pylint: disable=g-import-not-at-top
+  config = typed(config)
+  mesh = sharding.make_mesh(num_devices)
+  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  method = config_lib.build_method(config)
+  model = config_lib.build_model(config, 1, config.seed, method=method,
+                                 num_frames=config.clips.num_frames)
+  optimizer, schedule = config_lib.build_optimizer(config)
+  graphdef, state = create_train_state(
+      model, optimizer, config_lib.init_method_state(config, method=method),
+      method.spec.target_modules)
+  state = sharding.replicate(state, mesh)
+  views = config_lib.view_configs(config)
+  step = jax.jit(make_train_step(graphdef, method.spec, method.args, optimizer, schedule, views,
+                                 total_steps=config.total_steps,
+                                 grad_accum_steps=config.grad_accum_steps,
+                                 grad_accum_mode=config.grad_accum_mode),
+                 in_shardings=(replicated, batch_sharding, replicated),
+                 out_shardings=(replicated, replicated))
+  rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
+  batch_size, frames = config.global_batch_size, config.clips.num_frames
+  pixels = np.random.default_rng(0).integers(
+      0, 256, (steps, len(views), batch_size, frames, 20, 20, 1), dtype=np.uint8)
+  speeds = np.ones((batch_size, len(views)), np.int32) if speeds is None else speeds
+  out = []
+  for k in range(steps):
+    batch = {"clips": tuple(pixels[k]), "speeds": np.asarray(speeds, np.int32)}
+    state, metrics = step(state, jax.device_put(batch, batch_sharding), rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out, state
+
+
+@pytest.fixture(scope="session")
+def fake_moving_fmnist(fake_fmnist):
+  """(source_dir, data_dir) with Moving Fashion-MNIST built from `fake_fmnist`'s IDX files
+  (512 train and 128 test videos) into the same TFDS data dir."""
+  from jax_ssl.data import pipeline  # pylint: disable=g-import-not-at-top
+  source_dir, data_dir = fake_fmnist
+  pipeline.prepare("moving_fashion_mnist", data_dir=data_dir, source_dir=source_dir)
+  return source_dir, data_dir

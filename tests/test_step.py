@@ -119,7 +119,8 @@ def test_grad_accum_mode_exact_is_refused_for_methods_without_embeddings():
   config.heads.predictor_hidden_dim = 8
   with pytest.raises(ConfigError, match=r"^grad_accum_mode='exact' needs a method whose loss "
                                         r"is a function of the batch's embeddings \(barlow_"
-                                        r"twins, moco_v3, simclr, tico, vicreg\); byol does not"):
+                                        r"twins, cvrl, moco_v3, rspnet, simclr, tico, vicreg\); "
+                                        r"byol does not"):
     config_lib.validate(typed(config), 1)
   config.grad_accum_mode = "whole"
   with pytest.raises(ConfigError, match="grad_accum_mode='whole'; use 'micro_batch' or 'exact'"):

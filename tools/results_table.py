@@ -19,21 +19,35 @@ import shlex
 KEYS = ("knn_top1", "linear_top1", "linear_1pct_top1")
 # Masked modeling's main protocol (and its baseline: fine-tuning from the random init).
 FINETUNE_KEYS = ("linear_1pct_top1", "finetune_top1")
+# Columns shown when some run has them.
+OPTIONAL_KEYS = ("finetune_top1", "attentive_top1", "retrieval_recall@1")
+
+
+def label_kinds(runs: list[tuple[str, dict]]) -> list[str]:
+  """The label kinds beyond the dataset's "label" that some run reports (a video run's
+  `eval.label_keys`: "motion" for results named "motion/knn_top1", ...), sorted."""
+  return sorted({k.rpartition("/")[0] for _, r in runs for k in r if "/" in k})
 
 
 def table(run_dirs: list[str], link_from: str | None = None) -> str:
   """One row per run's encoder, then each distinct baseline once (runs of the same dataset,
   backbone and seed share them), and which encoders beat both baselines of their run; with a
   `finetune_top1` column when some run was fine-tuned (`attentive_top1` when some run ran the
-  attentive probe), and which fine-tuned encoders beat their own random initialisation on
-  FINETUNE_KEYS. With `link_from` (the folder of the page
+  attentive probe, `retrieval_recall@1` when some ran retrieval), and which fine-tuned
+  encoders beat their own random initialisation on FINETUNE_KEYS. Runs reporting other label
+  kinds (video runs' `eval.label_keys`, e.g. "motion/linear_top1") get those columns too, and
+  a line naming the kinds each encoder's linear probe beats both baselines on. With
+  `link_from` (the folder of the page
   the table goes into) each run's name links to its folder, relative to that page."""
   runs = []
   for run_dir in run_dirs:
     with open(os.path.join(run_dir, "results.json")) as f:
       runs.append((run_dir, json.load(f)))
-  keys = KEYS + tuple(k for k in ("finetune_top1", "attentive_top1")
-                     if any(k in r for _, r in runs))
+  keys = KEYS + tuple(k for k in OPTIONAL_KEYS if any(k in r for _, r in runs))
+  kinds = label_kinds(runs)
+  # Each other label kind's columns ("motion/knn_top1", ...) after the dataset label's.
+  keys += tuple(f"{kind}/{k}" for kind in kinds for k in KEYS + OPTIONAL_KEYS
+                if any(f"{kind}/{k}" in r for _, r in runs))
   lines = ["| run | method | dataset | steps | train min | eval min | cpu | 1% subsets | "
            "features | " + " | ".join(keys) + " |", "|---" * (9 + len(keys)) + "|"]
   baselines: dict[tuple, tuple[str, dict]] = {}
@@ -47,11 +61,23 @@ def table(run_dirs: list[str], link_from: str | None = None) -> str:
     # Each encoder against its own run's baselines: raw pixels and the random initialisation
     # of its own architecture (a wider representation's random init scores higher).
     beaten = [r["method"] for _, r in runs
-              if r.get("baselines") and all(r[k] > max(b[k] for b in r["baselines"].values())
-                                            for k in KEYS)]
+              if r.get("baselines") and all(k in r and r[k] > max(
+                  b.get(k, 1.0) for b in r["baselines"].values()) for k in KEYS)]
     lines.append("")
     lines.append(f"Encoders above raw pixels and their own random initialisation on all three "
                  f"protocols: {', '.join(beaten) or 'none'} ({len(beaten)} of {len(runs)}).")
+    if kinds:  # video runs: which label kinds each encoder learned (linear probe)
+      labelled = [r for _, r in runs if r.get("baselines") and any(
+          k.rpartition("/")[0] in kinds for k in r)]
+      verdicts = []
+      for r in labelled:
+        above = [kind or "label" for kind in ("", *kinds)
+                 if _above_baselines(r, f"{kind}/linear_top1" if kind else "linear_top1")]
+        if above:
+          verdicts.append(f"{r['method']} ({', '.join(above)})")
+      lines.append(f"Encoders above raw pixels and their own random initialisation on "
+                   f"linear_top1 for a label kind: {', '.join(verdicts) or 'none'} "
+                   f"({len(verdicts)} of {len(labelled)} runs with several label kinds).")
     finetuned = [r for _, r in runs if "finetune_top1" in r]
     if finetuned:
       above = [r["method"] for r in finetuned
@@ -71,6 +97,12 @@ def table(run_dirs: list[str], link_from: str | None = None) -> str:
                    f"subsets: {', '.join(clear) or 'none'} ({len(clear)} of {len(spread)} runs "
                    f"with several subsets).")
   return "\n".join(lines)
+
+
+def _above_baselines(results: dict, key: str) -> bool:
+  """Whether the encoder's `key` is above every baseline of its run."""
+  return key in results and all(results[key] > b.get(key, 1.0)
+                                for b in results.get("baselines", {}).values())
 
 
 def _row(run_dir: str, results: dict, features: str, scores: dict, keys,

@@ -19,6 +19,7 @@ _EXPORTS = {
     "validate": "checks", "validate_against_data": "checks",
     "BuiltMethod": "build", "build_backbone": "build", "build_method": "build",
     "build_model": "build", "build_optimizer": "build", "evaluation_encoder": "build",
+    "clip_sampling": "build",
     "init_method_state": "build", "view_configs": "build",
     "HISTORY_FILE": "resume", "SCHEDULE_KEYS": "resume", "STATE_KEYS": "resume",
     "Resume": "resume", "check_resume_compatible": "resume", "describe_changes": "resume",

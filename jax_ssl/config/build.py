@@ -132,10 +132,63 @@ def dtype_refusal(backbone: str, dtype: str) -> str | None:
           f"{' or '.join(dtypes)} only; set model.dtype to {' or '.join(map(repr, dtypes))}")
 
 
-def build_backbone(config: Experiment, in_channels: int,
-                   rngs: nnx.Rngs) -> nnx.Module:
+def clip_sampling(config: Experiment):
+  """The host's clip sampling of a video run (data/clips.py ClipSampling): `config.clips`
+  with one clip per global view of the method."""
+  from jax_ssl.data import clips  # pylint: disable=g-import-not-at-top
+  spec = methods.get_method(config.method)
+  sampling = clips.ClipSampling(
+      num_frames=config.clips.num_frames, stride=config.clips.stride,
+      num_clips=spec.views_for(config.method_args), starts=config.clips.starts,
+      speeds=tuple(int(s) for s in config.clips.speeds),
+      speed_pattern=config.clips.speed_pattern)
+  sampling.validate()
+  return sampling
+
+
+def build_backbone(config: Experiment, in_channels: int, rngs: nnx.Rngs, *,
+                   num_frames: int | None = None) -> nnx.Module:
   """The ResNet, ViT or VQ encoder named by `model.backbone`, computing in `model.dtype`; a
-  ViT takes `augment.output_size` images."""
+  ViT takes `augment.output_size` images. `num_frames`: the clips' frames of a video run
+  (None: images): a 3-D CNN (models/video.py), or for a ViT name a VideoViT of
+  `model.tubelet_size` x patch x patch tubelets (models/video_vit.py)."""
+  model = config.model
+  if num_frames is None and model.backbone in {*resnet.BACKBONES, *vit.BACKBONES,
+                                               *vq.BACKBONES}:
+    return _image_backbone(config, in_channels, rngs)
+  from jax_ssl.models import video  # pylint: disable=g-import-not-at-top
+  if model.backbone in video.BACKBONES:
+    if num_frames is None:
+      raise ConfigError(f"model.backbone={model.backbone!r} is a video backbone and "
+                        f"dataset {config.dataset.name!r} has images; use an image backbone "
+                        f"(resnet_small, resnet50, vit_small, ...)")
+    return video.make_video_backbone(model.backbone, in_channels=in_channels,
+                                     width=model.width, dtype=model.dtype, rngs=rngs)
+  if dtype_refusal(model.backbone, model.dtype):
+    raise ConfigError(dtype_refusal(model.backbone, model.dtype))
+  if num_frames is not None and model.backbone in vit.BACKBONES:
+    from jax_ssl.models import video_vit  # pylint: disable=g-import-not-at-top
+    default_dim, default_depth, default_heads = vit.BACKBONES[model.backbone]
+    try:
+      return video_vit.VideoViT(
+          image_size=config.augment.output_size, num_frames=num_frames,
+          patch_size=model.patch_size, tubelet_size=model.tubelet_size,
+          in_channels=in_channels, dim=model.dim or default_dim,
+          depth=default_depth if model.depth is None else model.depth,
+          num_heads=model.num_heads or default_heads, pos_embedding=model.pos_embedding,
+          cls_token=model.cls_token, pool=model.pool, dtype=vit.DTYPES[model.dtype],
+          remat=model.remat, qk_norm=model.qk_norm, mlp=model.mlp,
+          layer_scale=model.layer_scale, num_registers=model.num_registers, rngs=rngs)
+    except ValueError as e:
+      raise ConfigError(str(e)) from None
+  if num_frames is not None:
+    raise ConfigError(f"model.backbone={model.backbone!r} takes images and dataset "
+                      f"{config.dataset.name!r} has videos; use a video backbone "
+                      f"({', '.join(sorted(video.BACKBONES))}) or a ViT (vit_tiny, ...)")
+  return _image_backbone(config, in_channels, rngs)
+
+
+def _image_backbone(config: Experiment, in_channels: int, rngs: nnx.Rngs) -> nnx.Module:
   model = config.model
   if dtype_refusal(model.backbone, model.dtype):
     raise ConfigError(dtype_refusal(model.backbone, model.dtype))
@@ -160,13 +213,14 @@ def build_backbone(config: Experiment, in_channels: int,
 
 
 def build_model(config: Experiment, in_channels: int, seed: int, *,
-                num_classes: int | None = None, method: BuiltMethod | None = None) -> SSLModel:
+                num_classes: int | None = None, method: BuiltMethod | None = None,
+                num_frames: int | None = None) -> SSLModel:
   """Backbone + the method's heads (+ heads["online_probe"], a linear classifier over
   `num_classes`, with `config.online_probe`); `method`: the run's `build_method(config)`
-  (None: built here)."""
+  (None: built here); `num_frames`: a video run's frames per clip (`build_backbone`)."""
   method = method or build_method(config)
   rngs = nnx.Rngs(seed)
-  backbone = build_backbone(config, in_channels, rngs)
+  backbone = build_backbone(config, in_channels, rngs, num_frames=num_frames)
   spec = method.spec
   if config.model.causal and not spec.patch_tokens:
     raise ConfigError(f"model.causal=True with method={config.method!r}, which trains on the "

@@ -15,7 +15,7 @@ from jax_ssl.config.build import dtype_refusal, view_configs
 from jax_ssl.config.schema import Experiment
 from jax_ssl.config.typed import check
 from jax_ssl.errors import ConfigError
-from jax_ssl.models import resnet, vit, vq
+from jax_ssl.models import resnet, video, vit, vq
 
 
 def validate(config: Experiment, device_count: int) -> None:
@@ -47,12 +47,37 @@ def validate(config: Experiment, device_count: int) -> None:
         f"'online' or 'method'")
   _check_sharding(config, device_count)
   view_configs(config)  # per-view overrides and local crops: one line naming the bad key
+  _check_clips(config)
+
+
+def _check_clips(config: Experiment) -> None:
+  """A method's clip needs against `config.clips` (used by video datasets only): the speed
+  classes of temporal_pretext are the clips' speeds; RSPNet's clips are the host's "rspnet"
+  triple (a query, a key at its speed, a key at another)."""
+  check(config.method != "rspnet" or (config.clips.speed_pattern == "rspnet"
+                                       and len(config.clips.speeds) >= 2),
+        f"method='rspnet' with clips.speed_pattern={config.clips.speed_pattern!r} and "
+        f"clips.speeds={tuple(config.clips.speeds)}: its clips are a same-speed pair and an "
+        f"other-speed clip; set clips.speed_pattern='rspnet' and two or more clips.speeds "
+        f"(e.g. (1, 2))")
+  if "temporal_pretext" in config.method.split("+"):
+    from jax_ssl.methods import mixing, temporal_pretext  # pylint: disable=g-import-not-at-top
+    args = config.method_args
+    if config.method != "temporal_pretext":  # a mix: the component's own Args
+      args = mixing.own_args(temporal_pretext.SPEC, args)
+    temporal_pretext.check_clip_speeds(args, tuple(config.clips.speeds))
 
 
 def _check_model(config: Experiment, spec: methods.MethodSpec) -> None:
   model = config.model
-  backbones = sorted(resnet.BACKBONES) + sorted(vit.BACKBONES) + sorted(vq.BACKBONES)
+  backbones = (sorted(resnet.BACKBONES) + sorted(vit.BACKBONES) + sorted(vq.BACKBONES)
+               + sorted(video.BACKBONES))
   check(model.backbone in backbones, f"model.backbone={model.backbone!r}; choose one of {backbones}")
+  if model.backbone in video.BACKBONES:  # the 3-D CNNs: whether the data are videos is
+    check(model.final_features == 0,   # checked where the dataset is known (build_backbone)
+          f"model.final_features={model.final_features}: a final 1x1 conv of that width "
+          f"exists for the image ResNets only (use 0 with model.backbone={model.backbone!r})")
+    return
   check(not spec.backbones or model.backbone in spec.backbones,
         f"method={config.method!r} needs model.backbone in {list(spec.backbones)}; "
         f"got {model.backbone!r}")

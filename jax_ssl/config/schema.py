@@ -119,6 +119,27 @@ class Augment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Clips:
+  """Video datasets: how the host samples each video's clips (jax_ssl/data/clips.py
+  ClipSampling; one clip per view of the method). Ignored for images."""
+
+  num_frames: int = 16  # frames per clip
+  stride: int = 1  # frame step at playback speed 1
+  # where the clips of one video start: "uniform" (each independently), "cvrl" (CVRL's
+  # decreasing-density interval between two clips), "same" (one start for all)
+  starts: str = "uniform"
+  speeds: tuple[int, ...] = (1,)  # playback speeds: a clip's frame step is stride * speed
+  # how the clips of a video draw their speeds: "independent", "rspnet" (clips.py)
+  speed_pattern: str = "independent"
+
+  def validate(self) -> None:
+    check(self.num_frames >= 1, f"clips.num_frames={self.num_frames}; must be >= 1")
+    check(self.stride >= 1, f"clips.stride={self.stride}; must be >= 1")
+    check(len(self.speeds) >= 1 and all(int(s) >= 1 for s in self.speeds),
+          f"clips.speeds={tuple(self.speeds)}; give one or more speeds >= 1, e.g. (1, 2)")
+
+
+@dataclasses.dataclass(frozen=True)
 class Model:
   """The backbone (the method's heads are its `Heads`)."""
 
@@ -147,6 +168,8 @@ class Model:
   mlp: str = "gelu"
   layer_scale: float | None = None
   num_registers: int = 0
+  # a ViT on video clips (models/video_vit.py): frames per tubelet (tubelets t x p x p)
+  tubelet_size: int = 2
 
   def validate(self) -> None:
     check(self.stem in STEMS, f"model.stem={self.stem!r}; use 'cifar' (3x3, no max-pool) or "
@@ -158,6 +181,7 @@ class Model:
           f"model.layer_scale={self.layer_scale}; must be > 0 (e.g. 1e-5), or None: no "
           f"LayerScale")
     check(self.num_registers >= 0, f"model.num_registers={self.num_registers}; must be >= 0")
+    check(self.tubelet_size >= 1, f"model.tubelet_size={self.tubelet_size}; must be >= 1")
     check(self.pos_embedding != "none" or self.rope,
           "model.pos_embedding='none' leaves the ViT without positions; set model.rope=True "
           "or use 'sincos' / 'learned'")
@@ -260,6 +284,15 @@ class Evaluation:
   attentive_learning_rate: float = 1e-3
   attentive_weight_decay: float = 1e-3
   attentive_num_heads: int = 0
+  # Video datasets (evaluate/video.py): the label features each protocol runs on, once per
+  # key ("label" under the image names, another key K as "K/<name>": Moving Fashion-MNIST's
+  # ("label", "motion")); evenly spaced clips per video whose features (fine-tuning: softmax
+  # predictions) are averaged; the raw-pixel baseline's centre view in pixels (0:
+  # augment.output_size) and frames
+  label_keys: tuple[str, ...] = ("label",)
+  num_clips: int = 1
+  raw_pixel_size: int = 16
+  raw_pixel_frames: int = 4
 
   def validate(self) -> None:
     from jax_ssl.evaluate import protocols  # pylint: disable=g-import-not-at-top
@@ -284,6 +317,16 @@ class Evaluation:
     check(self.attentive_num_heads >= 0,
           f"eval.attentive_num_heads={self.attentive_num_heads}; must be >= 0 (0: the "
           f"encoder's own heads)")
+    check(bool(self.label_keys) and len(set(self.label_keys)) == len(self.label_keys)
+          and all(k and "/" not in k for k in self.label_keys),
+          f"eval.label_keys={tuple(self.label_keys)}; give distinct label feature names "
+          f"without '/', e.g. ('label',) or ('label', 'motion')")
+    check(self.num_clips >= 1, f"eval.num_clips={self.num_clips}; must be >= 1 (clips per "
+          f"test video, e.g. 10 as RSPNet's and SlowFast's tests)")
+    check(self.raw_pixel_size >= 0, f"eval.raw_pixel_size={self.raw_pixel_size}; must be >= 0 "
+          f"(0: augment.output_size)")
+    check(self.raw_pixel_frames >= 1,
+          f"eval.raw_pixel_frames={self.raw_pixel_frames}; must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,6 +338,7 @@ class Experiment:
   method_args: Any = None  # the method's Args (built by from_config)
   heads: Any = None  # the method's Heads
   dataset: Dataset = Dataset()
+  clips: Clips = Clips()  # video datasets only
   augment: Augment = Augment()
   model: Model = Model()
   optimizer: Optimizer = Optimizer()

@@ -330,7 +330,16 @@ def views_of_batch(rng: jax.Array, batch: Mapping[str, ArrayLike],
   """The step's views, one [B, S_v, S_v, C] float32 per config: from `batch["views"]` (one
   host-cropped uint8 [B, S_v, S_v, C] per config, variable-size datasets) by
   `photometric_batch`, else from `batch["image"]` by `make_views`. View v uses
-  ``jax.random.fold_in(rng, v)`` either way."""
+  ``jax.random.fold_in(rng, v)`` either way. A video batch's `batch["clips"]` (one uint8
+  [B, T, H, W, C] per view, the host's clip sampler's) gives one float32 [B, T, S_v, S_v, C]
+  per config, each clip's crop and photometric draws shared by all its frames
+  (video_augment.clip_views)."""
+  if "clips" in batch:
+    from jax_ssl.data import video_augment  # pylint: disable=g-import-not-at-top  (imports this)
+    if len(batch["clips"]) != len(configs):
+      raise ValueError(f"the batch has {len(batch['clips'])} clips per video for "
+                       f"{len(configs)} view configs")
+    return video_augment.clip_views(rng, batch["clips"], configs)
   if "views" not in batch:
     return make_views(rng, batch["image"], configs)
   if len(batch["views"]) != len(configs):

@@ -24,10 +24,17 @@ import tensorflow_datasets as tfds
 from jax_ssl import fs
 from jax_ssl.data import fashion_mnist_local
 from jax_ssl.data import host_views as host_views_lib
+from jax_ssl.data import moving_fashion_mnist
+from jax_ssl.data import tfds_video
 from jax_ssl.errors import ConfigError, DataError
 
 # Our offline builders, by the name experiment files use.
-LOCAL_BUILDERS = {"fashion_mnist": fashion_mnist_local.Builder}
+LOCAL_BUILDERS = {
+    "fashion_mnist": fashion_mnist_local.Builder,
+    "moving_fashion_mnist": moving_fashion_mnist.Builder,
+    "moving_fashion_mnist_two_objects": functools.partial(moving_fashion_mnist.Builder,
+                                                          config="two_objects"),
+}
 
 
 def default_data_dir() -> str:
@@ -92,6 +99,8 @@ def load_source(name: str, split: str, *, data_dir: str | None,
         f"({type(e).__name__}); nothing is downloaded at run time: build it where it can be fetched "
         f"(`tfds build {name} --file_format array_record`) and copy it into "
         f"--config.dataset.data_dir (now {fs.parent(fs.parent(builder.data_dir))}).") from None
+  if hasattr(builder, "rendered_source"):  # records that render their video on read
+    source = builder.rendered_source(source)
   return CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
 
 
@@ -147,6 +156,7 @@ def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
     return LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record")
   try:
     # A name TFDS does not know is looked up as a prepared dataset in data_dir (our image folders).
+    tfds_video.enable()  # TFDS's video datasets (ucf101) without TensorFlow
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     raise ConfigError(
@@ -157,6 +167,19 @@ def _builder(name: str, *, data_dir: str | None) -> tfds.core.DatasetBuilder:
 
 def dataset_info(name: str, *, data_dir: str | None) -> tfds.core.DatasetInfo:
   return _builder(name, data_dir=data_dir).info
+
+
+def is_video(info: tfds.core.DatasetInfo) -> bool:
+  """Whether the dataset's records are videos ("video": uint8 [N, H, W, C]), stored (TFDS's
+  video datasets, video folders) or rendered on read (Moving Fashion-MNIST's metadata)."""
+  return "video" in info.features or "video_shape" in (info.metadata or {})
+
+
+def video_shape(info: tfds.core.DatasetInfo) -> tuple[int | None, ...]:
+  """(N, H, W, C) of a video dataset's "video" (None: varies between records)."""
+  if "video" in info.features:
+    return tuple(info.features["video"].shape)
+  return tuple(info.metadata["video_shape"])
 
 
 def is_variable_size(info: tfds.core.DatasetInfo) -> bool:
@@ -215,8 +238,26 @@ def _views_and_label(index: int, record: dict[str, Any], *,
           "label": np.asarray(record.get("label", -1), np.int32)}
 
 
+def _clips_and_label(index: int, record: dict[str, Any], *, sampling: Any, seed: int
+                     ) -> dict[str, Any]:
+  """Video record at position `index` of the global stream -> {"clips": (uint8 [T, H, W, C],
+  ...) one per view, "speeds": int32 [V], "label": int32} (clips.sample_clips: seeded by
+  (seed, index), so a resumed run or another device count samples the same clips)."""
+  from jax_ssl.data import clips  # pylint: disable=g-import-not-at-top
+  video = np.asarray(record["video"], np.uint8)
+  if video.ndim == 3:  # [N, H, W]: one channel
+    video = video[..., None]
+  sampled = clips.sample_clips(video, sampling, seed=seed, index=index)
+  return {"clips": tuple(sampled["clips"]),
+          "speeds": np.asarray(sampled["speeds"], np.int32),
+          "label": np.asarray(record.get("label", -1), np.int32)}
+
+
 def step_inputs(batch: Mapping[str, Any]) -> dict[str, Any]:
-  """What the train step takes of a batch: its host views ("views") or its images ("image")."""
+  """What the train step takes of a batch: its clips and their speeds ("clips", "speeds":
+  video), its host views ("views") or its images ("image")."""
+  if "clips" in batch:
+    return {"clips": batch["clips"], "speeds": batch["speeds"]}
   return {"views": batch["views"]} if "views" in batch else {"image": batch["image"]}
 
 
@@ -224,10 +265,12 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
                    process_count: int, image_size: int = 0, read_threads: int = 4,
                    prefetch_buffer_size: int = 8,
                    host_views: Sequence[host_views_lib.HostView] | None = None,
-                   channels: int = 3, num_workers: int = 0, worker_buffer_size: int = 2
-                   ) -> grain.DatasetIterator:
+                   channels: int = 3, num_workers: int = 0, worker_buffer_size: int = 2,
+                   clip_sampling: Any = None) -> grain.DatasetIterator:
   """Infinite, checkpointable iterator of this process's batches: `{"image", "label"}`, or
-  with `host_views` `{"views": (one uint8 [B, S_v, S_v, channels] per view), "label"}`.
+  with `host_views` `{"views": (one uint8 [B, S_v, S_v, channels] per view), "label"}`, or
+  for a video dataset with `clip_sampling` (data/clips.py ClipSampling) `{"clips": (one
+  uint8 [B, T, H, W, C] per view), "speeds": int32 [B, V], "label"}`.
 
   Its state (`get_state`/`set_state`, or grain's Orbax handler) is the position in the
   global stream, so a resumed run sees exactly the batches it would have seen.
@@ -248,7 +291,10 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
   dataset = (grain.MapDataset.source(source)
              .shuffle(seed=seed)      # a fresh permutation every epoch
              .repeat())
-  if host_views:
+  if clip_sampling is not None:
+    dataset = dataset.map_with_index(functools.partial(
+        _clips_and_label, sampling=clip_sampling, seed=seed))
+  elif host_views:
     dataset = dataset.map_with_index(functools.partial(
         _views_and_label, views=tuple(host_views), seed=seed, channels=channels))
   else:

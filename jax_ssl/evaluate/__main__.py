@@ -28,7 +28,7 @@ from jax_ssl.evaluate.workdir import evaluate_workdir, load_config
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's output directory.", required=True)
 _PROTOCOLS = flags.DEFINE_string(
-    "protocols", None, "Comma separated: knn, linear, attentive, finetune, lowlabel, lowlabel-<P>% "
+    "protocols", None, "Comma separated: knn, linear, attentive, finetune, lowlabel, lowlabel-<P>%, retrieval "
     "(default: the run's eval.protocols; none when only --report/--export_features is given).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
 _REPORT = flags.DEFINE_bool("report", None, "Write DIR/report.md with the results table, "

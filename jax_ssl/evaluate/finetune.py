@@ -169,7 +169,7 @@ class Finetuner:
 
     def train_step(state: TrainState, images: jax.Array, labels: jax.Array, rng: jax.Array):
       key = jax.random.fold_in(jax.random.wrap_key_data(rng), state.step)
-      views = augment.augment_batch(key, images, view)
+      views = self._train_views(key, images, view)
       targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
                                     settings.label_smoothing)
 
@@ -194,11 +194,29 @@ class Finetuner:
     def logits(state: TrainState, images: jax.Array) -> jax.Array:
       model = nnx.merge(graph, state.params, state.batch_stats)
       model.eval()
-      return model(augment.center_view(images, settings.output_size,
-                                       crop_fraction=settings.crop_fraction))
+      return self._predict(model, images)
 
     self._logits = jax.jit(logits, in_shardings=(replicated, batch_sharding),
                            out_shardings=batch_sharding)
+
+  # What a video subclass (evaluate/video_finetune.py) replaces: the training views of a
+  # batch's inputs, the test prediction of a batch, the training batches, the test scores.
+  def _train_views(self, key: jax.Array, images: jax.Array, view: augment.AugmentConfig
+                   ) -> jax.Array:
+    """The training views of a batch of images (one random draw per example)."""
+    return augment.augment_batch(key, images, view)
+
+  def _predict(self, model: nnx.Module, images: jax.Array) -> jax.Array:
+    """The classifier's logits [B, num_classes] on the centre views of `images`."""
+    return model(augment.center_view(images, self.settings.output_size,
+                                     crop_fraction=self.settings.crop_fraction))
+
+  def _train_iterator(self, train_source, seed: int):
+    """This process's training batches {"image", "label"} of `train_source`."""
+    return pipeline.train_iterator(
+        train_source, local_batch_size=sharding.local_batch_size(self.settings.batch_size),
+        seed=seed, process_index=jax.process_index(), process_count=jax.process_count(),
+        image_size=self.image_size)
 
   def _classifier(self, params: nnx.State, batch_stats: nnx.State):
     """(backbone, classifier graph, its TrainState without optimizer state) of a model's
@@ -216,10 +234,7 @@ class Finetuner:
     compiled step."""
     settings = self.settings
     state = self._start(self._initial if weights is None else self._classifier(*weights)[2])
-    iterator = pipeline.train_iterator(
-        train_source, local_batch_size=sharding.local_batch_size(settings.batch_size),
-        seed=seed, process_index=jax.process_index(), process_count=jax.process_count(),
-        image_size=self.image_size)
+    iterator = self._train_iterator(train_source, seed)
     rng = sharding.replicate(jax.random.key_data(jax.random.key(seed)), self.mesh)
     losses = []
     log_every = max(1, settings.steps // 10)

@@ -18,6 +18,13 @@ separated):
   attentive       V-JEPA's attentive probe (a learned query cross-attending over the frozen
                   patch tokens, then a linear classifier) trained on all training labels:
                   `attentive_top1` (see attentive_probe.py)
+  retrieval       nearest-neighbour retrieval, test examples querying the training split by
+                  cosine similarity (RSPNet's video retrieval): `retrieval_recall@1`, `@5`,
+                  `@10` (see retrieval.py)
+
+Video datasets run every protocol once per label key (`eval.label_keys`, evaluate/video.py):
+the dataset's "label" under the names above, another key K (Moving Fashion-MNIST's
+"motion") under "K/<name>" (`motion/knn_top1`, `motion/linear_1pct_top1_std`, ...).
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from jax_ssl.errors import ConfigError
-from jax_ssl.evaluate import knn, linear_probe
+from jax_ssl.evaluate import knn, linear_probe, retrieval
 
-PROTOCOL_NAMES = ("knn", "linear", "finetune", "lowlabel", "attentive")
+PROTOCOL_NAMES = ("knn", "linear", "finetune", "lowlabel", "attentive", "retrieval")
 LOW_LABEL_PERCENTS = (1.0, 10.0)  # what `lowlabel` alone means (SimCLR's 1% and 10%)
 _LOW_LABEL = re.compile(r"lowlabel-(\d+(?:\.\d+)?)%")
 
@@ -47,11 +54,12 @@ class Protocols:
   finetune: bool = False
   low_label_percents: tuple[float, ...] = ()
   attentive: bool = False
+  retrieval: bool = False
 
   @property
   def frozen(self) -> bool:
     """Whether any protocol runs on frozen features (and so needs them extracted)."""
-    return self.knn or self.linear or bool(self.low_label_percents)
+    return self.knn or self.linear or bool(self.low_label_percents) or self.retrieval
   # `attentive` reads patch tokens (attentive_probe.py), not these pooled features.
 
 
@@ -67,7 +75,7 @@ def parse_protocols(spec: str | Sequence[str]) -> Protocols:
     if not token or token == "none":
       continue
     match = _LOW_LABEL.fullmatch(token)
-    if token in ("knn", "linear", "finetune", "attentive"):
+    if token in ("knn", "linear", "finetune", "attentive", "retrieval"):
       chosen[token] = True
     elif token == "lowlabel":
       chosen["low_label_percents"] += LOW_LABEL_PERCENTS
@@ -77,7 +85,7 @@ def parse_protocols(spec: str | Sequence[str]) -> Protocols:
       raise ConfigError(
           f"unknown evaluation protocol {token!r} in {','.join(tokens)!r}; choose from "
           f"knn, linear, finetune, lowlabel, lowlabel-<P>% (0 < P <= 100, e.g. lowlabel-1%), "
-          f"attentive, comma separated")
+          f"attentive, retrieval, comma separated")
   chosen["low_label_percents"] = tuple(sorted(set(chosen["low_label_percents"])))
   return Protocols(**chosen)
 
@@ -125,7 +133,8 @@ def frozen_feature_protocols(
   Args:
     train_features, train_labels: [n, d] and [n] of the training split.
     test_features, test_labels: [m, d] and [m] of the test split.
-    protocols: which to run (finetune is not a frozen-feature protocol: ignored here).
+    protocols: which to run (finetune is not a frozen-feature protocol: ignored here);
+      retrieval: Recall@1/5/10 of the test features querying the training features.
     num_classes: number of classes.
     knn_k: the k of `knn_top1` (200 in the README table); `knn_k` in the results is
       the k used, clipped to the number of training examples.
@@ -165,4 +174,7 @@ def frozen_feature_protocols(
       per_seed.append(probe["top1"])
       penalties.append(probe["l2"])
     results.update(low_label_results("linear", percent, per_seed, {"l2": penalties}))
+  if protocols.retrieval:
+    results.update(retrieval.retrieval_recall(train_features, train_labels, test_features,
+                                              test_labels))
   return results, predictions

@@ -29,18 +29,30 @@ _ORDER = ("knn", "linear", "finetune")
 # ----------------------------------------------------------------------------
 
 
+def split_label_kind(key: str) -> tuple[str, str]:
+  """A result's (label kind, name): "motion/knn_top1" -> ("motion", "knn_top1"); the
+  dataset's own label has kind "" ("knn_top1" -> ("", "knn_top1")). Video runs report each
+  label key of `eval.label_keys` (evaluate/video.py `label_prefixed`)."""
+  kind, _, name = key.rpartition("/")
+  return kind, name
+
+
 def accuracy_keys(results: dict[str, Any]) -> list[str]:
-  """The headline accuracies of a results dict (`*_top1` numbers), protocol by protocol:
-  knn_top1, knn_k10_top1, ..., linear_top1, linear_1pct_top1, ..., finetune_top1, ..."""
+  """The headline accuracies of a results dict (`*_top1` and `retrieval_recall@k`
+  numbers), the dataset's label first, then each other label kind, protocol by protocol:
+  knn_top1, knn_k10_top1, ..., linear_top1, linear_1pct_top1, ..., finetune_top1, ...,
+  retrieval_recall@1, ..., motion/knn_top1, ..."""
   keys = [k for k, v in results.items()
-          if k.endswith("_top1") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+          if (k.endswith("_top1") or "retrieval_recall@" in k)
+          and isinstance(v, (int, float)) and not isinstance(v, bool)]
 
   def order(key: str):
-    family = key.split("_")[0]
+    kind, name = split_label_kind(key)
+    family = name.split("_")[0]
     rank = _ORDER.index(family) if family in _ORDER else len(_ORDER)
-    middle = key[len(family) + 1:-len("_top1")]  # "", "k10", "1pct"
+    middle = name.removesuffix("_top1")[len(family) + 1:]  # "", "k10", "1pct", "recall@5"
     number = float("".join(c for c in middle if c.isdigit() or c == ".") or -1)
-    return rank, middle != "", number, key
+    return kind != "", kind, rank, middle != "", number, name
 
   return sorted(keys, key=order)
 
@@ -58,13 +70,24 @@ def format_accuracy(scores: dict[str, Any], key: str) -> str:
 
 def results_table(results: dict[str, Any]) -> str:
   """Markdown: one row per feature source (the encoder, then each baseline), one column per
-  accuracy of the encoder's results."""
+  accuracy of the encoder's results. With several label kinds (a video run's
+  `eval.label_keys`), one row per source and kind, a `labels` column naming the kind."""
   keys = accuracy_keys(results)
   rows = [(f"{results['method']} ({results['steps']} steps)", results)]
   rows += list(results.get("baselines", {}).items())
-  lines = ["| features | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+  kinds = list(dict.fromkeys(split_label_kind(k)[0] for k in keys))
+  if kinds in ([], [""]):
+    lines = ["| features | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, scores in rows:
+      lines.append(f"| {name} | " + " | ".join(format_accuracy(scores, k) for k in keys) + " |")
+    return "\n".join(lines)
+  names = accuracy_keys({split_label_kind(k)[1]: 0.0 for k in keys})
+  lines = ["| features | labels | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
   for name, scores in rows:
-    lines.append(f"| {name} | " + " | ".join(format_accuracy(scores, k) for k in keys) + " |")
+    for kind in kinds:
+      prefix = f"{kind}/" if kind else ""
+      lines.append(f"| {name} | {kind or 'label'} | "
+                   + " | ".join(format_accuracy(scores, prefix + k) for k in names) + " |")
   return "\n".join(lines)
 
 

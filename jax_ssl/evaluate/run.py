@@ -15,6 +15,8 @@ results.json's "diagnostics", with a warning line if they show a collapse.
 Results go to `DIR/results.json` and are printed as a table; with `eval.report` (or
 `--report`) the pictures and `DIR/report.md` are written too (report.py). DIR (and the
 feature export's folder) may be a URL (gs://...): files go through etils.epath (jax_ssl/fs.py).
+Video datasets go to evaluate/video.py: the same protocols on clip-averaged features, once
+per label key of `eval.label_keys`, with retrieval and the multi-clip test.
 """
 
 from __future__ import annotations
@@ -181,6 +183,11 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
   Returns:
     The results written.
   """
+  if _is_video(config):  # clips, one result per label key (evaluate/video.py)
+    from jax_ssl.evaluate import video  # pylint: disable=g-import-not-at-top  (imports this)
+    return video.evaluate(config, workdir, graphdef, state, mesh, train_seconds=train_seconds,
+                          protocol_names=protocol_names, report_pictures=report_pictures,
+                          previous=previous)
   start = time.perf_counter()
   ev = config.eval
   chosen = protocols.parse_protocols(ev.protocols if protocol_names is None else protocol_names)
@@ -271,6 +278,10 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
       print(f"report: {path}", flush=True)
   return results
 
+def _is_video(config: Experiment) -> bool:
+  return pipeline.is_video(pipeline.dataset_info(config.dataset.name,
+                                                 data_dir=config.dataset.data_dir))
+
 def check_splits(splits: Sequence[str]) -> None:
   unknown = [s for s in splits if s not in ("train", "test")]
   if unknown or not splits:
@@ -283,6 +294,9 @@ def export_features(config: Experiment, graphdef, state, mesh, out_dir: str,
   views) and <split>_labels.npy ([n] int) for each split ("train", "test": the config's
   dataset splits, `eval.train_limit` / `test_limit` applied). Returns {split: shape}."""
   check_splits(splits)
+  if _is_video(config):
+    from jax_ssl.evaluate import video  # pylint: disable=g-import-not-at-top  (imports this)
+    return video.export_features(config, graphdef, state, mesh, out_dir, splits)
   data = EvalData(config)
   trained = make_encoder(graphdef, mesh, config.augment.output_size,
                          config.eval.crop_fraction)(

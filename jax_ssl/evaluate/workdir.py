@@ -94,8 +94,11 @@ def evaluate_workdir(workdir: str, *, protocol_names: str | None = None, step: i
   info = pipeline.dataset_info(config.dataset.name, data_dir=config.dataset.data_dir)
   num_classes = info.features["label"].num_classes if "label" in info.features else None
   method = config_lib.build_method(config)  # a teacher is read once, as in training
-  model = config_lib.build_model(config, info.features["image"].shape[-1], config.seed,
-                                 num_classes=num_classes, method=method)
+  video = pipeline.is_video(info)  # a video run's model takes clips of clips.num_frames
+  channels = pipeline.video_shape(info)[-1] if video else info.features["image"].shape[-1]
+  model = config_lib.build_model(config, channels, config.seed, num_classes=num_classes,
+                                 method=method,
+                                 num_frames=config.clips.num_frames if video else None)
   optimizer, _ = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(
       model, optimizer, config_lib.init_method_state(config, method=method),

@@ -19,6 +19,9 @@ from jax_ssl.losses.masked import mae, normalized_patches, simmim
 from jax_ssl.losses.mim_targets import beit, maskfeat, perplexity, vq_vae
 from jax_ssl.losses.non_contrastive import (barlow_twins, byol, lejepa, random_directions, sigreg,
                                             simsiam, tico, tico_covariance_update, vicreg)
+from jax_ssl.losses.video import (cvrl, rho_byol, rho_moco, rspnet_appearance,
+                                  rspnet_speed_ranking, speed_ranking_accuracy)
+from jax_ssl.losses.video_pretext import pretext_cross_entropy, temporal_pretext
 
 __all__ = [
     "barlow_twins", "beit", "byol", "centered_teacher_probs", "cnn_jepa",
@@ -26,6 +29,9 @@ __all__ = [
     "feature_layer_norm", "ibot_patch", "ijepa", "info_nce", "koleo", "l2_normalize", "lejepa",
     "mae", "maskfeat", "mean_feature_std", "moco_v2", "nearest_neighbour", "nepa", "nnclr",
     "normalized_patches", "nt_xent", "nt_xent_multi_view", "patch_center_update", "perplexity",
+    "pretext_cross_entropy", "temporal_pretext",
+    "cvrl", "rho_byol", "rho_moco", "rspnet_appearance", "rspnet_speed_ranking",
+    "speed_ranking_accuracy",
     "random_directions", "sigreg", "simmim", "simsiam", "sinkhorn_knopp",
     "sinkhorn_teacher_probs", "smooth_l1", "swav", "tico", "tico_covariance_update", "vicreg",
     "vq_vae",

@@ -7,6 +7,7 @@ from jax_ssl.methods import barlow_twins
 from jax_ssl.methods import beit
 from jax_ssl.methods import byol
 from jax_ssl.methods import cnn_jepa
+from jax_ssl.methods import cvrl
 from jax_ssl.methods import data2vec2
 from jax_ssl.methods import dino
 from jax_ssl.methods import ibot
@@ -21,12 +22,15 @@ from jax_ssl.methods import nepa
 from jax_ssl.methods import nnclr
 from jax_ssl.methods import relative_position
 from jax_ssl.methods import rotation
+from jax_ssl.methods import rspnet
 from jax_ssl.methods import simclr
 from jax_ssl.methods import simmim
 from jax_ssl.methods import simsiam
 from jax_ssl.methods import swav
+from jax_ssl.methods import temporal_pretext
 from jax_ssl.methods import tico
 from jax_ssl.methods import vicreg
+from jax_ssl.methods import videomae
 from jax_ssl.methods import vq_tokenizer
 from jax_ssl.methods.mixing import SEPARATOR, mix
 from jax_ssl.methods.spec import MethodSpec, SSLModel, StepContext
@@ -57,6 +61,10 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     ibot.SPEC,
     data2vec2.SPEC,
     ijepa.SPEC,
+    videomae.SPEC,
+    temporal_pretext.SPEC,
+    cvrl.SPEC,
+    rspnet.SPEC,
 )}
 
 

@@ -25,7 +25,7 @@ from jax_ssl import losses, masking
 from jax_ssl.config.typed import check, check_positive
 from jax_ssl.methods import mim
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
-from jax_ssl.models import vit
+from jax_ssl.models import video_vit, vit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,19 +57,35 @@ class Heads:
           f"{self.decoder_num_heads}; set them so that it is")
 
 
+DECODER_POSITIONS = ("sincos_2d", "sinusoid_1d")
+
+
+# The Transformer's 1-D sinusoid table, float32 [num_positions, dim] (VideoMAE's
+# `get_sinusoid_encoding_table`, used by its encoder and decoder): the video ViT's.
+sinusoid_position_table = video_vit.sinusoid_table
+
+
 class MAEDecoder(nnx.Module):
   """Encoded visible tokens -> per-patch pixel predictions [B, N, p * p * C].
 
   Linear to `decoder_dim`, mask tokens appended and every token put back at its position,
-  fixed 2-D sin-cos position embeddings (zero for the CLS token, which the decoder keeps
-  when the encoder has one), `depth` transformer blocks, LayerNorm, linear to the pixels.
-  Runs in the backbone's compute dtype and remat setting.
+  fixed position embeddings (zero for the CLS token, which the decoder keeps when the
+  encoder has one), `depth` transformer blocks, LayerNorm, linear to the pixels (the
+  backbone's `patch_pixels`: a video ViT's tubelets too). Runs in the backbone's compute
+  dtype and remat setting.
+
+  `positions`: "sincos_2d", MAE's 2-D sin-cos table of the backbone's `grid_size`; or
+  "sinusoid_1d", VideoMAE's 1-D sinusoid table over its `num_patches` tokens in token
+  order (`sinusoid_position_table`; VideoMAE's decoder `pos_embed`).
   """
 
   def __init__(self, backbone: vit.VisionTransformer, decoder_dim: int, depth: int,
-               num_heads: int, *, rngs: nnx.Rngs):
+               num_heads: int, *, positions: str = "sincos_2d", rngs: nnx.Rngs):
+    if positions not in DECODER_POSITIONS:
+      raise ValueError(f"positions={positions!r}; use one of {DECODER_POSITIONS}")
     dtype = backbone.dtype
     self.grid_size, self.num_prefix_tokens = backbone.grid_size, backbone.num_prefix_tokens
+    self.positions, self.num_patches = positions, backbone.num_patches
     self.dtype, self.remat = dtype, backbone.remat
     self.embed = nnx.Linear(backbone.feature_dim, decoder_dim,
                             kernel_init=nnx.initializers.xavier_uniform(), dtype=dtype,
@@ -94,7 +110,10 @@ class MAEDecoder(nnx.Module):
                                    (batch, num_patches - num_visible, width))
     patches = jnp.take_along_axis(jnp.concatenate([visible, mask_tokens], axis=1),
                                   restore[..., None], axis=1)
-    table = vit.sincos_position_embedding(*self.grid_size, width)
+    if self.positions == "sinusoid_1d":
+      table = sinusoid_position_table(self.num_patches, width)
+    else:
+      table = vit.sincos_position_embedding(*self.grid_size, width)
     positions = np.concatenate([np.zeros((self.num_prefix_tokens, width), np.float32), table])
     x = jnp.concatenate([prefix, patches], axis=1) + jnp.asarray(positions, x.dtype)
     x = self.norm(vit.apply_blocks(self.blocks, x.astype(self.dtype), self.remat))

@@ -116,12 +116,17 @@ class StepContext(NamedTuple):
       gradient can reach the target); None otherwise.
     teacher: for methods with `load_teacher`, the frozen teacher's graphdef (its
       parameters are in the method state); None otherwise.
+    clip_speeds: for video datasets, int32 [B, V]: the playback speed of each view (clip) of
+      each example, as the host's clip sampler drew it (jax_ssl/data/clips.py; frame step
+      = clips.stride * speed), for the batch (or micro-batch) the objective sees; None for
+      images.
   """
 
   rng: jax.Array
   step: jax.Array
   target: Any = None
   teacher: Any = None
+  clip_speeds: jax.Array | None = None
 
 
 def objective_from_embeddings(embed: Embed, embedding_loss: EmbeddingLoss) -> Objective:

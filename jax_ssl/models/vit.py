@@ -188,8 +188,7 @@ class VisionTransformer(nnx.Module):
       raise ValueError(f"model.layer_scale={layer_scale}; must be > 0 (or None: no LayerScale)")
     self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
     self.grid_size = (image_size // patch_size,) * 2
-    self.num_patches = self.grid_size[0] * self.grid_size[1]
-    self.patch_pixels = patch_size * patch_size * in_channels
+    self.num_patches, self.patch_pixels = self._token_layout()
     self.feature_dim = dim
     self.num_layers = depth
     self.num_cls_tokens = int(cls_token)
@@ -216,6 +215,24 @@ class VisionTransformer(nnx.Module):
                                   qk_norm=qk_norm, rope=rope, mlp=mlp, layer_scale=layer_scale)
                             for _ in range(depth)])
     self.norm = nnx.LayerNorm(dim, epsilon=_LAYER_NORM_EPSILON, dtype=dtype, rngs=rngs)
+
+  def _token_layout(self) -> tuple[int, int]:
+    """(tokens, input values per token) of a model-sized input: the h x w patches of p x p x C
+    pixels. A hook for subclasses with other tokens (models/video_vit.py: tubelets), read
+    once in `__init__`, before the learned position table and the patch embedding are made."""
+    return (self.grid_size[0] * self.grid_size[1],
+            self.patch_size * self.patch_size * self.in_channels)
+
+  def _grid_of_tokens(self, num_tokens: int, grid: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The grid `encode_tokens` hands `position_embeddings` for `num_tokens` patch tokens:
+    `grid`, else the model's, else (another N, e.g. local crops) the square one. A hook for
+    subclasses whose grids have other axes (models/video_vit.py: time, rows, columns)."""
+    if grid is None and num_tokens != self.num_patches:
+      side = int(round(num_tokens ** 0.5))
+      if side * side != num_tokens:
+        raise ValueError(f"{num_tokens} tokens are not a square grid; pass grid=(h, w)")
+      grid = (side, side)
+    return tuple(grid or self.grid_size)
 
   def position_embeddings(self, grid: tuple[int, int] | None = None) -> jax.Array:
     """float32 [num_cls_tokens + h * w, D]: the CLS position (if any) first, then the
@@ -269,12 +286,7 @@ class VisionTransformer(nnx.Module):
     before its residual, [B, prefix + K, D] each, in block order (data2vec 2.0's targets).
     `causal`: token t attends to tokens <= t only (None: the model's `causal`).
     """
-    if grid is None and tokens.shape[1] != self.num_patches:
-      side = int(round(tokens.shape[1] ** 0.5))
-      if side * side != tokens.shape[1]:
-        raise ValueError(f"{tokens.shape[1]} tokens are not a square grid; pass grid=(h, w)")
-      grid = (side, side)
-    grid = tuple(grid or self.grid_size)
+    grid = self._grid_of_tokens(tokens.shape[1], grid)
     x = tokens
     if self.pos_embedding_kind != "none":
       positions = self.position_embeddings(grid)

@@ -207,7 +207,8 @@ def test_the_build_step_loads_a_teacher_once_and_hands_it_to_the_method(monkeypa
   monkeypatch.setattr(methods, "get_method", lambda name: spec)
   # No backbone to build (this is about the teacher): a stand-in with a feature width.
   monkeypatch.setattr(build, "build_backbone",
-                      lambda config, in_channels, rngs: types.SimpleNamespace(feature_dim=4))
+                      lambda config, in_channels, rngs, num_frames=None:
+                      types.SimpleNamespace(feature_dim=4))
   config = tiny_config("unused", "unused")
   config.method_args = ml_collections.ConfigDict({"source": "elsewhere"})
   config.heads = ml_collections.ConfigDict()

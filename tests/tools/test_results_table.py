@@ -133,3 +133,37 @@ def test_docs_results_md_is_what_the_tool_makes_from_results(monkeypatch):
   evaluated = {os.path.join("results", name) for name in os.listdir("results")
                if os.path.exists(os.path.join("results", name, "results.json"))}
   assert evaluated == set(args.run_dirs)
+
+
+def test_video_runs_show_each_label_kind_and_which_kinds_beat_the_baselines(tmp_path):
+  pixels = {"knn_top1": 0.30, "linear_top1": 0.40, "linear_1pct_top1": 0.20,
+            "motion/knn_top1": 0.50, "motion/linear_top1": 0.55, "motion/linear_1pct_top1": 0.4}
+  init = {"knn_top1": 0.35, "linear_top1": 0.45, "linear_1pct_top1": 0.25,
+          "motion/knn_top1": 0.40, "motion/linear_top1": 0.50, "motion/linear_1pct_top1": 0.3}
+  runs = [
+      # Learned motion (above both baselines on motion/linear_top1), not the garment.
+      _run(tmp_path, "a", "rspnet", {"knn_top1": 0.32, "linear_top1": 0.42,
+                                     "linear_1pct_top1": 0.22, "retrieval_recall@1": 0.6,
+                                     "motion/knn_top1": 0.70, "motion/linear_top1": 0.80,
+                                     "motion/linear_1pct_top1": 0.6,
+                                     "motion/retrieval_recall@1": 0.75},
+           {"raw_pixels": pixels, "random_init": init}),
+      # Learned both.
+      _run(tmp_path, "b", "cvrl", {"knn_top1": 0.50, "linear_top1": 0.60,
+                                   "linear_1pct_top1": 0.4, "motion/knn_top1": 0.6,
+                                   "motion/linear_top1": 0.6, "motion/linear_1pct_top1": 0.5},
+           {"raw_pixels": pixels, "random_init": init}),
+  ]
+  lines = results_table.table(runs).splitlines()
+  assert lines[0].endswith("| features | knn_top1 | linear_top1 | linear_1pct_top1 | "
+                           "retrieval_recall@1 | motion/knn_top1 | motion/linear_top1 | "
+                           "motion/linear_1pct_top1 | motion/retrieval_recall@1 |")
+  assert lines[2].endswith("| encoder | 0.3200 | 0.4200 | 0.2200 | 0.6000 | 0.7000 | 0.8000 | "
+                           "0.6000 | 0.7500 |")
+  assert lines[3].endswith("| encoder | 0.5000 | 0.6000 | 0.4000 | — | 0.6000 | 0.6000 | "
+                           "0.5000 | — |")
+  assert lines[-2] == ("Encoders above raw pixels and their own random initialisation on all "
+                       "three protocols: cvrl (1 of 2).")
+  assert lines[-1] == ("Encoders above raw pixels and their own random initialisation on "
+                       "linear_top1 for a label kind: rspnet (motion), cvrl (label, motion) "
+                       "(2 of 2 runs with several label kinds).")

@@ -1,0 +1,149 @@
+"""Temporal pretext tasks: the frame orders and labels made on device (a shuffled clip is a
+non-identity permutation of its frames, a reversed one runs backwards, the speed class is the
+index of the clip's speed), the Args checks, the objective on a stand-in backbone, and the
+train step on 1 vs 8 devices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import clip_step_states, tiny_clip_config
+from jax_ssl import losses
+from jax_ssl.errors import ConfigError
+from jax_ssl.methods import temporal_pretext as tp
+from jax_ssl.methods.spec import SSLModel, StepContext
+
+
+# Jitted: eager, every small op compiles on its own (seconds on 2 CPU cores).
+_shuffle = jax.jit(tp.shuffle_permutations, static_argnums=(1, 2))
+_frame_orders = jax.jit(tp.frame_orders, static_argnums=(1, 2, 3))
+
+
+def test_shuffles_are_permutations_that_are_never_the_identity():
+  # With 2 frames half the uniform permutations are the identity: all must be replaced by
+  # the swap. With 5 frames: permutations, not the identity, and many different ones.
+  two = np.asarray(_shuffle(jax.random.key(0), 256, 2))
+  assert (two == [1, 0]).all()
+  five = np.asarray(_shuffle(jax.random.key(1), 512, 5))
+  assert (np.sort(five, axis=1) == np.arange(5)).all()
+  assert not (five == np.arange(5)).all(axis=1).any()
+  assert len({tuple(row) for row in five}) > 80  # of the 119 non-identity orders
+
+
+def test_frame_orders_and_their_labels():
+  batch, frames = 512, 6
+  identity = np.arange(frames)
+  order, labels = _frame_orders(jax.random.key(3), batch, frames, ("order", "arrow"))
+  order, shuffled, reversed_ = (np.asarray(order), np.asarray(labels["order"]),
+                                np.asarray(labels["arrow"]))
+  assert (np.sort(order, axis=1) == identity).all()  # every clip keeps all its frames
+  forward = (order == identity).all(axis=1)
+  backward = (order == identity[::-1]).all(axis=1)
+  # Unshuffled clips run forwards or backwards as their arrow label says.
+  assert (forward == ((shuffled == 0) & (reversed_ == 0))).all()
+  assert (backward[shuffled == 0] == (reversed_[shuffled == 0] == 1)).all()
+  # Shuffled ones are in neither order (a shuffle of the reversed frames is never the
+  # reversal itself).
+  assert not (forward | backward)[shuffled == 1].any()
+  # Both labels are fair coins, drawn independently.
+  for label in (shuffled, reversed_):
+    assert 0.4 < label.mean() < 0.6
+  assert 0.15 < (shuffled & reversed_).mean() < 0.35
+  # One task alone: its label only, the frames otherwise untouched.
+  order, labels = _frame_orders(jax.random.key(3), batch, frames, ("arrow",))
+  assert set(labels) == {"arrow"}
+  expected = np.where(np.asarray(labels["arrow"])[:, None] == 1, identity[::-1], identity)
+  np.testing.assert_array_equal(order, expected)
+
+
+def test_speed_classes_index_the_configured_speeds():
+  speeds = jnp.asarray([4, 1, 8, 2, 1], jnp.int32)
+  np.testing.assert_array_equal(tp.speed_classes(speeds, (1, 2, 4, 8)), [2, 0, 3, 1, 0])
+
+
+def test_args_refuse_bad_tasks_and_speeds():
+  tp.Args(task="speed+order", speeds=(1, 2)).validate()
+  for bad in ("shuffle", "order+order", "order,arrow"):
+    with pytest.raises(ConfigError, match="method_args.task="):
+      tp.Args(task=bad).validate()
+  for speeds in ((), (2,), (1, 1), (0, 1)):
+    with pytest.raises(ConfigError, match="method_args.speeds="):
+      tp.Args(task="speed", speeds=speeds).validate()
+  tp.check_clip_speeds(tp.Args(task="speed", speeds=(1, 2)), (1, 2))
+  tp.check_clip_speeds(tp.Args(task="order"), (1,))  # no speed task: nothing to agree on
+  with pytest.raises(ConfigError, match=r"differs from config.clips.speeds=\(1, 4\)"):
+    tp.check_clip_speeds(tp.Args(task="speed", speeds=(1, 2)), (1, 4))
+
+
+class _FirstFrameMinusLast(nnx.Module):
+  """A stand-in backbone whose features tell the order of frames apart: [B, T, H, W, C] ->
+  [B, 2] (mean of the last frame minus the first, and a constant)."""
+
+  feature_dim = 2
+
+  def __call__(self, clips):
+    difference = jnp.mean(clips[:, -1] - clips[:, 0], axis=(1, 2, 3))
+    return jnp.stack([difference, jnp.ones_like(difference)], axis=1)
+
+
+def test_objective_scores_the_labels_it_made():
+  # Clips whose brightness rises with time: frame t is t. The arrow head is given weights
+  # that read "reversed" from a negative last-minus-first difference; its loss must be
+  # near 0 if the objective reversed the clips whose label says so, and large otherwise.
+  # The speed head gets the clips' speeds as labels through context.clip_speeds.
+  args = tp.Args(task="arrow+speed", speeds=(1, 2, 4))
+  model = SSLModel(_FirstFrameMinusLast(), tp.make_heads(2, tp.Heads(), args, nnx.Rngs(0)))
+  assert set(model.heads) == {"arrow_classifier", "speed_classifier"}
+  (linear,) = [m for _, m in nnx.iter_graph(model.heads["arrow_classifier"])
+               if isinstance(m, nnx.Linear)]  # a linear classifier by default
+  assert linear.kernel.shape == (2, 2)
+  # logit 1 - logit 0 = -100 d: "reversed" for a negative last-minus-first difference d.
+  linear.kernel[...] = jnp.asarray([[50.0, -50.0], [0.0, 0.0]])
+  linear.bias[...] = jnp.zeros(2)
+  batch, frames = 64, 4
+  clips = jnp.broadcast_to(jnp.arange(frames, dtype=jnp.float32)[None, :, None, None, None],
+                           (batch, frames, 2, 2, 1))
+  clip_speeds = jnp.asarray(np.random.default_rng(0).choice([1, 2, 4], (batch, 1)), jnp.int32)
+  context = StepContext(rng=jax.random.key(5), step=jnp.zeros((), jnp.int32),
+                        clip_speeds=clip_speeds)
+  graphdef, state = nnx.split(model)
+  loss, metrics, _ = jax.jit(lambda state, clips, context: tp.objective(
+      nnx.merge(graphdef, state), [clips], {}, context, args))(state, clips, context)
+  assert float(metrics["arrow_of_time"]) < 1e-6
+  assert float(metrics["arrow_of_time_accuracy"]) == 1.0
+  # The speed head's loss: the cross-entropy of its logits on the reordered clips' features
+  # against the index of each clip's speed, computed here again.
+
+  @jax.jit
+  def expected_speed_loss(state):
+    order, _ = tp.frame_orders(jax.random.key(5), batch, frames, ("arrow", "speed"))
+    reordered = jnp.take_along_axis(clips, order.reshape(batch, frames, 1, 1, 1), axis=1)
+    speed_logits = nnx.merge(graphdef, state).heads["speed_classifier"](
+        _FirstFrameMinusLast()(reordered))
+    return losses.pretext_cross_entropy(speed_logits,
+                                        tp.speed_classes(clip_speeds[:, 0], (1, 2, 4)))
+
+  expected = expected_speed_loss(state)
+  assert float(metrics["playback_speed"]) == pytest.approx(float(expected), rel=1e-5)
+  assert float(loss) == pytest.approx(float(metrics["arrow_of_time"] + expected), rel=1e-5)
+  # Without clip speeds (an image dataset) the speed task says what it needs.
+  with pytest.raises(ValueError, match="no clip speeds"):
+    tp.objective(model, [clips], {}, context._replace(clip_speeds=None), args)
+
+
+def test_step_is_the_same_on_1_and_8_devices():
+  # Labels from the step's rng (order) and from the host's clip speeds (speed): equal losses
+  # on 1 and 8 devices mean neither depends on how the batch is split.
+  config = tiny_clip_config("temporal_pretext", {"task": "speed+order", "speeds": (1, 2)},
+                            {"classifier_num_layers": 1}, **{"clips.speeds": (1, 2)})
+  speeds = np.random.default_rng(1).choice([1, 2], (16, 1)).astype(np.int32)
+  one, _ = clip_step_states(config, 1, speeds=speeds)
+  eight, _ = clip_step_states(config, 8, speeds=speeds)
+  for a, b in zip(one, eight):
+    for key in ("loss", "frame_order", "playback_speed", "playback_speed_accuracy"):
+      assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (key, a, b)
+    assert a["temporal_pretext"] == pytest.approx(a["frame_order"] + a["playback_speed"],
+                                                  rel=1e-5)
+  assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)  # the steps did something
