@@ -132,9 +132,10 @@ def _row(run_dir: str, results: dict, features: str, scores: dict, keys,
 # What the page says around the generated tables: how to read them, not what they show (the
 # numbers are all in the tables and the lines under them).
 _INTRO = """\
-Each row is a method's Fashion-MNIST default, run with the command in its experiment file
+Each row is a method's default on its dataset, run with the command in its experiment file
 (`python -m jax_ssl.train --config experiments/fashion_mnist/<method>.py --workdir
-runs/<method>_fmnist`, seed 0) and evaluated after training as
+runs/<method>_fmnist`; Moving Fashion-MNIST: `experiments/moving_fashion_mnist/<method>.py`,
+`runs/<method>_mfmnist`; seed 0) and evaluated after training as
 [evaluation.md](evaluation.md) describes; each run's `results.json`, `metrics.jsonl` and
 `config.json` are kept in its folder under `results/`, and each experiment file says what
 its recipe gave.
@@ -152,6 +153,10 @@ How to read the table:
   shown once for all runs that share it (same dataset, backbone and seed); each encoder is
   judged against its own run's two baselines, and a wider representation
   (`model.final_features`) or a ViT has its own random initialisation.
+* Video runs (Moving Fashion-MNIST, [video.md](video.md)) score each label kind: the
+  unprefixed columns the garment class, `motion/...` the motion class (direction x speed);
+  `retrieval_recall@1` is clip retrieval (a test clip's nearest training clip has its class).
+  A video encoder is judged on `linear_top1` per label kind (the line under the table).
 * Masked image modelling (MAE, SimMIM, MaskFeat, BEiT) is judged as its papers judge it, by
   fine-tuning, from the pretrained weights and from the random initialisation.
 * `train min` and `eval min` are wall-clock minutes on the machine the run used, some of

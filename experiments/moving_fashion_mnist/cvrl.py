@@ -9,7 +9,12 @@ clips of each video whose starts come from CVRL's decreasing-density interval sa
 (`clips.starts="cvrl"`), each with one crop / flip / jitter draw for all its frames, InfoNCE
 over the global batch of clips at temperature 0.1 (`losses.cvrl`: loss_a + loss_b, twice
 SimCLR's NT-Xent). The paper's number is Kinetics-400 linear 66.1% (R3D-50, 800 epochs:
-experiments/kinetics400/cvrl_r3d50.py); this file's result is not measured yet.
+experiments/kinetics400/cvrl_r3d50.py).
+
+Expected result (`results/cvrl_mfmnist/results.json`, seed 0, 3.9 min of training on a 2-vCPU
+AMD EPYC): linear top-1 garment 0.3616 / motion 0.8219 (raw pixels 0.4322 / 0.2235, random
+init 0.2722 / 0.5029): above both baselines on the motion labels. Run history:
+`results/cvrl_mfmnist/notes.md`.
 
 Deviations from the reference recipe, for the 2-core budget: the base's video_cnn_small on
 8 frames at stride 2 of 48 px (CVRL: R3D-50, 16 x 224 px frames at stride 2), a 2-layer

@@ -21,8 +21,10 @@ contrastive term; here three speeds, a small 3-D CNN, no contrastive term. A gar
 speed varies from video to video, so a speed class is only identifiable statistically (as in
 natural video).
 
-Expected result: not measured yet (the acceptance run records it in `results/`); the task
-reads motion, so the motion labels are the ones it should beat raw pixels on.
+Expected result (`results/playback_speed_mfmnist/results.json`, seed 0, 1.7 min of training
+on a 2-vCPU AMD EPYC): linear top-1 garment 0.2654 / motion 0.4187 (raw pixels 0.3617 /
+0.2270, random init 0.3095 / 0.3188): above both baselines on the motion labels, which the
+task reads. Run history: `results/playback_speed_mfmnist/notes.md`.
 """
 
 import os

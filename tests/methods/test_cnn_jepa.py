@@ -96,28 +96,48 @@ def _tiny_config(**overrides):
   return set_keys(config, overrides)
 
 
-def test_step_is_the_same_on_1_and_8_devices():
+@pytest.fixture(scope="module")
+def one_device():
+  """(config, spec, initial TrainState, jitted step, sharding) of 4 steps on one device with
+  the method's default masks ("mixed": context counts differ between images and devices),
+  the state committed to the sharding the resume test restores into. The 1-vs-8 test's
+  one-device side and the resume test run one compiled step (each train-step compilation
+  costs seconds on CPU)."""
+  config = _tiny_config(total_steps=4, **{"method_args.mask_strategy": "mixed"})
+  spec, _, _, state, step = state_and_step(config)
+  replicated = sharding.replicated(sharding.make_mesh(1))
+  return config, spec, jax.device_put(state, replicated), step, replicated
+
+
+def _metrics_of_steps(step, state, config, steps):
+  """`step_losses(config, 1, steps)` with the given step and state: its batches and rng
+  (tests/conftest.py) through `step`."""
+  images = np.random.default_rng(0).integers(
+      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
+  rng, out = jax.random.key_data(jax.random.key(0)), []
+  for k in range(steps):
+    state, metrics = step(state, {"image": jnp.asarray(images[k])}, rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out
+
+
+def test_step_is_the_same_on_1_and_8_devices(one_device):
   # Every BatchNorm of the sparse encoder normalises with the visible cells of the global
   # batch: per-device statistics would change the first step's loss already.
-  # The method's default masks ("mixed"): context counts differ between images and devices.
-  config = _tiny_config(**{"method_args.mask_strategy": "mixed"})
-  one, eight = step_losses(config, 1, steps=2), step_losses(config, 8, steps=2)
+  config, _, state, step, _ = one_device
+  one, eight = _metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
   for a, b in zip(one, eight):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
     assert a["cnn_jepa"] == a["loss"] and 0 < a["context_fraction"] < 1
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)
 
 
-def test_ema_target_resumes_exactly_from_a_checkpoint(tmp_path):
+def test_ema_target_resumes_exactly_from_a_checkpoint(one_device, tmp_path):
   # 4 steps straight against 2 steps, an Orbax save and restore of the whole train state
   # (as the trainer's Checkpointer), and 2 more: the EMA target, its BatchNorm statistics
   # and everything else are bit-equal.
-  config = _tiny_config(total_steps=4)
-  spec, _, _, state, step = state_and_step(config)
+  config, spec, state, step, replicated = one_device
   assert spec.target_modules == ("backbone",) and spec.evaluation_encoder == "target"
-  replicated = sharding.replicated(sharding.make_mesh(1))
-  # Placed as the restored state will be: one compilation of the step serves both runs.
-  state = jax.device_put(state, replicated)
   rng = jax.random.key_data(jax.random.key(0))
   straight = state
   for k in range(4):
@@ -135,6 +155,7 @@ def test_ema_target_resumes_exactly_from_a_checkpoint(tmp_path):
       2, abstract)
   for k in range(2, 4):
     resumed, _ = step(resumed, batch_images(config, k), rng)
+  assert step._cache_size() == 1  # pylint: disable=protected-access
   for field in ("params", "target_params", "target_batch_stats", "batch_stats", "opt_state"):
     a, b = jax.tree.leaves(getattr(resumed, field)), jax.tree.leaves(getattr(straight, field))
     assert len(a) == len(b) > 0, field

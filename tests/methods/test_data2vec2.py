@@ -96,9 +96,13 @@ def test_teacher_runs_once_per_image_and_the_student_on_num_masks_masks(monkeypa
     model = nnx.merge(graphdef, state)
     context = StepContext(rng=rng, step=jnp.zeros((), jnp.int32), target=model)
     loss, metrics, _ = data2vec2.objective(model, [images], {}, context, args)
-    return loss, metrics, data2vec2.teacher_targets(model, images, args.top_k_layers)
+    # The objective's mask drawn again from its first rng split (jitted here with the rest:
+    # eager, each of its ops would compile on its own).
+    mask = data2vec2.inverse_block_mask(jax.random.split(rng)[0], 8, 7, 7, mask_prob=0.8,
+                                        mask_length=3, mask_prob_adjust=0.07)
+    return loss, metrics, data2vec2.teacher_targets(model, images, args.top_k_layers), mask
 
-  loss, metrics, targets = jax.jit(run)(state)
+  loss, metrics, targets, mask = jax.jit(run)(state)
   # Traced once: the teacher on the 4 whole images with its FFN outputs, the student on
   # 4 x 2 clones keeping 9 of the 49 patches each (then the test's own teacher call).
   assert calls == [((4, 49, 32), None, True), ((8, 49, 32), (8, 9), False),
@@ -110,9 +114,7 @@ def test_teacher_runs_once_per_image_and_the_student_on_num_masks_masks(monkeypa
   assert float(metrics["pred_var"]) == pytest.approx(1e-3, rel=1e-3)  # only the epsilon
   assert metrics["pred_var_low"] == 1.0  # collapsed predictions are flagged
   # target_var by hand: the teacher's targets of image b at row b * M + m's masked
-  # positions (example-major clones, the mask from the objective's first rng split).
-  mask = data2vec2.inverse_block_mask(jax.random.split(rng)[0], 8, 7, 7, mask_prob=0.8,
-                                      mask_length=3, mask_prob_adjust=0.07)
+  # positions (example-major clones, `mask` drawn as the objective draws it).
   rows = np.repeat(np.asarray(targets, np.float64), NUM_MASKS, axis=0)[np.asarray(mask)]
   assert rows.shape == (8 * 40, 32)
   expected = np.mean(np.sqrt(rows.var(axis=0, ddof=1) + 1e-6))
@@ -122,9 +124,33 @@ def test_teacher_runs_once_per_image_and_the_student_on_num_masks_masks(monkeypa
   assert metrics["target_var_low"] == 0.0  # LayerNormed targets: std ~1 per channel
 
 
-def test_momentum_schedule_and_step_are_the_same_on_1_and_8_devices():
-  config = d2v_config(ema_anneal_fraction=0.5)  # 0.9 -> 0.99 over 3 of the 6 steps
-  one, eight = step_losses(config, 1, steps=2), step_losses(config, 8, steps=2)
+@pytest.fixture(scope="module")
+def one_device():
+  """(config, initial TrainState, jitted step, sharding) on one device, EMA 0.9 -> 0.99 over
+  3 of the 6 steps, the state committed to the sharding the resume test restores into: the
+  1-vs-8 test's one-device side and the resume test run one compiled step (each train-step
+  compilation costs seconds on CPU)."""
+  config = d2v_config(ema_anneal_fraction=0.5)
+  _, _, _, state, step = state_and_step(config)
+  replicated = sharding.replicated(sharding.make_mesh(1))
+  return config, jax.device_put(state, replicated), step, replicated
+
+
+def _metrics_of_steps(step, state, config, steps):
+  """`step_losses(config, 1, steps)` with the given step and state: its batches and rng
+  (tests/conftest.py) through `step`."""
+  images = np.random.default_rng(0).integers(
+      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
+  rng, out = jax.random.key_data(jax.random.key(0)), []
+  for k in range(steps):
+    state, metrics = step(state, {"image": jnp.asarray(images[k])}, rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out
+
+
+def test_momentum_schedule_and_step_are_the_same_on_1_and_8_devices(one_device):
+  config, state, step, _ = one_device  # 0.9 -> 0.99 over 3 of the 6 steps
+  one, eight = _metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
   for k, (a, b) in enumerate(zip(one, eight)):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3), (a, b)
@@ -139,9 +165,10 @@ def test_momentum_schedule_and_step_are_the_same_on_1_and_8_devices():
       0.9998 + (0.99999 - 0.9998) / 2, abs=1e-7)
 
 
-def test_the_ema_teacher_resumes_exactly_from_a_checkpoint(tmp_path):
-  config = d2v_config()
-  _, _, _, initial, step = state_and_step(config)
+def test_the_ema_teacher_resumes_exactly_from_a_checkpoint(one_device, tmp_path):
+  # 4 steps straight against 2, an Orbax save and restore, and 2 more: steps 2-3 move the
+  # teacher at the annealed momenta 0.96 and 0.99, read from the restored step count.
+  config, initial, step, replicated = one_device
   rng = jax.random.key_data(jax.random.key(0))
   straight = initial
   for k in range(4):
@@ -155,11 +182,12 @@ def test_the_ema_teacher_resumes_exactly_from_a_checkpoint(tmp_path):
   manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(half)))
   manager.wait_until_finished()
   manager.close()
-  abstract = checkpoint.abstract_like(initial, sharding.replicated(sharding.make_mesh(1)))
+  abstract = checkpoint.abstract_like(initial, replicated)
   resumed = checkpoint.Checkpointer(directory, keep=2, save_every_steps=2).restore_state(
       2, abstract)
   for k in range(2, 4):
     resumed, _ = step(resumed, batch_images(config, k), rng)
+  assert step._cache_size() == 1  # pylint: disable=protected-access
   for field in ("target_params", "params"):
     for got, want in zip(jax.tree.leaves(getattr(resumed, field)),
                          jax.tree.leaves(getattr(straight, field))):

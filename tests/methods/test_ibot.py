@@ -4,6 +4,7 @@ on 1 vs 8 devices, and an exact resume of the centers and the EMA teacher throug
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
@@ -95,12 +96,42 @@ def test_a_vit_without_cls_token_is_refused():
     config_lib.build_model(typed(config), 1, 0, method=config_lib.build_method(typed(config)))
 
 
-def test_step_is_the_same_on_1_and_8_devices():
-  # Running centers (step 2 reads the centers of step 1), untied heads and KoLeo (nearest
-  # neighbours over the global batch: what makes it independent of the device count; DINOv2's
-  # per-GPU search would not be). No local crop, to keep it short (the resume test has one).
-  config = ibot_config(num_local=0, shared_head=False, koleo_weight=0.1)
-  one, eight = step_losses(config, 1, steps=2), step_losses(config, 8, steps=2)
+# The 1-vs-8 test's one-device side and the resume test run one compiled step (each train-step
+# compilation costs seconds on CPU): running centers (step 2 reads the centers of step 1),
+# untied heads (DINOv2's; as many patch as CLS prototypes, so the two centers compare),
+# KoLeo (nearest neighbours over the global batch: what makes it independent of the device
+# count; DINOv2's per-GPU search would not be) and one local crop.
+def _shared_config():
+  config = ibot_config(num_local=1, shared_head=False, koleo_weight=0.1)
+  config.heads.patch_num_prototypes = config.heads.num_prototypes
+  return config
+
+
+@pytest.fixture(scope="module")
+def one_device():
+  """(config, spec, initial TrainState, jitted step, sharding) on one device, the state
+  committed to the sharding the resume test restores into: one compilation serves both."""
+  config = _shared_config()
+  spec, _, _, state, step = state_and_step(config)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return config, spec, jax.device_put(state, device), step, device
+
+
+def _metrics_of_steps(step, state, config, steps):
+  """`step_losses(config, 1, steps)` with the given step and state: its batches and rng
+  (tests/conftest.py) through `step`."""
+  images = np.random.default_rng(0).integers(
+      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
+  rng, out = jax.random.key_data(jax.random.key(0)), []
+  for k in range(steps):
+    state, metrics = step(state, {"image": jnp.asarray(images[k])}, rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out
+
+
+def test_step_is_the_same_on_1_and_8_devices(one_device):
+  config, _, state, step, _ = one_device
+  one, eight = _metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
   for a, b in zip(one, eight):
     for key in ("loss", "ibot_cls", "ibot_patch", "koleo"):
       assert a[key] == pytest.approx(b[key], rel=1e-4), (key, a, b)
@@ -111,11 +142,10 @@ def test_step_is_the_same_on_1_and_8_devices():
   assert one[0]["loss"] != pytest.approx(one[1]["loss"], rel=1e-4)
 
 
-def test_resume_through_orbax_continues_exactly(tmp_path):
+def test_resume_through_orbax_continues_exactly(one_device, tmp_path):
   # The centers and the EMA teacher are train state: saved by jax_ssl.checkpoint after
   # step 2 and restored, step 3 gives the same state bit for bit as without the round trip.
-  config = ibot_config()
-  spec, _, _, state, step = state_and_step(config)
+  config, spec, state, step, device = one_device
   rng = jax.random.key_data(jax.random.key(0))
   for k in range(2):
     state, _ = step(state, batch_images(config, k), rng)
@@ -128,11 +158,11 @@ def test_resume_through_orbax_continues_exactly(tmp_path):
   data = iter(grain.MapDataset.range(4).to_iter_dataset())
   assert checkpointer.save(2, state, data, force=True)
   checkpointer.wait()
-  abstract = checkpoint.abstract_like(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
-  restored = checkpointer.restore_state(2, abstract)
+  restored = checkpointer.restore_state(2, checkpoint.abstract_like(state, device))
   checkpointer.close()
   continued, _ = step(state, batch_images(config, 2), rng)
   resumed, _ = step(restored, batch_images(config, 2), rng)
+  assert step._cache_size() == 1  # pylint: disable=protected-access
   for field in ("params", "target_params", "method_state"):
     a, b = jax.tree.leaves(getattr(continued, field)), jax.tree.leaves(getattr(resumed, field))
     assert len(a) == len(b) > 0

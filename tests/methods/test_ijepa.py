@@ -138,10 +138,12 @@ def test_objective_regresses_the_layer_normed_target_tokens_of_the_target_blocks
     context = StepContext(rng=rng, step=0, target=model)  # the target: the model itself
     smooth, metrics, _ = ijepa.objective(model, [images], {}, context, args)
     l2, _, _ = ijepa.objective(model, [images], {}, context, ijepa.Args(loss="l2"))
-    return smooth, metrics, l2, model.backbone.encode_tokens(model.backbone.embed_patches(images))
+    # The objective's masks drawn again from its rng, in the same compilation.
+    return (smooth, metrics, l2, model.backbone.encode_tokens(model.backbone.embed_patches(images)),
+            ijepa.make_masks(rng, 8, (7, 7), args))
 
-  smooth, metrics, l2, tokens = _jitted(model, run, images)
-  masks = jax.tree.map(np.asarray, ijepa.make_masks(rng, 8, (7, 7), args))
+  smooth, metrics, l2, tokens, masks = _jitted(model, run, images)
+  masks = jax.tree.map(np.asarray, masks)
   tokens = np.asarray(tokens, np.float64)
   normed = (tokens - tokens.mean(-1, keepdims=True)) / np.sqrt(tokens.var(-1, keepdims=True)
                                                                + 1e-5)
@@ -183,8 +185,34 @@ def test_padding_changes_no_prediction():
   assert np.max(np.abs(pred_unmasked[valid] - pred[valid])) > 1e-3
 
 
-def test_step_is_the_same_on_1_and_8_devices():
-  one, eight = step_losses(_config(), 1, steps=2), step_losses(_config(), 8, steps=2)
+@pytest.fixture(scope="module")
+def one_device():
+  """(config, spec, initial TrainState, jitted step, sharding) on one device: EMA 0.9 -> 1
+  over 4 steps (0.9, 0.925, 0.95, 0.975), weight decay on a cosine, the state committed to
+  the sharding a restored one will have. The 1-vs-8 test's one-device side and the momentum
+  and resume test run one compiled step (each train-step compilation costs seconds on CPU)."""
+  config = _config(total_steps=4)
+  config.optimizer.weight_decay_end = 0.4
+  spec, _, _, state, step = state_and_step(config)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return config, spec, jax.device_put(state, device), step, device
+
+
+def _metrics_of_steps(step, state, config, steps):
+  """`step_losses(config, 1, steps)` with the given step and state: its batches and rng
+  (tests/conftest.py) through `step`."""
+  images = np.random.default_rng(0).integers(
+      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
+  rng, out = jax.random.key_data(jax.random.key(0)), []
+  for k in range(steps):
+    state, metrics = step(state, {"image": jnp.asarray(images[k])}, rng)
+    out.append({key: float(value) for key, value in metrics.items()})
+  return out
+
+
+def test_step_is_the_same_on_1_and_8_devices(one_device):
+  config, _, state, step, _ = one_device
+  one, eight = _metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
   for a, b in zip(one, eight):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3), (a, b)
@@ -192,15 +220,11 @@ def test_step_is_the_same_on_1_and_8_devices():
   assert one[0]["loss"] != pytest.approx(one[-1]["loss"], rel=1e-4)  # the steps did something
 
 
-def test_target_follows_the_linear_momentum_and_a_restored_run_continues_exactly(tmp_path):
+def test_target_follows_the_linear_momentum_and_a_restored_run_continues_exactly(one_device,
+                                                                                   tmp_path):
   # EMA 0.9 -> 1 over 4 steps (0.9, 0.925, 0.95, 0.975), weight decay on a cosine.
-  config = _config(total_steps=4)
-  config.optimizer.weight_decay_end = 0.4
-  spec, _, _, state, step = state_and_step(config)
+  config, spec, state, step, device = one_device
   assert spec.target_modules == ("backbone",) and spec.evaluation_encoder == "target"
-  # Committed to one device, as the restored arrays will be: one compilation serves both.
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  state = jax.device_put(state, device)
   rng = jax.random.key_data(jax.random.key(0))
   states, losses_seen = [state], []
   for k in range(4):

@@ -70,9 +70,15 @@ def test_step_is_the_same_on_1_and_8_devices():
   # Step 2's loss reads the queue step 1 filled and the key encoder step 1 moved: equal
   # losses (and queues) on 1 and 8 devices mean the loss, the queue and the EMA all span the
   # global batch. Speeds as the "rspnet" sampler draws them: query and key 1 at one speed.
+  # A 1-block video ViT of 4 tubelets: its step compiles in half the time of the video CNN's
+  # (seconds on CPU, twice here); tests/test_video_train.py runs RSPNet with the video CNN
+  # (its global-batch BatchNorm included) through the trainer on 1 and 8 devices.
   config = tiny_clip_config("rspnet", {"queue_size": 32, "base_momentum": 0.9},
                             {"projector_output_dim": 8},
-                            **{"augment.output_size": 8, "clips.num_frames": 2})
+                            **{"augment.output_size": 8, "clips.num_frames": 2,
+                               "model.backbone": "vit_tiny", "model.depth": 1, "model.dim": 16,
+                               "model.num_heads": 2, "model.patch_size": 4,
+                               "model.tubelet_size": 2})
   speeds = np.array([[1, 1, 2], [2, 2, 1]] * 8)
   one, state_one = clip_step_states(config, 1, speeds)
   eight, state_eight = clip_step_states(config, 8, speeds)
