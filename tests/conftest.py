@@ -16,7 +16,10 @@ import pytest
 from PIL import Image
 
 # A handful of host CPU devices for in-process sharding tests; subprocess tests set their own.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# LLVM at -O0 (the HLO passes still run): the suite's time is mostly compiling tiny steps,
+# which this halves; every comparison in it is between programs compiled the same way.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # As every entry point does before JAX starts (the CPU platform's malloc setting and XLA
 # flag: jax_ssl/backends), so in-process tests compute as the trainer's processes do.

@@ -35,7 +35,8 @@ def trainer_args(workdir, source_dir, data_dir, experiment="fashion_mnist/simclr
 
 
 def run(args, *, devices=8, extra_env=None, harness_flags=(), timeout=600, check=True, wait=True):
-  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+  env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} "
+                                   f"--xla_backend_optimization_level=0",  # as conftest
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, "JAX_COMPILATION_CACHE_DIR": COMPILATION_CACHE,
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **(extra_env or {})}
   command = [sys.executable, HARNESS, *harness_flags, *args]
