@@ -11,8 +11,12 @@ positives against a queue, and the relative-speed margin ranking (margin 2 on th
 similarities over tau = 0.07), a constant-momentum key encoder. The paper's numbers are
 UCF101 fine-tuning 93.7% / HMDB51 64.7% (S3D-G, Kinetics-400 pre-training);
 experiments/ucf101/rspnet_r3d18.py and experiments/kinetics400/rspnet_r3d18.py are the
-R3D-18 recipes. This file's result is not measured yet; the motion label is the one RSPNet
-should win on.
+R3D-18 recipes.
+
+Expected result (`results/rspnet_mfmnist/results.json`, seed 0, 3.2 min of training on a
+2-vCPU AMD EPYC): linear top-1 garment 0.3039 / motion 0.4457 (raw pixels 0.3814 / 0.2286,
+random init 0.3072 / 0.3754): above both baselines on the motion labels. Run history:
+`results/rspnet_mfmnist/notes.md`.
 
 Deviations, for the 2-core budget: video_cnn_small on 8 frames at stride 1 of 48 px (RSPNet:
 16 x 112 px), a 4096-key queue (RSPNet: 16384) and key-encoder momentum 0.99 (RSPNet: 0.999
