@@ -168,11 +168,21 @@ def step_losses(config, num_devices, steps=3):
                  in_shardings=(replicated, batch_sharding, replicated),
                  out_shardings=(replicated, replicated))
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
-  images = np.random.default_rng(0).integers(0, 256, (steps, config.global_batch_size, 28, 28, 1),
-                                             dtype=np.uint8)
+  return metrics_of_steps(step, state, config, steps, batch_sharding, rng)
+
+
+def metrics_of_steps(step, state, config, steps, batch_sharding=None, rng=None):
+  """`step_losses`' batches and rng through a step and state built elsewhere (a test's shared
+  one-device step): the metrics of each of `steps` steps."""
+  import jax  # pylint: disable=g-import-not-at-top
+  rng = jax.random.key_data(jax.random.key(0)) if rng is None else rng
+  images = np.random.default_rng(0).integers(
+      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
   out = []
   for k in range(steps):
-    state, metrics = step(state, {"image": jax.device_put(images[k], batch_sharding)}, rng)
+    batch = {"image": jax.numpy.asarray(images[k]) if batch_sharding is None
+             else jax.device_put(images[k], batch_sharding)}
+    state, metrics = step(state, batch, rng)
     out.append({key: float(value) for key, value in metrics.items()})
   return out
 

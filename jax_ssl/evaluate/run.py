@@ -256,17 +256,9 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
     baselines["random_init"] = {**baselines.get("random_init", {}),
                                 "attentive_top1": scores["attentive_top1"]}
   evaluated_any = chosen.frozen or chosen.finetune or chosen.attentive
-  if evaluated_any or "eval_seconds" not in results:
-    results["eval_seconds"] = round(time.perf_counter() - start, 1)
-  # Key order as before: the encoder's results, then the baselines and the evaluation time.
-  results = {**{k: v for k, v in results.items() if k not in ("baselines", "eval_seconds")},
-             **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
+  results = write_results(results, workdir, start=start, evaluated_any=evaluated_any,
+                          describe_diagnostics=test is not None)
   if jax.process_index() == 0:
-    if evaluated_any:
-      (fs.path(workdir) / "results.json").write_text(json.dumps(results, indent=2))
-    print(report.results_table(results), flush=True)
-    if "diagnostics" in results and test is not None:
-      print(diagnostics.describe(results["diagnostics"]), flush=True)
     if report_pictures:
       if knn_predictions is None:
         knn_predictions = knn.knn_predict(train[0], train[1], test[0], num_classes=data.num_classes,
@@ -277,6 +269,25 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
           knn_k=ev.knn_k, num_classes=data.num_classes, class_names=data.class_names)
       print(f"report: {path}", flush=True)
   return results
+
+def write_results(results: dict, workdir: str, *, start: float, evaluated_any: bool,
+                  describe_diagnostics: bool) -> dict:
+  """The end of an evaluation (images or video): the evaluation time (when anything was
+  evaluated, or none was recorded), the keys in their order (the encoder's results, then the
+  baselines and the time), results.json written (if anything was evaluated) and the table
+  and the diagnostics printed by process 0. Returns the reordered results."""
+  if evaluated_any or "eval_seconds" not in results:
+    results["eval_seconds"] = round(time.perf_counter() - start, 1)
+  results = {**{k: v for k, v in results.items() if k not in ("baselines", "eval_seconds")},
+             **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
+  if jax.process_index() == 0:
+    if evaluated_any:
+      (fs.path(workdir) / "results.json").write_text(json.dumps(results, indent=2))
+    print(report.results_table(results), flush=True)
+    if "diagnostics" in results and describe_diagnostics:
+      print(diagnostics.describe(results["diagnostics"]), flush=True)
+  return results
+
 
 def _is_video(config: Experiment) -> bool:
   return pipeline.is_video(pipeline.dataset_info(config.dataset.name,

@@ -31,7 +31,6 @@ eigendecomposition, out of reach at 16 x 64 x 64 = 65536.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from jax_ssl.config import data_checks
 from jax_ssl.config.schema import Experiment
 from jax_ssl.data import pipeline, video_augment, video_eval
 from jax_ssl.errors import ConfigError, DataError
-from jax_ssl.evaluate import host, knn, protocols, report
+from jax_ssl.evaluate import host, knn, protocols, report, run
 from jax_ssl.evaluate.features import Subset
 from jax_ssl.state import encoder_weights, split_model
 from jax_ssl.step import make_feature_fn
@@ -274,16 +273,9 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
       diagnostics.warn_if_below_random_init(results["diagnostics"],
                                             baselines["random_init"]["diagnostics"])
   evaluated_any = chosen.frozen or chosen.finetune
-  if evaluated_any or "eval_seconds" not in results:
-    results["eval_seconds"] = round(time.perf_counter() - start, 1)
-  results = {**{k: v for k, v in results.items() if k not in ("baselines", "eval_seconds")},
-             **{k: results[k] for k in ("baselines", "eval_seconds") if k in results}}
+  results = run.write_results(results, workdir, start=start, evaluated_any=evaluated_any,
+                              describe_diagnostics=test is not None)
   if jax.process_index() == 0:
-    if evaluated_any:
-      (fs.path(workdir) / "results.json").write_text(json.dumps(results, indent=2))
-    print(report.results_table(results), flush=True)
-    if "diagnostics" in results and test is not None:
-      print(diagnostics.describe(results["diagnostics"]), flush=True)
     if report_pictures:
       key = data.label_keys[0]  # the report's embedding and confusion matrix: the first key
       predictions = knn_predictions.get(key)

@@ -11,7 +11,8 @@ import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
 
-from conftest import batch_images, state_and_step, step_losses, tiny_config, typed
+from conftest import (batch_images, metrics_of_steps, state_and_step, step_losses, tiny_config,
+                      typed)
 from jax_ssl import checkpoint, losses, multiblock, optim
 from jax_ssl import config as config_lib
 from jax_ssl.config import typed as typed_lib
@@ -198,21 +199,9 @@ def one_device():
   return config, spec, jax.device_put(state, device), step, device
 
 
-def _metrics_of_steps(step, state, config, steps):
-  """`step_losses(config, 1, steps)` with the given step and state: its batches and rng
-  (tests/conftest.py) through `step`."""
-  images = np.random.default_rng(0).integers(
-      0, 256, (steps, typed(config).global_batch_size, 28, 28, 1), dtype=np.uint8)
-  rng, out = jax.random.key_data(jax.random.key(0)), []
-  for k in range(steps):
-    state, metrics = step(state, {"image": jnp.asarray(images[k])}, rng)
-    out.append({key: float(value) for key, value in metrics.items()})
-  return out
-
-
 def test_step_is_the_same_on_1_and_8_devices(one_device):
   config, _, state, step, _ = one_device
-  one, eight = _metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
+  one, eight = metrics_of_steps(step, state, config, 2), step_losses(config, 8, steps=2)
   for a, b in zip(one, eight):
     assert a["loss"] == pytest.approx(b["loss"], rel=1e-4), (a, b)
     assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3), (a, b)
