@@ -21,7 +21,12 @@ Deviations from the reference code: AdamW's beta2 0.999, not 0.95; the decoder i
 shallower (the reference's ViT-B decoder: 384 wide, 4 blocks); the encoder-to-decoder map has
 a bias; the scale of the model, data and schedule. Not tuned.
 
-Expected result: not measured yet (the acceptance run records it in `results/`).
+Expected result (`results/videomae_mfmnist/results.json`, seed 0, 4.5 min of training on a
+2-vCPU AMD EPYC): linear top-1 garment 0.4979 / motion 0.5276, level with its random init
+(0.4997 / 0.5276) and above raw pixels (0.4322 / 0.2235): not the issue's bar. The pooled
+features have RankMe 1.7 of 128 (the reconstruction loss fell 0.454 -> 0.338); masked
+modelling is judged by fine-tuning, which this default does not run yet. Run history:
+`results/videomae_mfmnist/notes.md`.
 """
 
 import os
