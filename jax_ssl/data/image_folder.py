@@ -165,11 +165,13 @@ def _common_size(source: str, layout: Layout) -> tuple[int, int]:
   return next(iter(examples))
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """One image folder as a TFDS dataset named `name` (found by name in its data_dir)."""
+class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """What a folder of files built as a TFDS dataset named `name` shares (image folders here,
+  video folders in video_folder.py): the layout's splits, nothing downloaded, unreadable
+  files skipped and reported through `on_skip`. A subclass sets `FEATURE` (the record key)
+  and defines `_info` and `_load(path) -> value` (raising on an unreadable file)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Built by `python -m jax_ssl.prepare_data image_folder`."}
+  FEATURE = "image"
 
   def __init__(self, *, name: str, source: str, layout: Layout, image_size: int, resize: str,
                channels: int, rebuild_command: str,
@@ -177,9 +179,6 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.name = name  # per instance, as tfds.dataset_builders.AdhocBuilder does
     self._source, self._layout, self._channels = source, layout, channels
     self._image_size, self._resize, self._rebuild_command = image_size, resize, rebuild_command
-    self._shape = ((*_common_size(source, layout), channels) if resize == "none"
-                   else (None, None, channels) if resize == "encoded"
-                   else (image_size, image_size, channels))
     self.skipped: list[tuple[str, str]] = []  # (path relative to source, reason)
     self._on_skip = on_skip
     for path in layout.outside:
@@ -190,19 +189,6 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.skipped.append((path, reason))
     if self._on_skip is not None:
       self._on_skip(path, reason)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    features = {"image": tfds.features.Image(shape=self._shape) if self._resize == "encoded"
-                else tfds.features.Tensor(shape=self._shape, dtype=np.uint8)}
-    if self._layout.class_names:
-      features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=f"Images from {self._source}, resize={self._resize}.",
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=("image", "label") if self._layout.class_names else None,
-        metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize,
-                                        rebuild_command=self._rebuild_command))
 
   # TFDS prints "Downloading and preparing dataset ..." and "... downloaded and prepared"
   # to stdout for every build; nothing is downloaded here, and prepare_data says what it built.
@@ -221,21 +207,53 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     count = 0
     for path, label in self._layout.files[split]:
       try:
-        if self._resize == "encoded":
-          image = encoded_image(os.path.join(self._source, path), channels=self._channels)
-        else:
-          image = load_image(os.path.join(self._source, path), image_size=self._image_size,
-                             resize=self._resize, channels=self._channels)
-        if self._resize != "encoded" and image.shape != self._shape:
-          raise ValueError(f"{image.shape[1]}x{image.shape[0]}, not {self._shape[1]}x{self._shape[0]}")
+        value = self._load(os.path.join(self._source, path))  # pylint: disable=no-member
       except Exception as e:  # pylint: disable=broad-except  # any undecodable file: skip, report
         self._skip(path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}")
         continue
       count += 1
-      yield path, ({"image": image, "label": label} if self._layout.class_names else {"image": image})
+      yield path, ({self.FEATURE: value, "label": label} if self._layout.class_names
+                   else {self.FEATURE: value})
     if not count:
-      raise DataError(f"no readable image for split {split!r} in {self._source} "
+      raise DataError(f"no readable {self.FEATURE} for split {split!r} in {self._source} "
                       f"({len(self._layout.files[split])} files, none readable: listed above)")
+
+
+class Builder(FolderBuilder, skip_registration=True):
+  """One image folder as a TFDS dataset named `name` (found by name in its data_dir)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Built by `python -m jax_ssl.prepare_data image_folder`."}
+
+  def __init__(self, *, source: str, layout: Layout, image_size: int, resize: str,
+               channels: int, **kwargs):
+    self._shape = ((*_common_size(source, layout), channels) if resize == "none"
+                   else (None, None, channels) if resize == "encoded"
+                   else (image_size, image_size, channels))
+    super().__init__(source=source, layout=layout, image_size=image_size, resize=resize,
+                     channels=channels, **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    features = {"image": tfds.features.Image(shape=self._shape) if self._resize == "encoded"
+                else tfds.features.Tensor(shape=self._shape, dtype=np.uint8)}
+    if self._layout.class_names:
+      features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=f"Images from {self._source}, resize={self._resize}.",
+        features=tfds.features.FeaturesDict(features),
+        supervised_keys=("image", "label") if self._layout.class_names else None,
+        metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize,
+                                        rebuild_command=self._rebuild_command))
+
+  def _load(self, path: str):
+    if self._resize == "encoded":
+      return encoded_image(path, channels=self._channels)
+    image = load_image(path, image_size=self._image_size, resize=self._resize,
+                       channels=self._channels)
+    if image.shape != self._shape:
+      raise ValueError(f"{image.shape[1]}x{image.shape[0]}, not {self._shape[1]}x{self._shape[0]}")
+    return image
 
 
 def dataset_warnings(info: tfds.core.DatasetInfo) -> list[str]:

@@ -26,7 +26,7 @@ import importlib.util
 import os
 import re
 import shlex
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -89,29 +89,16 @@ def load_video(path: str, *, image_size: int, resize: str = "shorter_side_center
   return np.stack(frames)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Builder(image_folder.FolderBuilder, skip_registration=True):
   """One video folder as a TFDS dataset named `name` (found by name in its data_dir)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Built by `python -m jax_ssl.prepare_data video_folder`."}
+  FEATURE = "video"
 
-  def __init__(self, *, name: str, source: str, layout: image_folder.Layout, image_size: int,
-               resize: str, channels: int, fps: float, num_frames: int, rebuild_command: str,
-               on_skip: Callable[[str, str], None] | None = None, **kwargs):
-    self.name = name  # per instance, as image_folder.Builder
-    self._source, self._layout, self._channels = source, layout, channels
-    self._image_size, self._resize, self._rebuild_command = image_size, resize, rebuild_command
+  def __init__(self, *, fps: float, num_frames: int, **kwargs):
     self._fps, self._num_frames = fps, num_frames
-    self.skipped: list[tuple[str, str]] = []  # (path relative to source, reason)
-    self._on_skip = on_skip
-    for path in layout.outside:
-      self._skip(path, "not in a class folder")
     super().__init__(**kwargs)
-
-  def _skip(self, path: str, reason: str) -> None:
-    self.skipped.append((path, reason))
-    if self._on_skip is not None:
-      self._on_skip(path, reason)
 
   def _info(self) -> tfds.core.DatasetInfo:
     features = {"video": tfds.features.Tensor(
@@ -128,34 +115,9 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                                         fps=self._fps, num_frames=self._num_frames,
                                         rebuild_command=self._rebuild_command))
 
-  # TFDS prints "Downloading and preparing dataset ..." for every build (see image_folder).
-  def _log_download_bytes(self) -> None:
-    pass
-
-  def _log_download_done(self) -> None:
-    pass
-
-  def _split_generators(self, dl_manager):
-    del dl_manager  # Nothing is downloaded.
-    return {split: self._generate_examples(split) for split, pairs in self._layout.files.items()
-            if pairs}
-
-  def _generate_examples(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    count = 0
-    for path, label in self._layout.files[split]:
-      try:
-        video = load_video(os.path.join(self._source, path), image_size=self._image_size,
-                           resize=self._resize, channels=self._channels, fps=self._fps,
-                           num_frames=self._num_frames)
-      except Exception as e:  # pylint: disable=broad-except  # any undecodable file: skip, report
-        self._skip(path, f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]}")
-        continue
-      count += 1
-      yield path, ({"video": video, "label": label} if self._layout.class_names
-                   else {"video": video})
-    if not count:
-      raise DataError(f"no readable video for split {split!r} in {self._source} "
-                      f"({len(self._layout.files[split])} files, none readable: listed above)")
+  def _load(self, path: str) -> np.ndarray:
+    return load_video(path, image_size=self._image_size, resize=self._resize,
+                      channels=self._channels, fps=self._fps, num_frames=self._num_frames)
 
 
 def describe(info: tfds.core.DatasetInfo) -> str:

@@ -315,13 +315,18 @@ def export_features(config: Experiment, graphdef, state, mesh, out_dir: str,
   shapes = {}
   for split in splits:
     features, labels = data.features(trained, split, mesh)
-    if jax.process_index() == 0:
-      fs.make_dirs(out_dir)
-      for name, array in ((f"{split}_features.npy", features), (f"{split}_labels.npy", labels)):
-        with (fs.path(out_dir) / name).open("wb") as f:
-          np.save(f, array)
+    save_arrays(out_dir, {f"{split}_features.npy": features, f"{split}_labels.npy": labels})
     shapes[split] = features.shape
   return shapes
+
+
+def save_arrays(out_dir: str, arrays: dict[str, np.ndarray]) -> None:
+  """OUT_DIR/NAME.npy for each named array, written by process 0 (`export_features`)."""
+  if jax.process_index() == 0:
+    fs.make_dirs(out_dir)
+    for name, array in arrays.items():
+      with (fs.path(out_dir) / name).open("wb") as f:
+        np.save(f, array)
 
 def format_table(results: dict[str, Any]) -> str:
   """Markdown table: one row per feature source, one column per accuracy (report.py)."""

@@ -40,7 +40,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jax_ssl import config as config_lib
-from jax_ssl import diagnostics, fs, sharding
+from jax_ssl import diagnostics, sharding
 from jax_ssl.config import data_checks
 from jax_ssl.config.schema import Experiment
 from jax_ssl.data import pipeline, video_augment, video_eval
@@ -302,12 +302,7 @@ def export_features(config: Experiment, graphdef, state, mesh, out_dir: str,
   shapes = {}
   for split in splits:
     features, labels = data.features(trained, split, mesh)
-    if jax.process_index() == 0:
-      fs.make_dirs(out_dir)
-      arrays = {f"{split}_features.npy": features,
-                **{f"{split}_{key}s.npy": value for key, value in labels.items()}}
-      for name, array in arrays.items():
-        with (fs.path(out_dir) / name).open("wb") as f:
-          np.save(f, array)
+    run.save_arrays(out_dir, {f"{split}_features.npy": features,
+                              **{f"{split}_{key}s.npy": value for key, value in labels.items()}})
     shapes[split] = features.shape
   return shapes
