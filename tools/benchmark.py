@@ -5,7 +5,17 @@ r"""Benchmarks a config's train step (and a PyTorch peer of the same model when 
 Reports, for the config's global batch on this machine's devices:
   * trainer step: the jitted train step exactly as the trainer runs it (on-device views +
     forward + backward + optimizer), its compile time, XLA's FLOP count, seconds per step
-    and images/s (`--set online_probe=True`: with the online linear probe);
+    and images/s (`--set online_probe=True`: with the online linear probe); the model
+    FLOPs the trainer counts for its `mfu` (jax_ssl/perf.py step_flops) and the MFU against
+    perf's peak for the device kind and model.dtype (on a CPU, the measured matmul rate);
+    peak memory: the device's `memory_stats()` "peak_bytes_in_use" after the timed steps
+    where the backend keeps it (GPU, TPU), else XLA's buffer assignment of the step.
+    `--steps N --warmup W`: W untimed steps after the compile, then N timed back to back
+    (a few hundred on an accelerator). Video configs (a video dataset or a 3-D CNN) get
+    synthetic clips shaped as the trainer's video batches: {"clips": one uint8 [B, T, F, F,
+    C] per view, "speeds": int32 [B, V]} (T = clips.num_frames, F = `--frame-size`);
+    `--layout trainer` gives an ImageNet config the trainer's host views instead of whole
+    images;
   * model step: forward + backward + optimizer on pre-made views (no augmentation), the
     part a PyTorch training loop spends in the model;
   * torch model step (with --compare-torch): the same architecture written with plain
@@ -46,6 +56,7 @@ from flax import nnx
 
 from jax_ssl import backends
 from jax_ssl import config as config_lib
+from jax_ssl import perf
 from jax_ssl import sharding
 from jax_ssl.methods.spec import StepContext, with_modules
 from jax_ssl.state import create_train_state
@@ -83,59 +94,198 @@ def _flops_without_kernels(step, jit_kwargs, *args) -> float | None:
   return float(cost["flops"]) if cost and "flops" in cost else None
 
 
-def build_step(config, in_channels: int, image_size: int, num_devices: int | None = None):
+# Datasets whose records are videos ({"clips", "speeds"} batches; pipeline.is_video of their
+# TFDS info) and whose images vary in size (host views; pipeline.is_variable_size), by the
+# names experiment files use: the benchmark never reads the dataset itself.
+VIDEO_DATASETS = ("kinetics400", "ucf101", "moving_fashion_mnist",
+                  "moving_fashion_mnist_two_objects")
+VARIABLE_SIZE_DATASETS = ("imagenet2012",)
+LAYOUTS = ("image", "views", "clips")
+
+
+def is_video_config(config) -> bool:
+  """Whether `config` trains on videos: a video dataset or a 3-D CNN backbone."""
+  from jax_ssl.models import video  # pylint: disable=g-import-not-at-top
+  return config.dataset.name in VIDEO_DATASETS or config.model.backbone in video.BACKBONES
+
+
+def in_channels_of(config) -> int:
+  """The channels of the config's dataset (1: the Fashion-MNIST family, else 3)."""
+  return 1 if config.dataset.name.startswith(("fashion_mnist", "moving_fashion_mnist")) else 3
+
+
+def input_layout(config) -> str:
+  """The batch the trainer's step gets for `config` (pipeline.step_inputs): "clips" (a video
+  dataset: one uint8 [B, T, H, W, C] clip per view and the clips' speeds), "views" (a
+  variable-size dataset with dataset.host_crops: one host-cropped uint8 [B, S_v, S_v, C] per
+  view) or "image" (uint8 [B, H, W, C], the views made on device)."""
+  if is_video_config(config):
+    return "clips"
+  if config.dataset.host_crops and config.dataset.name in VARIABLE_SIZE_DATASETS:
+    return "views"
+  return "image"
+
+
+def default_frame_size(config) -> int:
+  """The stored frame side of a video config's synthetic clips: dataset.image_size, or (0:
+  the stored size) Moving Fashion-MNIST's 64 px, or for a dataset whose frames are resized
+  when it is built (video folders: Kinetics, UCF101) the view's side x 8/7 (256 px frames for
+  224 px views: crops of area < 1, then resizes, as on real frames)."""
+  if config.dataset.image_size:
+    return config.dataset.image_size
+  if config.dataset.name.startswith("moving_fashion_mnist"):
+    from jax_ssl.data.moving_fashion_mnist import builder  # pylint: disable=g-import-not-at-top
+    return builder.FRAME_SIZE
+  return max(config.augment.output_size, round(config.augment.output_size * 8 / 7))
+
+
+def synthetic_batch(config, layout: str, image_size: int, in_channels: int,
+                    seed: int = 0) -> dict[str, np.ndarray]:
+  """Random host arrays shaped as the trainer's step inputs for `config` (`input_layout`),
+  global batch: "image" {"image": uint8 [B, image_size, image_size, C]}; "views" {"views":
+  one uint8 [B, S_v, S_v, C] per view config}; "clips" {"clips": one uint8 [B, T, image_size,
+  image_size, C] per view (T = clips.num_frames, image_size the stored frame side), "speeds":
+  int32 [B, V] drawn from clips.speeds}."""
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout={layout!r}; use one of {LAYOUTS}")
+  rng = np.random.default_rng(seed)
+  batch_size = config.global_batch_size
+  pixels = lambda *shape: rng.integers(0, 256, shape, dtype=np.uint8)
+  if layout == "image":
+    return {"image": pixels(batch_size, image_size, image_size, in_channels)}
+  views = config_lib.view_configs(config)
+  if layout == "views":
+    return {"views": tuple(pixels(batch_size, v.output_size, v.output_size, in_channels)
+                           for v in views)}
+  frames = config.clips.num_frames
+  speeds = np.asarray(config.clips.speeds, np.int32)
+  return {"clips": tuple(pixels(batch_size, frames, image_size, image_size, in_channels)
+                         for _ in views),
+          "speeds": rng.choice(speeds, (batch_size, len(views))).astype(np.int32)}
+
+
+def _num_classes(config) -> int:
+  name = config.dataset.name
+  return 1000 if name.startswith("imagenet") else 400 if name.startswith("kinetics") else (
+      101 if name == "ucf101" else 10)
+
+
+def build_step(config, in_channels: int, image_size: int, num_devices: int | None = None,
+               layout: str | None = None):
   """The trainer's step for `config` on this machine's devices (the first `num_devices`;
   None: all), jitted as the trainer jits it (replicated state, batch sharded over the mesh),
   and its arguments: (jitted step, the un-jitted step, jit keyword arguments, graphdef,
-  state, batch, rng, spec, optimizer)."""
+  state, batch, rng, spec, optimizer).
+
+  The batch is `synthetic_batch(config, layout, image_size, in_channels)` on the devices;
+  `layout` None: "clips" for a video config (`is_video_config`; `image_size` is then the
+  clips' frame side), else "image" (`input_layout` gives the trainer's own choice, "views"
+  for ImageNet's host crops)."""
+  return _build(config, in_channels, image_size, num_devices, layout)[:9]
+
+
+def _build(config, in_channels: int, image_size: int, num_devices: int | None = None,
+           layout: str | None = None):
+  """`build_step`'s results, then the step maker `make_step(grad_accum_steps, mesh)` (as
+  train.py's: the trainer counts its FLOPs with `make_step(1, None)`) and the mesh."""
   mesh = sharding.make_mesh(num_devices)
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  layout = layout or ("clips" if is_video_config(config) else "image")
   method = config_lib.build_method(config)
   spec = method.spec
-  num_classes = 1000 if config.dataset.name.startswith("imagenet") else 10
+  num_classes = _num_classes(config)
   model = config_lib.build_model(config, in_channels, config.seed, num_classes=num_classes,
-                                 method=method)
+                                 method=method,
+                                 num_frames=config.clips.num_frames if layout == "clips" else None)
   optimizer, schedule = config_lib.build_optimizer(config)
   graphdef, state = create_train_state(
       model, optimizer, config_lib.init_method_state(config, method=method),
       spec.target_modules)
   state = sharding.replicate(state, mesh)
   batch_size = config.global_batch_size
-  images = jax.device_put(
-      np.random.default_rng(0).integers(0, 256, (batch_size, image_size, image_size, in_channels),
-                                        dtype=np.uint8), batch_sharding)
-  batch = {"image": images}
+  batch = jax.device_put(synthetic_batch(config, layout, image_size, in_channels),
+                         batch_sharding)
   if config.online_probe:  # --set online_probe=True: the step with the online linear probe
     batch["label"] = jax.device_put(
         np.random.default_rng(1).integers(0, num_classes, (batch_size,), dtype=np.int32),
         batch_sharding)
   rng = sharding.replicate(jax.random.key_data(jax.random.key(0)), mesh)
-  train_step = make_train_step(graphdef, spec, method.args, optimizer,
-                               schedule, config_lib.view_configs(config),
-                               total_steps=config.total_steps,
-                               grad_accum_steps=config.grad_accum_steps,
-                               grad_accum_mode=config.grad_accum_mode,
-                               online_probe=config.online_probe, mesh=mesh,
-                               teacher_graphdef=method.teacher_graphdef)
+  def make_step(grad_accum_steps: int, step_mesh):  # as train.py's
+    return make_train_step(graphdef, spec, method.args, optimizer,
+                           schedule, config_lib.view_configs(config),
+                           total_steps=config.total_steps,
+                           grad_accum_steps=grad_accum_steps,
+                           grad_accum_mode=config.grad_accum_mode,
+                           online_probe=config.online_probe, mesh=step_mesh,
+                           teacher_graphdef=method.teacher_graphdef)
+  train_step = make_step(config.grad_accum_steps, mesh)
   jit_kwargs = dict(in_shardings=(replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated))
   step_fn = jax.jit(train_step, donate_argnums=(0,), **jit_kwargs)
-  return step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer
+  return (step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer,
+          make_step, mesh)
+
+
+def _fixed_views(config, spec, batch) -> tuple[list[jax.Array], jax.Array | None]:
+  """The model-only step's views (float32 in [0, 1], no augmentation) and clip speeds: the
+  image for each of the method's views, the host views, or each clip's top-left S_v x S_v
+  crop."""
+  views = config_lib.view_configs(config)
+  if "clips" in batch:
+    return ([jnp.asarray(c[:, :, :v.output_size, :v.output_size], jnp.float32) / 255.0
+             for c, v in zip(batch["clips"], views)], jnp.asarray(batch["speeds"], jnp.int32))
+  if "views" in batch:
+    return [jnp.asarray(v, jnp.float32) / 255.0 for v in batch["views"]], None
+  images = jnp.asarray(batch["image"], jnp.float32) / 255.0
+  return [images for _ in range(spec.views_for(config.method_args))], None
+
+
+def device_peak_bytes(device=None) -> int | None:
+  """The device's peak bytes in use since the process started (`memory_stats()`
+  "peak_bytes_in_use": GPUs, TPUs); None where the backend keeps no statistics (CPU)."""
+  device = device or jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except (AttributeError, NotImplementedError, RuntimeError):
+    stats = None
+  peak = (stats or {}).get("peak_bytes_in_use")
+  return int(peak) if peak is not None else None
 
 
 def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
-                  model_step: bool = True) -> tuple[dict, Callable | None]:
-  """-> (results, a function running one model-only step, or None without `model_step`)."""
-  step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer = build_step(
-      config, in_channels, image_size)
-  images = batch["image"]
-  results = {}
+                  model_step: bool = True, *, warmup: int = 1, layout: str | None = None,
+                  xla_flops: bool = True, num_devices: int | None = None
+                  ) -> tuple[dict, Callable | None]:
+  """-> (results, a function running one model-only step, or None without `model_step`).
+
+  The trainer's step is compiled, run `warmup` times, then timed over `steps` steps
+  (dispatched back to back, one wait at the end). Results: trainer_compile_s,
+  trainer_step_s, model_flops (the step's model FLOPs as the trainer counts them for its
+  `mfu`: perf.step_flops), peak_flops_per_s and mfu (perf.peak_flops_per_second of the
+  mesh's devices in model.dtype; no mfu where no peak is known), trainer_peak_bytes (XLA's
+  buffer assignment), device_peak_bytes (memory_stats after the timed steps, where the
+  backend keeps it) and peak_memory_bytes / peak_memory_source (the device's figure, else
+  XLA's); with `xla_flops` also trainer_flops (XLA's count of the compiled step with its own
+  convolutions: one more compile).
+  """
+  (step_fn, train_step, jit_kwargs, graphdef, state, batch, rng, spec, optimizer, make_step,
+   mesh) = _build(config, in_channels, image_size, num_devices, layout)
+  devices = mesh.devices.flatten().tolist()
+  results = {"input_layout": next((k for k in ("clips", "views") if k in batch), "image"),
+             "batch_shapes": {key: [list(x.shape) for x in value] if isinstance(value, tuple)
+                              else list(value.shape) for key, value in batch.items()}}
 
   # Trainer step.
   start = time.perf_counter()
-  compiled = step_fn.lower(state, batch, rng).compile()
+  lowered = step_fn.lower(state, batch, rng)
+  compiled = lowered.compile()
   results["trainer_compile_s"] = time.perf_counter() - start
-  results["trainer_flops"] = _flops_without_kernels(train_step, jit_kwargs, state, batch, rng)
+  if xla_flops:
+    results["trainer_flops"] = _flops_without_kernels(train_step, jit_kwargs, state, batch, rng)
+  # The trainer's count (train.py): the step on the global arrays, one pass per micro-batch.
+  results["model_flops"] = perf.step_flops(
+      lowered, lambda: jax.jit(make_step(1, None)).lower(state, batch, rng),
+      grad_accum_steps=config.grad_accum_steps, per_device_passes=mesh.size > 1)
   memory = compiled.memory_analysis()
   if memory is not None:  # XLA's buffer assignment: live arguments + outputs + temporaries
     results["trainer_peak_bytes"] = int(
@@ -147,13 +297,26 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
     holder["state"], metrics = compiled(holder["state"], batch, rng)
     return metrics["loss"]
 
-  jax.block_until_ready(run_trainer())  # warm-up
+  for _ in range(max(warmup, 1)):
+    results["first_loss"] = float(jax.block_until_ready(run_trainer()))
   faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   results["trainer_step_s"] = _time(run_trainer, steps)
+  results["timed_steps"], results["warmup_steps"] = steps, max(warmup, 1)
+  results["last_loss"] = float(run_trainer())
   # Page faults: XLA:CPU's freed temporaries faulted in anew each step
   # (jax_ssl/backends/cpu_kernels/host_memory.py).
   results["minor_page_faults_per_step"] = (
       resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+  device_peak = device_peak_bytes(devices[0])
+  if device_peak is not None:
+    results["device_peak_bytes"] = device_peak
+  results["peak_memory_bytes"] = device_peak if device_peak is not None else results.get(
+      "trainer_peak_bytes")
+  results["peak_memory_source"] = ("memory_stats" if device_peak is not None else
+                                   "memory_analysis" if memory is not None else None)
+  peak = perf.peak_flops_per_second(devices, config.model.dtype)
+  results["peak_flops_per_s"] = peak
+  results.update(perf.utilization(results["model_flops"], 1, results["trainer_step_s"], peak))
 
   if not model_step:
     return results, None
@@ -161,9 +324,10 @@ def benchmark_jax(config, steps: int, in_channels: int, image_size: int,
   # Model-only step on fixed views (what a PyTorch loop times).
   args = config.method_args
   objective = lambda *inputs: spec.objective(*inputs, args)  # (model, views, state, context)
-  views = [jnp.asarray(images, jnp.float32) / 255.0 for _ in range(spec.views_for(args))]
+  views, clip_speeds = _fixed_views(config, spec, batch)
   teacher = config_lib.build_method(config).teacher_graphdef if spec.load_teacher else None
-  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32), teacher=teacher)
+  context = StepContext(rng=jax.random.key(1), step=jnp.zeros((), jnp.int32), teacher=teacher,
+                        clip_speeds=clip_speeds)
 
   def model_step(state, views):
     def loss_fn(params):
@@ -344,12 +508,13 @@ def hlo_summary(text: str) -> dict:
           "ops_by_dtype": ops_by_dtype(instructions)}
 
 
-def hlo_report(config, in_channels: int, image_size: int) -> dict:
+def hlo_report(config, in_channels: int, image_size: int, layout: str | None = None) -> dict:
   """`hlo_summary` of the trainer's step for `config`, compiled for this machine's devices
   and never run, plus `ops_by_dtype_lowered`: the same counts in the program JAX hands XLA
   (before XLA's passes; XLA:CPU computes bfloat16 convolutions and dots in float32, so on
   CPU the compiled counts show float32 where the model asked for bfloat16)."""
-  step_fn, _, _, _, state, batch, rng, _, _ = build_step(config, in_channels, image_size)
+  step_fn, _, _, _, state, batch, rng, _, _ = build_step(config, in_channels, image_size,
+                                                         layout=layout)
   lowered = step_fn.lower(state, batch, rng)
   summary = hlo_summary(lowered.compile().as_text())
   summary["ops_by_dtype_lowered"] = ops_by_dtype(parse_hlo(lowered.as_text(dialect="hlo")))
@@ -500,7 +665,17 @@ def _cpu_model() -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", required=True)
-  parser.add_argument("--steps", type=int, default=15)
+  parser.add_argument("--steps", type=int, default=15,
+                      help="timed steps (after --warmup untimed ones); a few hundred for a "
+                           "steady accelerator figure")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the compile")
+  parser.add_argument("--layout", choices=("auto", "trainer", *LAYOUTS), default="auto",
+                      help="the synthetic batch: auto (clips for a video config, else the "
+                           "image), trainer (what the trainer feeds: host views for ImageNet), "
+                           "or one of image / views / clips")
+  parser.add_argument("--frame-size", type=int, default=0,
+                      help="video configs: the clips' stored frame side (0: "
+                           "dataset.image_size, else the view's side x 8/7)")
   parser.add_argument("--compare-torch", action="store_true")
   parser.add_argument("--rounds", type=int, default=5,
                       help="--compare-torch: alternating JAX/PyTorch rounds of --steps steps")
@@ -523,11 +698,14 @@ def main():
   config = load_config(args.config, args.set, args.backend)
   # Before anything starts JAX's backends, as the trainer's main (jax_ssl/backends).
   process = backends.prepare_process(config.backend)
-  in_channels = 1 if config.dataset.name == "fashion_mnist" else 3
-  image_size = config.dataset.image_size or config.augment.output_size
+  in_channels = in_channels_of(config)
+  layout = {"auto": None, "trainer": input_layout(config)}.get(args.layout, args.layout)
+  video = (layout or ("clips" if is_video_config(config) else "image")) == "clips"
+  image_size = ((args.frame_size or default_frame_size(config)) if video else
+                config.dataset.image_size or config.augment.output_size)
   batch = config.global_batch_size
   if args.hlo:
-    report = hlo_report(config, in_channels, image_size)
+    report = hlo_report(config, in_channels, image_size, layout)
     print(f"{args.config}: the compiled step on {jax.device_count()} x "
           f"{jax.devices()[0].device_kind}, global batch {batch}, "
           f"{len(config_lib.view_configs(config))} views per image")
@@ -544,9 +722,14 @@ def main():
              "backend": backends.select(config.backend).name,
              "host_malloc_retained": process.host_malloc_retained,
              "global_batch_size": batch, "views_per_image": len(config_lib.view_configs(config))}
+  if video:
+    results.update(clips_per_video=len(config_lib.view_configs(config)),
+                   num_frames=config.clips.num_frames, frame_size=image_size)
   jax_results, run_model = benchmark_jax(config, args.steps, in_channels, image_size,
-                                         model_step=not args.trainer_only or args.compare_torch)
+                                         model_step=not args.trainer_only or args.compare_torch,
+                                         warmup=args.warmup, layout=layout)
   results.update(jax_results)
+  # Examples (images, or videos of `clips_per_video` clips) per second.
   results["trainer_images_per_s"] = batch / results["trainer_step_s"]
   if "model_step_s" in results:
     results["model_images_per_s"] = batch / results["model_step_s"]

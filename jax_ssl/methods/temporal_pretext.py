@@ -11,7 +11,12 @@ the step (`losses.temporal_pretext`). One clip per video (views[0], [B, T, S, S,
   classifies 3-frame tuples with a siamese 2-D network, its negatives a tuple whose middle
   frame is out of place; here the whole clip goes through the video backbone and any
   non-identity permutation is a negative, so the two classes hold the same frames and only
-  their order tells them apart.
+  their order tells them apart. `method_args.negatives="swap"` makes the negatives harder:
+  two adjacent frames exchanged at one random place (`swap_permutations`), the least
+  disorder a clip can have. A uniform shuffle of a smooth trajectory jumps everywhere and
+  is spotted without knowing where the object is going; one swapped pair reads as a single
+  step backwards, which only a clip feature that follows the motion's direction and speed
+  tells from a bounce off a border.
 * **arrow** (arrow of time; Wei et al., "Learning and Using the Arrow of Time", CVPR 2018):
   with probability 1/2 the clip plays backwards; the head says which. With "order" too,
   only the unshuffled clips count in the arrow loss (a shuffled clip has no direction).
@@ -42,6 +47,7 @@ from jax_ssl.methods import classification
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 
 TASKS = ("order", "arrow", "speed")
+NEGATIVES = ("shuffle", "swap")
 SEPARATOR = "+"
 # Each task's loss and accuracy in the metrics ("speed" alone would read as throughput).
 METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "speed": "playback_speed"}
@@ -51,10 +57,13 @@ METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "speed": "play
 class Args:
   """`method_args.*`: `task`, one of TASKS or several joined by "+" ("speed+order"); `speeds`:
   the playback speeds of the speed task's classes, in class order, equal to
-  `config.clips.speeds` (the sampler's; e.g. (1, 2, 4, 8), Pace Prediction's paces)."""
+  `config.clips.speeds` (the sampler's; e.g. (1, 2, 4, 8), Pace Prediction's paces);
+  `negatives`: how the order task disorders a clip, one of NEGATIVES: "shuffle" (any
+  non-identity order of its frames) or "swap" (two adjacent frames exchanged)."""
 
   task: str = "order"
   speeds: tuple[int, ...] = ()
+  negatives: str = "shuffle"
 
   @property
   def tasks(self) -> tuple[str, ...]:
@@ -65,6 +74,8 @@ class Args:
     check(all(t in TASKS for t in tasks) and len(set(tasks)) == len(tasks),
           f"method_args.task={self.task!r}; use one of {TASKS} or several joined by "
           f"'{SEPARATOR}', each once (e.g. 'speed{SEPARATOR}order')")
+    check(self.negatives in NEGATIVES,
+          f"method_args.negatives={self.negatives!r}; use one of {NEGATIVES}")
     if "speed" in tasks:
       check(len(self.speeds) >= 2 and len(set(self.speeds)) == len(self.speeds)
             and all(s >= 1 for s in self.speeds),
@@ -116,14 +127,27 @@ def shuffle_permutations(rng: jax.Array, batch: int, num_frames: int) -> jax.Arr
   return jnp.where(is_identity, jnp.roll(identity, 1), order)
 
 
-def frame_orders(rng: jax.Array, batch: int, num_frames: int, tasks: Sequence[str]
-                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def swap_permutations(rng: jax.Array, batch: int, num_frames: int) -> jax.Array:
+  """int32 [B, T]: the identity with two adjacent frames exchanged, at a uniform place per
+  clip (T >= 2)."""
+  place = jax.random.randint(rng, (batch, 1), 0, num_frames - 1)
+  index = jnp.arange(num_frames, dtype=jnp.int32)[None, :]
+  return jnp.where(index == place, place + 1,
+                   jnp.where(index == place + 1, place, index)).astype(jnp.int32)
+
+
+PERMUTATIONS = {"shuffle": shuffle_permutations, "swap": swap_permutations}
+
+
+def frame_orders(rng: jax.Array, batch: int, num_frames: int, tasks: Sequence[str],
+                 negatives: str = "shuffle") -> tuple[jax.Array, dict[str, jax.Array]]:
   """Each clip's frame order and the labels it implies, for the order and arrow tasks.
 
   Returns:
     (int32 [B, T] frame indices: output frame i is input frame order[b, i]; {"order": int32
     [B], 1 = shuffled, "arrow": int32 [B], 1 = reversed}, for the tasks asked). Reversal
-    (arrow) comes first, then shuffling (order) of the reversed or forward frames.
+    (arrow) comes first, then shuffling (order) of the reversed or forward frames, by a
+    permutation of the kind `negatives` names (PERMUTATIONS).
   """
   reverse_rng, shuffle_rng, pick_rng = jax.random.split(rng, 3)
   identity = jnp.broadcast_to(jnp.arange(num_frames, dtype=jnp.int32), (batch, num_frames))
@@ -134,7 +158,7 @@ def frame_orders(rng: jax.Array, batch: int, num_frames: int, tasks: Sequence[st
     labels["arrow"] = reversed_.astype(jnp.int32)
   if "order" in tasks:
     shuffled = jax.random.bernoulli(pick_rng, 0.5, (batch,))
-    permutation = shuffle_permutations(shuffle_rng, batch, num_frames)
+    permutation = PERMUTATIONS[negatives](shuffle_rng, batch, num_frames)
     order = jnp.where(shuffled[:, None], jnp.take_along_axis(order, permutation, axis=1), order)
     labels["order"] = shuffled.astype(jnp.int32)
   return order, labels
@@ -155,7 +179,7 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   clips = views[0]
   batch, num_frames = clips.shape[:2]
   tasks = args.tasks
-  order, labels = frame_orders(context.rng, batch, num_frames, tasks)
+  order, labels = frame_orders(context.rng, batch, num_frames, tasks, args.negatives)
   clips = jnp.take_along_axis(clips, order.reshape(batch, num_frames, 1, 1, 1), axis=1)
   weights = {}
   if "arrow" in labels and "order" in labels:

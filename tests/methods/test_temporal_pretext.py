@@ -18,7 +18,8 @@ from jax_ssl.methods.spec import SSLModel, StepContext
 
 # Jitted: eager, every small op compiles on its own (seconds on 2 CPU cores).
 _shuffle = jax.jit(tp.shuffle_permutations, static_argnums=(1, 2))
-_frame_orders = jax.jit(tp.frame_orders, static_argnums=(1, 2, 3))
+_frame_orders = jax.jit(tp.frame_orders, static_argnums=(1, 2, 3, 4))
+_swap = jax.jit(tp.swap_permutations, static_argnums=(1, 2))
 
 
 def test_shuffles_are_permutations_that_are_never_the_identity():
@@ -30,6 +31,37 @@ def test_shuffles_are_permutations_that_are_never_the_identity():
   assert (np.sort(five, axis=1) == np.arange(5)).all()
   assert not (five == np.arange(5)).all(axis=1).any()
   assert len({tuple(row) for row in five}) > 80  # of the 119 non-identity orders
+
+
+def test_swaps_exchange_one_adjacent_pair_anywhere_in_the_clip():
+  frames = 6
+  swaps = np.asarray(_swap(jax.random.key(2), 600, frames))
+  moved = swaps != np.arange(frames)
+  assert (moved.sum(axis=1) == 2).all()  # exactly two frames out of place
+  first = moved.argmax(axis=1)
+  rows = np.arange(len(swaps))
+  assert moved[rows, first + 1].all()  # ... and they are neighbours
+  assert (swaps[rows, first] == first + 1).all() and (swaps[rows, first + 1] == first).all()
+  # Every one of the 5 places is used, none much more than the others (120 expected each).
+  counts = np.bincount(first, minlength=frames - 1)
+  assert counts.shape == (frames - 1,) and counts.min() > 80, counts
+  assert (np.asarray(_swap(jax.random.key(0), 8, 2)) == [1, 0]).all()
+
+
+def test_swap_negatives_in_the_order_task():
+  batch, frames = 256, 6
+  identity = np.arange(frames)
+  order, labels = _frame_orders(jax.random.key(4), batch, frames, ("order",), "swap")
+  order, shuffled = np.asarray(order), np.asarray(labels["order"])
+  assert 0.4 < shuffled.mean() < 0.6
+  assert (order[shuffled == 0] == identity).all()
+  assert ((order[shuffled == 1] != identity).sum(axis=1) == 2).all()
+  # With the arrow task: a reversed clip with one adjacent pair swapped.
+  order, labels = _frame_orders(jax.random.key(4), batch, frames, ("arrow", "order"), "swap")
+  order = np.asarray(order)
+  start = np.where(np.asarray(labels["arrow"])[:, None] == 1, identity[::-1], identity)
+  expected_moved = np.where(np.asarray(labels["order"]) == 1, 2, 0)
+  np.testing.assert_array_equal((order != start).sum(axis=1), expected_moved)
 
 
 def test_frame_orders_and_their_labels():
@@ -65,6 +97,9 @@ def test_speed_classes_index_the_configured_speeds():
 
 def test_args_refuse_bad_tasks_and_speeds():
   tp.Args(task="speed+order", speeds=(1, 2)).validate()
+  tp.Args(task="order", negatives="swap").validate()
+  with pytest.raises(ConfigError, match="method_args.negatives='adjacent'; use one of"):
+    tp.Args(task="order", negatives="adjacent").validate()
   for bad in ("shuffle", "order+order", "order,arrow"):
     with pytest.raises(ConfigError, match="method_args.task="):
       tp.Args(task=bad).validate()
