@@ -55,6 +55,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, ROOT)
 
+import markdown_sections  # noqa: E402  (sibling tool: the sections of BENCHMARKS.md)
+
 SECTION = "## Latent prediction and video steps on an accelerator"
 _ROWS_TAG = "device_benchmarks rows"  # the rows as JSON, in an HTML comment of the section
 TINY_PER_DEVICE_BATCH = 2
@@ -244,13 +246,12 @@ def render_section(rows: list[dict]) -> str:
 
 def _split(text: str) -> tuple[str, str, str]:
   """(before, the section, after) of a markdown text ("" where absent)."""
-  start = text.find("\n" + SECTION + "\n")
-  if start < 0:
+  preamble, blocks = markdown_sections.split(text)
+  index = next((i for i, (heading, _) in enumerate(blocks) if heading == SECTION), None)
+  if index is None:
     return text, "", ""
-  start += 1
-  following = re.search(r"^## ", text[start + len(SECTION):], re.MULTILINE)
-  end = start + len(SECTION) + following.start() if following else len(text)
-  return text[:start], text[start:end], text[end:]
+  return (preamble + "".join(b for _, b in blocks[:index]), blocks[index][1],
+          "".join(b for _, b in blocks[index + 1:]))
 
 
 def previous_rows(section: str) -> list[dict]:
@@ -261,22 +262,18 @@ def previous_rows(section: str) -> list[dict]:
 
 def write_section(path: str, rows: list[dict]) -> None:
   """Writes `rows` into the section of the markdown file `path` (made if missing; the
-  section appended if absent, else replaced). Rows of the previous section measured on the
-  same device kind and not in `rows` are kept, in the BENCHMARKS order."""
-  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-  before, section, after = _split(text)
-  old_rows = previous_rows(section)
+  section appended if absent, else replaced; every other section kept as it is, the file
+  replaced atomically: tools/markdown_sections.py). Rows of the previous section measured
+  on the same device kind and not in `rows` are kept, in the BENCHMARKS order."""
+  old_rows = previous_rows(markdown_sections.section(markdown_sections.read(path), SECTION))
   kinds = {r.get("device_kind") for r in rows if "error" not in r}
   names = {r["name"] for r in rows}
   kept = [r for r in old_rows if r["name"] not in names and "error" not in r
           and (not kinds or r.get("device_kind") in kinds)]
   order = {b.name: i for i, b in enumerate(BENCHMARKS)}
   merged = sorted(kept + rows, key=lambda r: order.get(r["name"], len(order)))
-  if not before.endswith("\n\n"):
-    before = before.rstrip("\n") + "\n\n"
-  body = render_section(merged)
-  with open(path, "w") as f:
-    f.write(before + body + ("\n" + after if after else ""))
+  markdown_sections.write_sections(path, [(SECTION, render_section(merged))],
+                                   preamble="# Benchmarks\n")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

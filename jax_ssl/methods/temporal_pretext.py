@@ -16,7 +16,8 @@ the step (`losses.temporal_pretext`). One clip per video (views[0], [B, T, S, S,
   disorder a clip can have. A uniform shuffle of a smooth trajectory jumps everywhere and
   is spotted without knowing where the object is going; one swapped pair reads as a single
   step backwards, which only a clip feature that follows the motion's direction and speed
-  tells from a bounce off a border.
+  tells from a bounce off a border. "mixed": each negative a swap or a shuffle, by a fair
+  coin (the easy negatives start the learning, the hard ones refine it).
 * **arrow** (arrow of time; Wei et al., "Learning and Using the Arrow of Time", CVPR 2018):
   with probability 1/2 the clip plays backwards; the head says which. With "order" too,
   only the unshuffled clips count in the arrow loss (a shuffled clip has no direction).
@@ -47,7 +48,7 @@ from jax_ssl.methods import classification
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 
 TASKS = ("order", "arrow", "speed")
-NEGATIVES = ("shuffle", "swap")
+NEGATIVES = ("shuffle", "swap", "mixed")
 SEPARATOR = "+"
 # Each task's loss and accuracy in the metrics ("speed" alone would read as throughput).
 METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "speed": "playback_speed"}
@@ -59,7 +60,8 @@ class Args:
   the playback speeds of the speed task's classes, in class order, equal to
   `config.clips.speeds` (the sampler's; e.g. (1, 2, 4, 8), Pace Prediction's paces);
   `negatives`: how the order task disorders a clip, one of NEGATIVES: "shuffle" (any
-  non-identity order of its frames) or "swap" (two adjacent frames exchanged)."""
+  non-identity order of its frames), "swap" (two adjacent frames exchanged) or "mixed"
+  (either, by a fair coin per clip)."""
 
   task: str = "order"
   speeds: tuple[int, ...] = ()
@@ -136,7 +138,16 @@ def swap_permutations(rng: jax.Array, batch: int, num_frames: int) -> jax.Array:
                    jnp.where(index == place + 1, place, index)).astype(jnp.int32)
 
 
-PERMUTATIONS = {"shuffle": shuffle_permutations, "swap": swap_permutations}
+def mixed_permutations(rng: jax.Array, batch: int, num_frames: int) -> jax.Array:
+  """int32 [B, T]: per clip, by a fair coin, `swap_permutations` or `shuffle_permutations`."""
+  coin_rng, swap_rng, shuffle_rng = jax.random.split(rng, 3)
+  swap = jax.random.bernoulli(coin_rng, 0.5, (batch, 1))
+  return jnp.where(swap, swap_permutations(swap_rng, batch, num_frames),
+                   shuffle_permutations(shuffle_rng, batch, num_frames))
+
+
+PERMUTATIONS = {"shuffle": shuffle_permutations, "swap": swap_permutations,
+                "mixed": mixed_permutations}
 
 
 def frame_orders(rng: jax.Array, batch: int, num_frames: int, tasks: Sequence[str],

@@ -64,6 +64,18 @@ def test_swap_negatives_in_the_order_task():
   np.testing.assert_array_equal((order != start).sum(axis=1), expected_moved)
 
 
+def test_mixed_negatives_are_half_swaps_half_shuffles():
+  frames = 6
+  mixed = np.asarray(jax.jit(tp.mixed_permutations, static_argnums=(1, 2))(
+      jax.random.key(7), 1000, frames))
+  assert (np.sort(mixed, axis=1) == np.arange(frames)).all()
+  assert not (mixed == np.arange(frames)).all(axis=1).any()
+  moved = (mixed != np.arange(frames)).sum(axis=1)
+  # A swap moves 2 frames; of the uniform shuffles 15 of 719 move 2 (adjacent or not).
+  assert 0.45 < (moved == 2).mean() < 0.58
+  assert 0.35 < (moved >= 4).mean() < 0.55
+
+
 def test_frame_orders_and_their_labels():
   batch, frames = 512, 6
   identity = np.arange(frames)
@@ -100,6 +112,7 @@ def test_args_refuse_bad_tasks_and_speeds():
   tp.Args(task="order", negatives="swap").validate()
   with pytest.raises(ConfigError, match="method_args.negatives='adjacent'; use one of"):
     tp.Args(task="order", negatives="adjacent").validate()
+  tp.Args(task="order", negatives="mixed").validate()
   for bad in ("shuffle", "order+order", "order,arrow"):
     with pytest.raises(ConfigError, match="method_args.task="):
       tp.Args(task=bad).validate()
