@@ -52,7 +52,7 @@ def validate(config: Experiment, device_count: int) -> None:
 
 def _check_clips(config: Experiment) -> None:
   """A method's clip needs against `config.clips` (used by video datasets only): the speed
-  classes of temporal_pretext are the clips' speeds; RSPNet's clips are the host's "rspnet"
+  classes of temporal_pretext are the clips' speeds, its sort chunks split the clip; RSPNet's clips are the host's "rspnet"
   triple (a query, a key at its speed, a key at another)."""
   check(config.method != "rspnet" or (config.clips.speed_pattern == "rspnet"
                                        and len(config.clips.speeds) >= 2),
@@ -66,6 +66,7 @@ def _check_clips(config: Experiment) -> None:
     if config.method != "temporal_pretext":  # a mix: the component's own Args
       args = mixing.own_args(temporal_pretext.SPEC, args)
     temporal_pretext.check_clip_speeds(args, tuple(config.clips.speeds))
+    temporal_pretext.check_clip_frames(args, config.clips.num_frames)
 
 
 def _check_model(config: Experiment, spec: methods.MethodSpec) -> None:

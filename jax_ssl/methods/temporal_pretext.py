@@ -1,7 +1,7 @@
 """Temporal pretext tasks: classify a clip's frame order, direction or playback speed.
 
-One method with the tasks as options (`method_args.task`: "order", "arrow", "speed", or
-several joined by "+", e.g. "speed+order"); each task is a classifier head on the backbone's
+One method with the tasks as options (`method_args.task`: "order", "arrow", "sort", "speed",
+or several joined by "+", e.g. "speed+order"); each task is a classifier head on the backbone's
 clip features (a linear layer by default), trained by cross-entropy on labels made inside
 the step (`losses.temporal_pretext`). One clip per video (views[0], [B, T, S, S, C]):
 
@@ -23,6 +23,17 @@ the step (`losses.temporal_pretext`). One clip per video (views[0], [B, T, S, S,
   only the unshuffled clips count in the arrow loss (a shuffled clip has no direction).
   Motion that is its own reversal (Moving Fashion-MNIST's bouncing garments move the same
   either way) leaves this task at chance: it needs gravity, causes and effects.
+* **sort** (sequence sorting; Lee et al., "Unsupervised Representation Learning by Sorting
+  Sequences" (OPN), ICCV 2017; Xu et al., "Self-supervised Spatiotemporal Learning via Video
+  Clip Order Prediction" (VCOP), CVPR 2019): the clip's frames are cut into
+  `method_args.chunks` equal chunks, put in one of the chunks!/2 orders of `sort_orders`
+  (a chunk order and its time reversal are one class, as OPN's: with probability 1/2 the
+  reordered clip plays backwards), and the head names the order. Unlike verification, this
+  cannot be solved by spotting a jump: the head must tell where along its path the object
+  is in each chunk. OPN sorts 4 single frames with a siamese 2-D network and pairwise
+  features, VCOP 3 clips with a 3-D network per clip; here the whole reordered clip goes
+  through the video backbone once. Not combined with "order" or "arrow" (all three reorder
+  the same frames).
 * **speed** (SpeedNet, Benaim et al., CVPR 2020: normal vs sped up; Pace Prediction,
   Wang et al., ECCV 2020: one class per pace): the host clip sampler plays each clip at one
   of `config.clips.speeds` (frame step = clips.stride * speed; `StepContext.clip_speeds`);
@@ -36,10 +47,12 @@ Evaluation features are the backbone's: the heads exist only for the tasks.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jax_ssl import losses
@@ -47,11 +60,12 @@ from jax_ssl.config.typed import check
 from jax_ssl.methods import classification
 from jax_ssl.methods.spec import Metrics, MethodSpec, SSLModel, StepContext
 
-TASKS = ("order", "arrow", "speed")
+TASKS = ("order", "arrow", "sort", "speed")
 NEGATIVES = ("shuffle", "swap", "mixed")
 SEPARATOR = "+"
 # Each task's loss and accuracy in the metrics ("speed" alone would read as throughput).
-METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "speed": "playback_speed"}
+METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "sort": "chunk_order",
+                "speed": "playback_speed"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +75,13 @@ class Args:
   `config.clips.speeds` (the sampler's; e.g. (1, 2, 4, 8), Pace Prediction's paces);
   `negatives`: how the order task disorders a clip, one of NEGATIVES: "shuffle" (any
   non-identity order of its frames), "swap" (two adjacent frames exchanged) or "mixed"
-  (either, by a fair coin per clip)."""
+  (either, by a fair coin per clip); `chunks`: the sort task's chunk count (>= 3; the clip's
+  frame count must be a multiple: `check_clip_frames`)."""
 
   task: str = "order"
   speeds: tuple[int, ...] = ()
   negatives: str = "shuffle"
+  chunks: int = 4
 
   @property
   def tasks(self) -> tuple[str, ...]:
@@ -78,6 +94,11 @@ class Args:
           f"'{SEPARATOR}', each once (e.g. 'speed{SEPARATOR}order')")
     check(self.negatives in NEGATIVES,
           f"method_args.negatives={self.negatives!r}; use one of {NEGATIVES}")
+    check("sort" not in tasks or not {"order", "arrow"} & set(tasks),
+          f"method_args.task={self.task!r}: 'sort' reorders the frames as 'order' and "
+          f"'arrow' do; use it alone or with 'speed'")
+    check(self.chunks >= 3, f"method_args.chunks={self.chunks}; the sort task needs >= 3 "
+          f"chunks (2 chunks have one order up to time reversal)")
     if "speed" in tasks:
       check(len(self.speeds) >= 2 and len(set(self.speeds)) == len(self.speeds)
             and all(s >= 1 for s in self.speeds),
@@ -95,8 +116,28 @@ def check_clip_speeds(args: Args, clip_speeds: Sequence[int]) -> None:
           f"both to the same tuple")
 
 
+def check_clip_frames(args: Args, num_frames: int) -> None:
+  """The entry point's check that the sort task's chunks split the clip evenly."""
+  if "sort" in args.tasks:
+    check(num_frames % args.chunks == 0,
+          f"method_args.chunks={args.chunks} with config.clips.num_frames={num_frames}: the "
+          f"sort task cuts the clip into equal chunks; use a frame count that is a multiple "
+          f"of the chunks (e.g. {args.chunks * max(1, round(num_frames / args.chunks))})")
+
+
+def sort_orders(num_chunks: int) -> np.ndarray:
+  """int32 [num_chunks! / 2, num_chunks]: one chunk order of each pair {order, its reversal},
+  the one whose first chunk comes before its last (OPN's classes), in lexicographic order;
+  row 0 is the identity."""
+  rows = [p for p in itertools.permutations(range(num_chunks)) if p[0] < p[-1]]
+  return np.asarray(rows, np.int32)
+
+
 def num_classes(task: str, args: Args) -> int:
-  """Classes of a task's head: 2 for order and arrow, one per speed for speed."""
+  """Classes of a task's head: 2 for order and arrow, one per speed for speed, chunks!/2
+  for sort."""
+  if task == "sort":
+    return len(sort_orders(args.chunks))
   return len(args.speeds) if task == "speed" else 2
 
 
@@ -151,18 +192,33 @@ PERMUTATIONS = {"shuffle": shuffle_permutations, "swap": swap_permutations,
 
 
 def frame_orders(rng: jax.Array, batch: int, num_frames: int, tasks: Sequence[str],
-                 negatives: str = "shuffle") -> tuple[jax.Array, dict[str, jax.Array]]:
+                 negatives: str = "shuffle", chunks: int = 4
+                 ) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Each clip's frame order and the labels it implies, for the order and arrow tasks.
 
   Returns:
     (int32 [B, T] frame indices: output frame i is input frame order[b, i]; {"order": int32
     [B], 1 = shuffled, "arrow": int32 [B], 1 = reversed}, for the tasks asked). Reversal
     (arrow) comes first, then shuffling (order) of the reversed or forward frames, by a
-    permutation of the kind `negatives` names (PERMUTATIONS).
+    permutation of the kind `negatives` names (PERMUTATIONS). "sort": {"sort": int32 [B], the
+    row of `sort_orders(chunks)` the clip's chunks were put in, played backwards with
+    probability 1/2}.
   """
   reverse_rng, shuffle_rng, pick_rng = jax.random.split(rng, 3)
   identity = jnp.broadcast_to(jnp.arange(num_frames, dtype=jnp.int32), (batch, num_frames))
   order, labels = identity, {}
+  if "sort" in tasks:
+    if num_frames % chunks:
+      raise ValueError(f"the sort task cuts {num_frames} frames into {chunks} equal chunks; "
+                       f"use a frame count that is a multiple of method_args.chunks")
+    table = jnp.asarray(sort_orders(chunks))
+    classes = jax.random.randint(shuffle_rng, (batch,), 0, table.shape[0]).astype(jnp.int32)
+    length = num_frames // chunks
+    order = (table[classes][:, :, None] * length
+             + jnp.arange(length, dtype=jnp.int32)).reshape(batch, num_frames)
+    backwards = jax.random.bernoulli(reverse_rng, 0.5, (batch, 1))
+    order = jnp.where(backwards, order[:, ::-1], order)
+    labels["sort"] = classes
   if "arrow" in tasks:
     reversed_ = jax.random.bernoulli(reverse_rng, 0.5, (batch,))
     order = jnp.where(reversed_[:, None], identity[:, ::-1], order)
@@ -190,7 +246,8 @@ def objective(model: SSLModel, views: Sequence[jax.Array], method_state: Any,
   clips = views[0]
   batch, num_frames = clips.shape[:2]
   tasks = args.tasks
-  order, labels = frame_orders(context.rng, batch, num_frames, tasks, args.negatives)
+  order, labels = frame_orders(context.rng, batch, num_frames, tasks, args.negatives,
+                               args.chunks)
   clips = jnp.take_along_axis(clips, order.reshape(batch, num_frames, 1, 1, 1), axis=1)
   weights = {}
   if "arrow" in labels and "order" in labels:

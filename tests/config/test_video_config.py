@@ -37,6 +37,16 @@ def test_playback_speed_classes_must_be_the_clip_speeds():
                                 clips={"speeds": [1, 4]}), 1)
 
 
+def test_sort_chunks_must_split_the_clip():
+  with pytest.raises(ConfigError, match=r"method_args.chunks=4 with config.clips.num_frames=6"):
+    checks.validate(_experiment("temporal_pretext", model={"backbone": "video_cnn_small"},
+                                method_args={"task": "sort", "chunks": 4},
+                                clips={"num_frames": 6}), 1)
+  checks.validate(_experiment("temporal_pretext", model={"backbone": "video_cnn_small"},
+                              method_args={"task": "sort", "chunks": 3},
+                              clips={"num_frames": 6}), 1)
+
+
 def test_a_backbone_of_the_wrong_kind_for_the_data_is_one_line():
   video = _experiment(model={"backbone": "video_cnn_small", "width": 2})
   with pytest.raises(ConfigError, match=r"is a video backbone and dataset 'imagenet2012' has "

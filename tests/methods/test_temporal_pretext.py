@@ -18,7 +18,7 @@ from jax_ssl.methods.spec import SSLModel, StepContext
 
 # Jitted: eager, every small op compiles on its own (seconds on 2 CPU cores).
 _shuffle = jax.jit(tp.shuffle_permutations, static_argnums=(1, 2))
-_frame_orders = jax.jit(tp.frame_orders, static_argnums=(1, 2, 3, 4))
+_frame_orders = jax.jit(tp.frame_orders, static_argnums=(1, 2, 3, 4, 5))
 _swap = jax.jit(tp.swap_permutations, static_argnums=(1, 2))
 
 
@@ -76,6 +76,40 @@ def test_mixed_negatives_are_half_swaps_half_shuffles():
   assert 0.35 < (moved >= 4).mean() < 0.55
 
 
+def test_sort_orders_are_opn_classes():
+  table = tp.sort_orders(4)
+  assert table.shape == (12, 4) and table.dtype == np.int32
+  assert (table[0] == [0, 1, 2, 3]).all()
+  rows = {tuple(r) for r in table}
+  assert len(rows) == 12
+  # Every permutation of 4 is exactly one row or exactly one row's reversal.
+  import itertools  # pylint: disable=g-import-not-at-top
+  for p in itertools.permutations(range(4)):
+    assert (p in rows) != (p[::-1] in rows)
+  assert len(tp.sort_orders(3)) == 3
+  assert tp.num_classes("sort", tp.Args(task="sort", chunks=4)) == 12
+
+
+def test_sort_reorders_chunks_forwards_or_backwards_as_its_label_says():
+  batch, frames, chunks = 600, 8, 4
+  order, labels = _frame_orders(jax.random.key(6), batch, frames, ("sort",), "shuffle", chunks)
+  order, classes = np.asarray(order), np.asarray(labels["sort"])
+  table = tp.sort_orders(chunks)
+  assert (np.sort(order, axis=1) == np.arange(frames)).all()
+  forward = (table[classes][:, :, None] * 2 + np.arange(2)).reshape(batch, frames)
+  is_forward = (order == forward).all(axis=1)
+  is_backward = (order == forward[:, ::-1]).all(axis=1)
+  assert (is_forward | is_backward).all()
+  assert 0.4 < is_backward.mean() < 0.6
+  # Hand-checked row: class 1 is (0, 1, 3, 2), so frames 0 1 2 3 6 7 4 5 (or backwards).
+  assert tuple(table[1]) == (0, 1, 3, 2)
+  row = np.flatnonzero(classes == 1)[0]
+  assert tuple(order[row]) in {(0, 1, 2, 3, 6, 7, 4, 5), (5, 4, 7, 6, 3, 2, 1, 0)}
+  assert np.bincount(classes, minlength=12).min() > 25  # every class drawn (50 expected)
+  with pytest.raises(ValueError, match="cuts 6 frames into 4 equal chunks"):
+    tp.frame_orders(jax.random.key(0), 2, 6, ("sort",), "shuffle", 4)
+
+
 def test_frame_orders_and_their_labels():
   batch, frames = 512, 6
   identity = np.arange(frames)
@@ -113,6 +147,15 @@ def test_args_refuse_bad_tasks_and_speeds():
   with pytest.raises(ConfigError, match="method_args.negatives='adjacent'; use one of"):
     tp.Args(task="order", negatives="adjacent").validate()
   tp.Args(task="order", negatives="mixed").validate()
+  tp.Args(task="sort+speed", speeds=(1, 2), chunks=3).validate()
+  for bad, match in ((dict(task="sort+order"), "'sort' reorders the frames"),
+                     (dict(task="sort", chunks=2), "needs >= 3 chunks")):
+    with pytest.raises(ConfigError, match=match):
+      tp.Args(**bad).validate()
+  tp.check_clip_frames(tp.Args(task="sort", chunks=4), 8)
+  tp.check_clip_frames(tp.Args(task="order", chunks=4), 6)  # no sort task: any frame count
+  with pytest.raises(ConfigError, match="clips.num_frames=6: the sort task cuts"):
+    tp.check_clip_frames(tp.Args(task="sort", chunks=4), 6)
   for bad in ("shuffle", "order+order", "order,arrow"):
     with pytest.raises(ConfigError, match="method_args.task="):
       tp.Args(task=bad).validate()
@@ -179,6 +222,50 @@ def test_objective_scores_the_labels_it_made():
   # Without clip speeds (an image dataset) the speed task says what it needs.
   with pytest.raises(ValueError, match="no clip speeds"):
     tp.objective(model, [clips], {}, context._replace(clip_speeds=None), args)
+
+
+class _FrameMeans(nnx.Module):
+  """A stand-in backbone: [B, T, H, W, C] -> [B, T], each frame's mean (so order shows)."""
+
+  feature_dim = 8
+
+  def __call__(self, clips):
+    return jnp.mean(clips, axis=(2, 3, 4))
+
+
+def test_sort_objective_is_the_cross_entropy_of_the_chunk_order():
+  # Frame t of every clip has brightness t, and the stand-in's features are the frames'
+  # brightness, i.e. the frame order: the sort head's loss must be the cross-entropy of its
+  # logits on the reordered clips against the classes frame_orders drew, computed here
+  # again.
+  args = tp.Args(task="sort", chunks=4)
+  model = SSLModel(_FrameMeans(), tp.make_heads(8, tp.Heads(), args, nnx.Rngs(0)))
+  (linear,) = [m for _, m in nnx.iter_graph(model.heads["sort_classifier"])
+               if isinstance(m, nnx.Linear)]
+  assert linear.kernel.shape == (8, 12)
+  batch, frames = 96, 8
+  clips = jnp.broadcast_to(jnp.arange(frames, dtype=jnp.float32)[None, :, None, None, None],
+                           (batch, frames, 2, 2, 1))
+  context = StepContext(rng=jax.random.key(9), step=jnp.zeros((), jnp.int32))
+  graphdef, state = nnx.split(model)
+  run = jax.jit(lambda state: tp.objective(nnx.merge(graphdef, state), [clips], {}, context,
+                                           args))
+  loss, metrics, _ = run(state)
+  order, labels = tp.frame_orders(jax.random.key(9), batch, frames, ("sort",), "shuffle", 4)
+  logits = model.heads["sort_classifier"](jnp.asarray(order, jnp.float32))
+  expected = losses.pretext_cross_entropy(logits, labels["sort"])
+  assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+  assert float(metrics["chunk_order"]) == pytest.approx(float(expected), rel=1e-5)
+  # The labels the objective scored name the order its clips were put in: recovered here
+  # from the reordered frames alone (a frame order or its reversal is one class).
+  table = tp.sort_orders(4)
+  forward = (table[:, :, None] * 2 + np.arange(2)).reshape(12, frames)
+  made = np.asarray(order)
+  recovered = [int(np.flatnonzero((forward == row).all(1) | (forward[:, ::-1] == row).all(1))[0])
+               for row in made]
+  np.testing.assert_array_equal(recovered, np.asarray(labels["sort"]))
+  accuracy = np.mean(np.argmax(np.asarray(logits), axis=1) == np.asarray(labels["sort"]))
+  assert float(metrics["chunk_order_accuracy"]) == pytest.approx(accuracy)
 
 
 def test_step_is_the_same_on_1_and_8_devices():
