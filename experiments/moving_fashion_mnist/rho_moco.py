@@ -16,7 +16,10 @@ frames at stride 2 of 48 px, a 2-layer 512 -> 128 projector (MoCo v2: 2048 -> 12
 1 (MoCo v2: 0.999, which over 600 steps would barely move the keys), AdamW (SlowFast: SGD),
 batch 64, 600 steps.
 
-Expected result: not measured yet.
+Expected result (`results/rho_moco_mfmnist/results.json`, seed 0, 10.2 min of training on a
+2-vCPU AMD EPYC shared with the test suite; ~5 min alone): linear top-1 garment 0.3594 /
+motion 0.5889 (raw pixels 0.4322 / 0.2235, random init 0.2722 / 0.5029): above both
+baselines on the motion labels. Run history: `results/rho_moco_mfmnist/notes.md`.
 """
 
 import os
