@@ -16,8 +16,9 @@ Deviations, for the 2-core budget: rho = 3 (the paper's best is 4), video_cnn_sm
 frames at stride 2 of 48 px, a 2-layer 1024 -> 128 projector and 128 -> 512 -> 128
 predictor (SlowFast: 4096 -> 256), target momentum 0.95 -> 1 (SlowFast: 0.996 -> 1 over 200
 epochs), AdamW (SlowFast: LARS, base lr 0.6 (1.2 for rho = 4), weight decay 1e-6, cosine
-with 35 warmup epochs), batch 64, 1200 steps (1.3 epochs: at 600 steps the encoder was below
-its random initialisation, `results/rho_byol_mfmnist/notes.md`).
+with 35 warmup epochs) at lr 2e-3 (base 8e-3 x 64 / 256; at the base file's 5e-4 the encoder
+ended below its random initialisation, `results/rho_byol_mfmnist/notes.md`), batch 64, 600
+steps.
 """
 
 import os
@@ -40,5 +41,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.heads.update(projector_hidden_dim=32, projector_output_dim=16,
                         predictor_hidden_dim=16)
   else:
-    config.total_steps = 1200
+    config.optimizer.base_learning_rate = 8e-3
   return config
