@@ -20,7 +20,8 @@ a random resized crop (area 0.5-1, aspect 3/4-4/3) and flip per clip, no colour.
 Reported (projects/maskfeat/README.md): 82.2% Kinetics-400 top-1 fine-tuned for MViTv2-S
 16x4 (300 epochs), 84.3% for MViTv2-L (800 epochs); there is no ViT-B video MaskFeat number,
 and no MViT here, so this file has no published target. Not reproduced here: pretraining at
-this scale needs accelerators.
+this scale needs accelerators. UCF101: none; the paper reports no UCF101 number (its abstract:
+Kinetics-400/600/700, AVA, SSv2) and gives no UCF101 recipe, so there is no UCF101 file.
 
 Where this config cannot express the recipe exactly:
  * A plain ViT-B with 2x16x16 tubelets instead of MViTv2-S (its pooling attention and

@@ -14,8 +14,12 @@ uniform starts), every clip's prediction against every other clip's EMA target
 momentum 0.996 -> 1 on a cosine, LARS at base lr 1.2 (the yaml's value for rho = 4) with
 weight decay 1e-6, 35 warmup epochs, 200 epochs, 224 px.
 
-Reported: the paper's Kinetics-400 linear accuracy for rho-BYOL (Slow R-50 8x8); the exact
-figure is not checked in here (see its tables). Not reproduced. Deviations: R3D-50 (CVRL's
+Reported (SlowFast projects/contrastive_ssl/README.md; its checkpoint
+BYOL_SlowR50_8x8_T4_epoch_00200): rho-BYOL, rho = 4, Slow R-50 8x8 pre-trained on
+Kinetics-400: 70.1% Kinetics-400 linear, 94.7% UCF101 split 1 fine-tuned (rho = 2: 67.4 /
+94.0). Not reproduced. UCF101: transfer only; the paper fine-tunes the Kinetics checkpoint
+(SlowFast configs/contrastive_ssl/finetune_ucf_Slow_R50_syn0.yaml), and this repo evaluates a
+run on its own dataset only, so there is no UCF101 pre-training file. Deviations: R3D-50 (CVRL's
 3-D ResNet-50, the base file's) instead of SlowFast's Slow R-50 (temporal kernels only in
 res4/res5, no temporal stride in the stem); the lr is not scaled by SlowFast's
 BASE_LR_SCALE_NUM_SHARDS (set it for your batch); SlowFast's loss is -cos / tau with tau 0.5,

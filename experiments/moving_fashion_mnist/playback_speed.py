@@ -16,10 +16,10 @@ sampler's speeds). The base file's optimizer (AdamW, lr 2e-3, weight decay 1e-4)
 of batch 64, one crop / flip / brightness-contrast jitter per clip. Not tuned.
 
 Deviations from the references: SpeedNet's two classes (1x vs 2x) on S3D-G with a
-speediness-aware sampling, Pace Prediction's five paces with R(2+1)D / C3D and an optional
-contrastive term; here three speeds, a small 3-D CNN, no contrastive term. A garment's own
-speed varies from video to video, so a speed class is only identifiable statistically (as in
-natural video).
+speediness-aware sampling, Pace Prediction's paces (1-4 in its released code) with R(2+1)D /
+C3D and an optional contrastive term; here three speeds, a small 3-D CNN, no contrastive
+term. A garment's own speed varies from video to video, so a speed class is only
+identifiable statistically (as in natural video).
 
 Expected result (`results/playback_speed_mfmnist/results.json`, seed 0, 1.7 min of training
 on a 2-vCPU AMD EPYC): linear top-1 garment 0.2654 / motion 0.4187 (raw pixels 0.3617 /

@@ -72,7 +72,8 @@ METRIC_NAMES = {"order": "frame_order", "arrow": "arrow_of_time", "sort": "chunk
 class Args:
   """`method_args.*`: `task`, one of TASKS or several joined by "+" ("speed+order"); `speeds`:
   the playback speeds of the speed task's classes, in class order, equal to
-  `config.clips.speeds` (the sampler's; e.g. (1, 2, 4, 8), Pace Prediction's paces);
+  `config.clips.speeds` (the sampler's; e.g. (1, 2, 3, 4), the paces of Pace Prediction's
+  released code);
   `negatives`: how the order task disorders a clip, one of NEGATIVES: "shuffle" (any
   non-identity order of its frames), "swap" (two adjacent frames exchanged) or "mixed"
   (either, by a fair coin per clip); `chunks`: the sort task's chunk count (>= 3; the clip's
@@ -103,7 +104,7 @@ class Args:
       check(len(self.speeds) >= 2 and len(set(self.speeds)) == len(self.speeds)
             and all(s >= 1 for s in self.speeds),
             f"method_args.speeds={tuple(self.speeds)!r} with task 'speed'; list at least two "
-            f"distinct playback speeds >= 1, the same as config.clips.speeds (e.g. (1, 2, 4, 8))")
+            f"distinct playback speeds >= 1, the same as config.clips.speeds (e.g. (1, 2, 3, 4))")
 
 
 def check_clip_speeds(args: Args, clip_speeds: Sequence[int]) -> None:
