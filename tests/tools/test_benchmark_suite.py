@@ -32,6 +32,19 @@ def test_render_tables_ratios_and_ceiling_share():
   assert "freed blocks kept for reuse = True" in text
 
 
+def test_a_failed_first_benchmark_still_renders():
+  mae = dict(COMMON, global_batch_size=256, views_per_image=1, trainer_step_s=0.25,
+             trainer_images_per_s=1024.0, trainer_compile_s=9.0, trainer_flops=10e9,
+             trainer_gflops_per_s=40.0, trainer_peak_bytes=100 * 2**20)
+  text = benchmark_suite.render([("simclr", {"error": "RuntimeError: out of memory"}),
+                                 ("mae", mae)], [], "python tools/benchmark_suite.py")
+  assert "| simclr | failed: RuntimeError: out of memory |" in text
+  assert "- Machine: Test CPU, 2 CPUs, device `cpu` x 1, jax 0.10.2" in text
+  assert "| mae | 256 | 1 | 0.250 | 1024 | 9.0 | 10.0 | 40.0 | n/a | 100 | 512 |" in text
+  everything_failed = benchmark_suite.render([("simclr", {"error": "boom"})], [], "cmd")
+  assert "- Machine: n/a, n/a CPUs, device `n/a` x n/a, jax n/a" in everything_failed
+
+
 def test_conv_layers_table_matches_the_models():
   """tools/conv_layers.py times the models' convolutions: its table must list exactly them."""
   import collections
