@@ -8,12 +8,14 @@ Recipe: rho-MoCo (Feichtenhofer et al., "A Large-Scale Study on Unsupervised Spa
 Representation Learning", CVPR 2021; facebookresearch/SlowFast configs/contrastive_ssl and
 slowfast/models/contrastive.py): `method=moco_v2` with `num_clips=3` clips of each video at
 independent uniform starts; every clip's query is scored against every other clip's EMA key
-(the positives) and the queue of earlier keys (`losses.rho_moco`). MoCo v2's temperature 0.2.
+(the positives) and the queue of earlier keys (`losses.rho_moco`). The paper's recipe is
+experiments/kinetics400/rho_moco_r3d50.py (SlowFast's numbers there).
 
 Deviations, for the 2-core budget: rho = 3 (the paper's best is 4), video_cnn_small on 8
-frames at stride 2 of 48 px, a 2-layer 512 -> 128 projector (MoCo v2: 2048 -> 128), a queue of
-4096 keys (64 batches; MoCo v2: 65536, more keys than this run draws), key momentum 0.99 ->
-1 (MoCo v2: 0.999, which over 600 steps would barely move the keys), AdamW (SlowFast: SGD),
+frames at stride 2 of 48 px, a 2-layer 512 -> 128 projector (SlowFast: 3 layers, 2048 ->
+2048 -> 128), temperature 0.2 (MoCo v2's; SlowFast: 0.1), a queue of 4096 keys (64 batches;
+SlowFast: 65536, more keys than this run draws), key momentum 0.99 -> 1 (SlowFast: 0.994 ->
+1 over 200 epochs, which over 600 steps would barely move the keys), AdamW (SlowFast: SGD),
 batch 64, 600 steps.
 
 Expected result (`results/rho_moco_mfmnist/results.json`, seed 0, 10.2 min of training on a
