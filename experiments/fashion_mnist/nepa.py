@@ -33,7 +33,10 @@ fine-tuning is our `eval.finetune` (no mixup/cutmix/RandAugment/random erasing, 
 drop-path, no EMA, patch embedding not frozen, parameter-free BatchNorm + linear head on the
 mean of the normalised patch tokens instead of the reference's mean then LayerNorm).
 
-Expected result: not measured yet (RESULT).
+Expected result (`results/nepa_fmnist/results.json`, seed 0, 7.7 min of training on a 2-vCPU
+AMD EPYC): fine-tune top-1 0.7446 against its random-init ViT's 0.7347; fine-tuned on 1% of
+the labels 0.7211 ± 0.0107 against 0.7194 ± 0.0165 (level). Run history:
+`results/nepa_fmnist/notes.md`.
 """
 
 import os
