@@ -185,6 +185,20 @@ class FolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       self._skip(path, "not in a class folder")
     super().__init__(**kwargs)
 
+  def _folder_info(self, key: str, feature: Any, description: str,
+                   **metadata: Any) -> tfds.core.DatasetInfo:
+    """The DatasetInfo of a folder dataset: `key`'s feature, the class label when the layout
+    has classes (supervised (key, "label")), and the source, resize and rebuild command with
+    `metadata` in its metadata."""
+    features = {key: feature}
+    if self._layout.class_names:
+      features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
+    return tfds.core.DatasetInfo(
+        builder=self, description=description, features=tfds.features.FeaturesDict(features),
+        supervised_keys=(key, "label") if self._layout.class_names else None,
+        metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize, **metadata,
+                                        rebuild_command=self._rebuild_command))
+
   def _skip(self, path: str, reason: str) -> None:
     self.skipped.append((path, reason))
     if self._on_skip is not None:
@@ -234,17 +248,10 @@ class Builder(FolderBuilder, skip_registration=True):
                      channels=channels, **kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    features = {"image": tfds.features.Image(shape=self._shape) if self._resize == "encoded"
-                else tfds.features.Tensor(shape=self._shape, dtype=np.uint8)}
-    if self._layout.class_names:
-      features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=f"Images from {self._source}, resize={self._resize}.",
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=("image", "label") if self._layout.class_names else None,
-        metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize,
-                                        rebuild_command=self._rebuild_command))
+    feature = (tfds.features.Image(shape=self._shape) if self._resize == "encoded"
+               else tfds.features.Tensor(shape=self._shape, dtype=np.uint8))
+    return self._folder_info("image", feature,
+                             f"Images from {self._source}, resize={self._resize}.")
 
   def _load(self, path: str):
     if self._resize == "encoded":

@@ -101,19 +101,12 @@ class Builder(image_folder.FolderBuilder, skip_registration=True):
     super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    features = {"video": tfds.features.Tensor(
+    feature = tfds.features.Tensor(
         shape=(None, self._image_size, self._image_size, self._channels), dtype=np.uint8,
-        encoding=tfds.features.Encoding.ZLIB)}
-    if self._layout.class_names:
-      features["label"] = tfds.features.ClassLabel(names=self._layout.class_names)
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=f"Videos from {self._source}, frames resize={self._resize}.",
-        features=tfds.features.FeaturesDict(features),
-        supervised_keys=("video", "label") if self._layout.class_names else None,
-        metadata=tfds.core.MetadataDict(source=self._source, resize=self._resize,
-                                        fps=self._fps, num_frames=self._num_frames,
-                                        rebuild_command=self._rebuild_command))
+        encoding=tfds.features.Encoding.ZLIB)
+    return self._folder_info(
+        "video", feature, f"Videos from {self._source}, frames resize={self._resize}.",
+        fps=self._fps, num_frames=self._num_frames)
 
   def _load(self, path: str) -> np.ndarray:
     return load_video(path, image_size=self._image_size, resize=self._resize,
