@@ -292,12 +292,15 @@ def make_train_step(graphdef: nnx.GraphDef, method: MethodSpec, method_args: Any
   return train_step_with_views_mesh
 
 
-def make_feature_fn(graphdef: nnx.GraphDef):
-  """Pure `(params, batch_stats, images) -> backbone features` in eval mode."""
+def make_feature_fn(graphdef: nnx.GraphDef, last_blocks: int = 1, avgpool: bool = False):
+  """Pure `(params, batch_stats, images) -> backbone features` in eval mode; with
+  `last_blocks` > 1 or `avgpool`, a ViT's linear-probe features (`probe_features`)."""
 
   def features(params, batch_stats, images):
     model = nnx.merge(graphdef, params, batch_stats)
     model.eval()
+    if last_blocks > 1 or avgpool:
+      return model.backbone.probe_features(images, last_blocks, avgpool)
     return model.features(images)
 
   return features

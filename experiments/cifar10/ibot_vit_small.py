@@ -51,4 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.update(dict(depth=2, dim=32, num_heads=2))
     config.augment.local_crops.num = 2
     config.method_args.update(warmup_teacher_temp_steps=2, freeze_last_layer_steps=1)
+  # DINO's eval_linear.py for a ViT-S: the CLS tokens of the last 4 blocks concatenated
+  # (kNN reads the output); runlocal's 2-block ViT: both
+  config.eval.linear_blocks = min(4, config.model.get("depth") or 12)
   return config

@@ -43,10 +43,14 @@ import dino_resnet50  # noqa: E402
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return dino_resnet50.dino_config(
+  config = dino_resnet50.dino_config(
       arg, crop_scale=(0.4, 1.0), local_crop_scale=(0.05, 0.4),
       optimizer=base.optimizer("adamw", 5e-4, weight_decay=0.04, weight_decay_end=0.4),
       model=dict(backbone="vit_small", pos_embedding="learned", pool="cls",
                  dtype="bfloat16"),
       runlocal_model=dict(backbone="vit_tiny", patch_size=8, depth=2, dim=32, num_heads=2,
                           dtype="float32"))
+  # DINO's eval_linear.py for a ViT-S: the CLS tokens of the last 4 blocks concatenated
+  # (kNN reads the output); runlocal's 2-block ViT: both
+  config.eval.linear_blocks = min(4, config.model.get("depth") or 12)
+  return config

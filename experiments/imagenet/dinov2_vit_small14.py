@@ -79,6 +79,14 @@ def dinov2_config(arg: str | None, backbone: str) -> ml_collections.ConfigDict:
                               freeze_last_layer_steps=OFFICIAL_EPOCH_LENGTH)
   else:
     config.model.update(num_registers=4, layer_scale=1e-5)
+  # The linear probe's input: DINOv2's linear eval picks among the CLS tokens of the last 1
+  # or 4 blocks, each with or without the mean patch token, on a validation split; here
+  # DINO's rule per size, fixed (ViT-S: the last 4 CLS tokens; ViT-B: the last CLS token and
+  # the mean patch token); runlocal's 2-block ViT: both.
+  if backbone == "vit_small":
+    config.eval.linear_blocks = min(4, config.model.get("depth") or 12)
+  else:
+    config.eval.linear_avgpool = True
   return config
 
 

@@ -81,10 +81,14 @@ def ibot_config(arg: str | None, *, model: dict, method_args: dict, heads: dict,
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return ibot_config(
+  config = ibot_config(
       arg, model=dict(backbone="vit_base"),
       method_args=dict(teacher_temp=0.07),
       heads=dict(), global_batch_size=1024,
       optimizer=base.optimizer("adamw", 5e-4, weight_decay=0.04, weight_decay_end=0.4),
       epochs=400, warmup_epochs=10, crop_scale=(0.32, 1.0), local_crop_scale=(0.05, 0.32),
       num_local=10)
+  # DINO's eval_linear.py for a ViT-B (iBOT's too): the last block's CLS token and mean
+  # patch token concatenated (kNN reads the CLS token)
+  config.eval.linear_avgpool = True
+  return config

@@ -90,6 +90,11 @@ def _check_model(config: Experiment, spec: methods.MethodSpec) -> None:
   check(refusal is None, refusal or "")
   if is_vit:
     _check_vit(config)
+  else:
+    check(config.eval.linear_blocks == 1 and not config.eval.linear_avgpool,
+          f"eval.linear_blocks={config.eval.linear_blocks} / eval.linear_avgpool="
+          f"{config.eval.linear_avgpool} read a ViT's blocks; model.backbone="
+          f"{model.backbone!r} has none: use 1 / False")
   if model.backbone in vq.BACKBONES:
     patch = model.patch_size
     check(patch >= 1 and patch & (patch - 1) == 0 and config.augment.output_size % patch == 0,
@@ -136,6 +141,13 @@ def _check_vit(config: Experiment) -> None:
                           f"model.dim / model.num_heads so that it is")
   check(model.pos_embedding != "sincos" or dim % 4 == 0,
         f"model width {dim}: sin-cos position embeddings need a multiple of 4")
+  check(config.eval.linear_blocks <= depth,
+        f"eval.linear_blocks={config.eval.linear_blocks} but the ViT has {depth} blocks; use "
+        f"1 to {depth}")
+  check(not config.eval.linear_avgpool or model.pool == "cls",
+        f"eval.linear_avgpool=True adds the mean patch token beside the CLS token, and "
+        f"model.pool={model.pool!r} already is that mean; set model.pool='cls' or "
+        f"eval.linear_avgpool=False")
   local = config.augment.local_crops
   check(local.num == 0 or local.output_size % model.patch_size == 0,
         f"augment.local_crops.output_size={local.output_size} does not split into "

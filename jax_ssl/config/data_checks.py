@@ -31,6 +31,12 @@ def refuse_unevaluable(config: Experiment, info) -> None:
   if "label" not in info.features:
     return
   data = config.dataset
+  if (("video" in info.features or "video_shape" in (info.metadata or {}))  # pipeline.is_video
+      and (config.eval.linear_blocks > 1 or config.eval.linear_avgpool)):
+    raise DataError(
+        f"eval.linear_blocks={config.eval.linear_blocks} / eval.linear_avgpool="
+        f"{config.eval.linear_avgpool}: the clip evaluation probes the encoder's pooled "
+        f"output only; use 1 / False for the videos of {data.name!r}")
   names = list(info.features["label"].names)
   if len(names) < 2:
     raise DataError(

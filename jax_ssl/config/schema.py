@@ -275,6 +275,13 @@ class Evaluation:
   encoder: str = "method"
   # the evaluation view's central crop of the shorter side (ImageNet: 0.875)
   crop_fraction: float = 0.875
+  # The linear and low-label probes' input on a ViT (kNN keeps the pooled output, as DINO's
+  # eval_knn.py): the pooled token of each of the last `linear_blocks` blocks through the
+  # final norm, concatenated, and with `linear_avgpool` the last block's mean patch token
+  # (DINO's eval_linear.py n_last_blocks / avgpool_patchtokens: 4 / False for ViT-S, 1 /
+  # True for ViT-B; VisionTransformer.probe_features)
+  linear_blocks: int = 1
+  linear_avgpool: bool = False
   finetune: Finetune = Finetune()
   # eval.protocols "attentive" (evaluate/attentive_probe.py): V-JEPA's attentive probe
   # trained with AdamW on the cached frozen patch tokens; num_heads 0: the ViT's own heads
@@ -307,6 +314,8 @@ class Evaluation:
     check(0 < self.crop_fraction <= 1,
           f"eval.crop_fraction={self.crop_fraction}; must be in (0, 1] (1: the whole image; "
           f"0.875: ImageNet's Resize(256) + CenterCrop(224))")
+    check(self.linear_blocks >= 1,
+          f"eval.linear_blocks={self.linear_blocks}; must be >= 1 (1: the encoder's output)")
     check(self.encoder in EVAL_ENCODERS,
           f"eval.encoder={self.encoder!r}; use 'method' (as the method's paper evaluates), "
           f"'online' or 'target'")

@@ -21,6 +21,7 @@ per label key of `eval.label_keys`, with retrieval and the multi-clip test.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -74,12 +75,14 @@ class EvalData:
                    limit=self.limits[split], mesh=mesh, image_size=self.image_size)
 
 def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0, *,
-                 tokens: bool = False):
+                 tokens: bool = False, last_blocks: int = 1, avgpool: bool = False):
   """`encoder(params, batch_stats)` -> a jitted `images -> backbone features` on the centre
-  view (`tokens`: its patch tokens, features.patch_tokens); one compilation serves the
-  trained and the random-init weights (same shapes)."""
+  view (`tokens`: its patch tokens, features.patch_tokens; `last_blocks` / `avgpool`: a
+  ViT's linear-probe features, step.make_feature_fn); one compilation serves the trained and
+  the random-init weights (same shapes)."""
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  features = make_token_fn(graphdef) if tokens else make_feature_fn(graphdef)
+  features = (make_token_fn(graphdef) if tokens
+              else make_feature_fn(graphdef, last_blocks, avgpool))
   view = lambda images: augment.center_view(images, output_size, crop_fraction=crop_fraction)
   encode = jax.jit(lambda p, s, images: features(p, s, view(images)),
                    in_shardings=(replicated, replicated, batch_sharding),
@@ -163,6 +166,23 @@ def _finetune_protocols(config, data: EvalData, graphdef, state, mesh,
   results["finetune_seconds"] = round(time.perf_counter() - start, 1)
   return results, baseline
 
+def _frozen_protocols(data: EvalData, mesh, chosen: protocols.Protocols, feature_args,
+                      train, test, probe_fn) -> tuple[dict[str, Any], np.ndarray | None]:
+  """The frozen protocols of one encoder: kNN and retrieval on its pooled `train` / `test`
+  features; the linear and low-label probes on `probe_fn`'s (None: the pooled ones too)."""
+  if probe_fn is None or not (chosen.linear or chosen.low_label_percents):
+    return protocols.frozen_feature_protocols(*train, *test, chosen, **feature_args)
+  pooled = dataclasses.replace(chosen, linear=False, low_label_percents=())
+  scores, predictions = protocols.frozen_feature_protocols(*train, *test, pooled,
+                                                           **feature_args)
+  probed = protocols.Protocols(linear=chosen.linear,
+                               low_label_percents=chosen.low_label_percents)
+  probe_scores, _ = protocols.frozen_feature_protocols(
+      *data.features(probe_fn, "train", mesh), *data.features(probe_fn, "test", mesh), probed,
+      **feature_args)
+  return {**scores, **probe_scores}, predictions
+
+
 def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
              train_seconds: float, protocol_names: str | Sequence[str] | None = None,
              report_pictures: bool | None = None, previous: dict[str, Any] | None = None
@@ -201,6 +221,11 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
                   "host": host.describe()})
   results["eval_examples"] = data.example_counts()  # compare.py marks subsets
   encoder = make_encoder(graphdef, mesh, config.augment.output_size, ev.crop_fraction)
+  probe_encoder = None  # the linear probes' own ViT features (eval.linear_blocks / _avgpool)
+  if ev.linear_blocks > 1 or ev.linear_avgpool:
+    probe_encoder = make_encoder(graphdef, mesh, config.augment.output_size, ev.crop_fraction,
+                                 last_blocks=ev.linear_blocks, avgpool=ev.linear_avgpool)
+    results["linear_input"] = {"blocks": ev.linear_blocks, "avgpool": ev.linear_avgpool}
   feature_args = dict(num_classes=data.num_classes, knn_k=ev.knn_k,
                       knn_k_sweep=tuple(ev.knn_k_sweep), knn_temperature=ev.knn_temperature,
                       low_label_seeds=tuple(ev.low_label_seeds))
@@ -210,8 +235,9 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
     trained = encoder(*encoder_weights(state, evaluated))
     train, test = data.features(trained, "train", mesh), data.features(trained, "test", mesh)
   if chosen.frozen:
-    scores, knn_predictions = protocols.frozen_feature_protocols(*train, *test, chosen,
-                                                                 **feature_args)
+    probe_fn = probe_encoder(*encoder_weights(state, evaluated)) if probe_encoder else None
+    scores, knn_predictions = _frozen_protocols(data, mesh, chosen, feature_args, train, test,
+                                                probe_fn)
     results.update(scores)
   if test is not None:  # RankMe and the normalised std of the test features (one line if bad)
     results["diagnostics"] = diagnostics.evaluation_diagnostics(test[0])
@@ -238,12 +264,15 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
         images, output_size, crop_fraction=ev.crop_fraction).reshape(
         images.shape[0], -1), in_shardings=batch_sharding, out_shardings=batch_sharding)
     baselines = results.setdefault("baselines", {})
-    for name, feature_fn in (
-        ("raw_pixels", pixels),
-        ("random_init", encoder(*sharding.replicate(init_weights, mesh)))):
+    init_replicated = sharding.replicate(init_weights, mesh)
+    for name, feature_fn, probe_fn in (
+        ("raw_pixels", pixels, None),
+        ("random_init", encoder(*init_replicated),
+         probe_encoder(*init_replicated) if probe_encoder else None)):
       baseline_test = data.features(feature_fn, "test", mesh)
-      scores, _ = protocols.frozen_feature_protocols(
-          *data.features(feature_fn, "train", mesh), *baseline_test, chosen, **feature_args)
+      scores, _ = _frozen_protocols(data, mesh, chosen, feature_args,
+                                    data.features(feature_fn, "train", mesh), baseline_test,
+                                    probe_fn)
       baselines[name] = {**baselines.get(name, {}), **scores, "diagnostics":
                          diagnostics.evaluation_diagnostics(baseline_test[0], warn=False)}
     if "diagnostics" in results:  # rank lost against the encoder's own start: one line

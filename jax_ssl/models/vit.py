@@ -62,7 +62,7 @@ from jax_ssl.masking import patchify
 # The block and its options live in vit_layers.py; re-exported here, the one import path.
 from jax_ssl.models.vit_layers import (  # noqa: F401  (re-exported)
     MLP, MLPS, Attention, Block, LayerScale, SwiGLU, apply_blocks, apply_blocks_with_ffn,
-    apply_rope, attention_mask, rope_angles, rope_angles_at)
+    apply_blocks_with_outputs, apply_rope, attention_mask, rope_angles, rope_angles_at)
 
 # name: (width, depth, heads)
 BACKBONES = {
@@ -270,7 +270,8 @@ class VisionTransformer(nnx.Module):
 
   def encode_tokens(self, tokens: jax.Array, keep_indices: jax.Array | None = None,
                     grid: tuple[int, int] | None = None, key_valid: jax.Array | None = None,
-                    ffn_outputs: bool = False, causal: bool | None = None
+                    ffn_outputs: bool = False, causal: bool | None = None,
+                    block_outputs: bool = False
                     ) -> jax.Array | tuple[jax.Array, list[jax.Array]]:
     """[B, N, D] patch embeddings -> [B, num_prefix_tokens + K, D] normalised tokens.
 
@@ -285,6 +286,9 @@ class VisionTransformer(nnx.Module):
     prefix tokens are always valid). `ffn_outputs`: also return every block's MLP output
     before its residual, [B, prefix + K, D] each, in block order (data2vec 2.0's targets).
     `causal`: token t attends to tokens <= t only (None: the model's `causal`).
+    `block_outputs`: also return every block's output through the final norm, [B, prefix +
+    K, D] each, in block order (DINO's `get_intermediate_layers`; the last is the first
+    return value).
     """
     grid = self._grid_of_tokens(tokens.shape[1], grid)
     x = tokens
@@ -314,6 +318,10 @@ class VisionTransformer(nnx.Module):
     if ffn_outputs:
       x, ffn = apply_blocks_with_ffn(self.blocks, x.astype(self.dtype), self.remat, mask, rope)
       return self.norm(x), ffn
+    if block_outputs:
+      x, outputs = apply_blocks_with_outputs(self.blocks, x.astype(self.dtype), self.remat,
+                                             mask, rope)
+      return self.norm(x), [self.norm(output) for output in outputs]
     x = apply_blocks(self.blocks, x.astype(self.dtype), self.remat, mask, rope)
     return self.norm(x)
 
@@ -339,6 +347,23 @@ class VisionTransformer(nnx.Module):
     `causal` model (NEPA fine-tunes without the causal mask; the module docstring)."""
     grid = (images.shape[1] // self.patch_size, images.shape[2] // self.patch_size)
     return self.pool(self.encode_tokens(self.embed_patches(images), grid=grid, causal=False))
+
+  def probe_features(self, images: jax.Array, last_blocks: int = 1,
+                     avgpool: bool = False) -> jax.Array:
+    """[B, H, W, C] -> float32 [B, D * (last_blocks + avgpool)]: the linear probe's input as
+    DINO's eval_linear.py builds it (also iBOT's and, as `use_n_blocks` / `use_avgpool`,
+    DINOv2's): the pooled token (`pool`: the CLS token, or the mean patch token without
+    one) of each of the last `last_blocks` blocks, each through the final norm,
+    concatenated in block order; `avgpool`: then the mean patch token of the last block
+    (registers never count). `last_blocks=1` without `avgpool` is `__call__`."""
+    grid = (images.shape[1] // self.patch_size, images.shape[2] // self.patch_size)
+    _, outputs = self.encode_tokens(self.embed_patches(images), grid=grid, causal=False,
+                                    block_outputs=True)
+    parts = [self.pool(output) for output in outputs[len(outputs) - last_blocks:]]
+    if avgpool:
+      parts.append(jnp.mean(outputs[-1][:, self.num_prefix_tokens:].astype(jnp.float32),
+                            axis=1))
+    return jnp.concatenate(parts, axis=-1)
 
   def layer_index(self, path: Sequence[str | int]) -> int:
     """Depth of a parameter for layer-wise lr decay, from its path inside this module:

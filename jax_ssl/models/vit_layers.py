@@ -248,6 +248,19 @@ def apply_blocks(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
   return x
 
 
+def apply_blocks_with_outputs(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
+                              mask: jax.Array | None = None, rope: jax.Array | None = None
+                              ) -> tuple[jax.Array, list[jax.Array]]:
+  """`apply_blocks`, also returning every block's output (in block order; the last is the
+  returned sequence): DINO's `get_intermediate_layers` before the final norm."""
+  apply = nnx.remat(_apply_block) if remat else _apply_block
+  outputs = []
+  for block in blocks:
+    x = apply(block, x, mask, rope)
+    outputs.append(x)
+  return x, outputs
+
+
 def apply_blocks_with_ffn(blocks: Sequence[Block], x: jax.Array, remat: bool = False,
                           mask: jax.Array | None = None, rope: jax.Array | None = None
                           ) -> tuple[jax.Array, list[jax.Array]]:
