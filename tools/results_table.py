@@ -110,8 +110,16 @@ def _row(run_dir: str, results: dict, features: str, scores: dict, keys,
   """One table row; the encoder's row names a non-online encoder (`encoder (target)`), the
   CPU of the evaluation (results.json's `host`, "—" for runs before it was recorded) and the
   1% protocol (how many class-balanced subsets; one before the 3-subset protocol)."""
+  tags = []
   if features == "encoder" and results.get("encoder", "online") != "online":
-    features = f"encoder ({results['encoder']})"
+    tags.append(results["encoder"])
+  linear_input = results.get("linear_input")
+  if linear_input and features != "raw_pixels":  # the ViT's blocks the linear probes read
+    tags.append(f"linear on {linear_input['blocks']} block"
+                f"{'s' if linear_input['blocks'] > 1 else ''}"
+                f"{' + mean patch' if linear_input['avgpool'] else ''}")
+  if tags:
+    features = f"{features} ({'; '.join(tags)})"
   cpu = results.get("host", {}).get("cpu", "—")
   seeds = scores.get("linear_1pct_top1_seeds")
   subsets = str(len(seeds)) if seeds else ("1" if "linear_1pct_top1" in scores else "—")
@@ -152,7 +160,10 @@ How to read the table:
   same protocols on the pixels and on the randomly initialised encoder. A baseline row is
   shown once for all runs that share it (same dataset, backbone and seed); each encoder is
   judged against its own run's two baselines, and a wider representation
-  (`model.final_features`) or a ViT has its own random initialisation.
+  (`model.final_features`) or a ViT has its own random initialisation. `linear on N blocks`
+  (`+ mean patch`): the linear probes of that encoder and of its random initialisation read
+  DINO's linear-probe input (`eval.linear_blocks` / `eval.linear_avgpool`,
+  [evaluation.md](evaluation.md)); kNN reads the output.
 * Video runs (Moving Fashion-MNIST, [video.md](video.md)) score each label kind: the
   unprefixed columns the garment class, `motion/...` the motion class (direction x speed);
   `retrieval_recall@1` is clip retrieval (a test clip's nearest training clip has its class).

@@ -167,3 +167,19 @@ def test_video_runs_show_each_label_kind_and_which_kinds_beat_the_baselines(tmp_
   assert lines[-1] == ("Encoders above raw pixels and their own random initialisation on "
                        "linear_top1 for a label kind: rspnet (motion), cvrl (label, motion) "
                        "(2 of 2 runs with several label kinds).")
+
+
+def test_rows_name_the_vit_blocks_the_linear_probes_read(tmp_path):
+  pixels = {"knn_top1": 0.79, "linear_top1": 0.84}
+  init = {"knn_top1": 0.70, "linear_top1": 0.81}
+  scores = {"knn_top1": 0.72, "linear_top1": 0.83, "encoder": "target",
+            "linear_input": {"blocks": 4, "avgpool": False}}
+  base = {"knn_top1": 0.71, "linear_top1": 0.82,
+          "linear_input": {"blocks": 1, "avgpool": True}}
+  runs = [_run(tmp_path, "a", "ibot", scores, {"raw_pixels": pixels, "random_init": init}),
+          _run(tmp_path, "b", "ibot", base, {"raw_pixels": pixels, "random_init": init})]
+  rows = results_table.table(runs).splitlines()
+  assert "| encoder (target; linear on 4 blocks) | 0.7200 | 0.8300 |" in rows[2]
+  assert "| encoder (linear on 1 block + mean patch) | 0.7100 | 0.8200 |" in rows[3]
+  assert "| raw_pixels | 0.7900 | 0.8400 |" in rows[4]
+  assert "| random_init (linear on 4 blocks) | 0.7000 | 0.8100 |" in rows[5]
