@@ -50,17 +50,20 @@ def ibot_config(runlocal: bool) -> ml_collections.ConfigDict:
   config = _fashion_mnist_base.base_config(runlocal)
   config.method = "ibot"
   config.method_args = ml_collections.ConfigDict(dict(
-      teacher_temp=0.07, warmup_teacher_temp_steps=300, freeze_last_layer_steps=100,
+      teacher_temp=0.07, warmup_teacher_temp_steps=600, freeze_last_layer_steps=100,
       min_block_patches=4, base_momentum=0.99))
   config.heads = ml_collections.ConfigDict(dict(
       projector_hidden_dim=512, bottleneck_dim=128, num_prototypes=256))
-  config.model.update(dict(backbone="vit_tiny", dim=96, depth=4, num_heads=4, pool="cls"))
+  # 7x7 patches: a 4x4 token grid (local crops 2x2)
+  config.model.update(dict(backbone="vit_tiny", dim=96, depth=4, num_heads=4, pool="cls",
+                           patch_size=7))
   config.optimizer.update(dict(base_learning_rate=1e-3, weight_decay=0.04,
-                               weight_decay_end=0.4))
+                               weight_decay_end=0.4, warmup_steps=200))
   config.augment.crop_scale = (0.4, 1.0)  # DINO's global crops
-  config.augment.local_crops.num = 2  # 12 px, area 0.05-0.4
+  config.augment.local_crops.update(num=2, output_size=14)  # area 0.05-0.4
+  config.eval.linear_blocks = 4  # DINO's ViT-S linear probe: the last 4 CLS tokens
   config.global_batch_size = 128
-  config.total_steps = 600
+  config.total_steps = 2400
   if runlocal:
     config.global_batch_size = 64
     config.total_steps = 20
@@ -68,6 +71,8 @@ def ibot_config(runlocal: bool) -> ml_collections.ConfigDict:
     config.heads.update(projector_hidden_dim=64, bottleneck_dim=32, num_prototypes=64,
                         patch_bottleneck_dim=32, patch_num_prototypes=64)
     config.model.update(dict(dim=32, depth=2, num_heads=2))
+    config.optimizer.warmup_steps = 5
+    config.eval.linear_blocks = 2
   return config
 
 
