@@ -48,5 +48,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.heads.update(dict(patch_bottleneck_dim=128, patch_num_prototypes=256))
   config.model.num_registers = 4
   if not runlocal:  # ~1.2x iBOT's step (registers, the second head, KoLeo, Sinkhorn)
-    config.total_steps = 2000
+    config.total_steps = 1800
   return config
