@@ -16,9 +16,13 @@ head (`ibot.separate_head: true`, as its short ImageNet-1k config), here 512 -> 
 like the CLS head; the teacher's patch temperature equal to the CLS one (DINOv2 passes one
 temperature to both losses); mask blocks of at least 4 patches (its MaskingGenerator's
 default); 4 register tokens (`model.num_registers`, Darcet et al., "Vision Transformers
-Need Registers", ICLR 2024: DINOv2's `_reg4` models). 600 steps of batch 128 (9.0e10 model flops per
-step: ~10 minutes at the 2 cores' 8.9e10 flop/s of MAE's run; measured only under
-contention).
+Need Registers", ICLR 2024: DINOv2's `_reg4` models). 1800 steps of batch 128 where iBOT runs
+2400: a step here costs ~1.2x iBOT's (the registers, the second head, KoLeo, Sinkhorn), and
+2000 steps took 563 s of training on the 2-vCPU AMD EPYC, ~15 min on the Intel Xeon at
+the 1.6x this project measured between them. Evaluated as iBOT's file: the EMA teacher, kNN
+on its CLS token, the linear probes on the CLS tokens of the last 4 blocks (DINO's ViT-S rule;
+DINOv2's linear evaluation picks among 1 or 4 blocks, with or without the mean patch token,
+on a validation split).
 
 Where it differs from DINOv2's code: KoLeo's nearest neighbours are searched over the global
 batch (DINOv2: within each GPU's batch); DINOv2 masks exactly half of the global crops of a

@@ -226,6 +226,8 @@ def evaluate(config: Experiment, workdir: str, graphdef, state, mesh, *,
     probe_encoder = make_encoder(graphdef, mesh, config.augment.output_size, ev.crop_fraction,
                                  last_blocks=ev.linear_blocks, avgpool=ev.linear_avgpool)
     results["linear_input"] = {"blocks": ev.linear_blocks, "avgpool": ev.linear_avgpool}
+  elif chosen.linear or chosen.low_label_percents:  # an earlier evaluation's, now replaced
+    results.pop("linear_input", None)
   feature_args = dict(num_classes=data.num_classes, knn_k=ev.knn_k,
                       knn_k_sweep=tuple(ev.knn_k_sweep), knn_temperature=ev.knn_temperature,
                       low_label_seeds=tuple(ev.low_label_seeds))

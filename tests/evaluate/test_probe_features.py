@@ -3,6 +3,8 @@ token of each of the last N blocks through the final norm, concatenated, then th
 mean patch token; the linear and 1% probes read it, kNN keeps the pooled output (DINO's
 eval_linear.py / eval_knn.py)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,3 +142,11 @@ def test_evaluate_probes_linear_on_the_blocks_and_knn_on_the_output(fake_fmnist,
   random_init = results["baselines"]["random_init"]
   assert random_init["linear_holdout_top1"] == on_probe["linear_holdout_top1"]
   assert random_init["knn_top1"] == on_pooled["knn_top1"]
+  # Probed again on the output (as `evaluate --protocols linear` after editing the run's
+  # config): the linear results are the pooled ones and the old input is not claimed.
+  config = dataclasses.replace(config, eval=dataclasses.replace(
+      config.eval, linear_blocks=1, linear_avgpool=False))
+  again = evaluate_run.evaluate(config, str(tmp_path), graphdef, state, mesh, train_seconds=1,
+                                protocol_names="linear", previous=results)
+  assert "linear_input" not in again
+  assert again["linear_holdout_top1"] == on_pooled["linear_holdout_top1"]
