@@ -5,12 +5,14 @@ convolution of the model (shape, stride) is jitted on its own and timed three wa
 `fwd` (the convolution), `dx` (its input gradient) and `dw` (its weight gradient), each
 multiplied by how many times the model has that layer, on XLA's own convolution (the `xla`
 backend's), on the `cpu_kernels` backend's kernels (jax_ssl/backends/cpu_kernels, every op
-they apply to) and, for 3x3 stride-1 layers, as Winograd F(4x4, 3x3) (its winograd.py);
+they apply to), for 3x3 stride-1 layers as Winograd F(4x4, 3x3) (its winograd.py) and, for
+kernels larger than 1x1, as one matrix product over the patches (conv.py `conv2d_matmul`);
 `*` marks the path the `cpu_kernels` backend picks (its measured rule), and the last row
 totals XLA, the kernels and that choice. The table behind
-`jax_ssl.backends.cpu_kernels.conv.choose` and `use_winograd`:
+`jax_ssl.backends.cpu_kernels.conv.choose`, `use_winograd` and `use_matmul`:
 
   python tools/conv_layers.py --model small
+  python tools/conv_layers.py --model local
   python tools/conv_layers.py --model resnet18
 
 The process is prepared as the trainer's (`jax_ssl.backends.prepare_process`: on the CPU
@@ -18,7 +20,8 @@ the XLA columns are XLA's Eigen routing); `--no-prepare` leaves XLA's default ro
 (YNNPACK for eligible convs).
 
 Models: `small` (the Fashion-MNIST default encoder, resnet_small width 16, 512 views of
-28x28x1) and `resnet18` (CIFAR stem, 256 views of 32x32x3), as in `tools/benchmark.py
+28x28x1), `local` (the same encoder on the main job's 4 local crops: 1024 views of 12x12x1)
+and `resnet18` (CIFAR stem, 256 views of 32x32x3), as in `tools/benchmark.py
 --compare-torch`.
 """
 
@@ -47,6 +50,13 @@ LAYERS = {
         ("stage3.conv2", 64, 64, 3, 1, 7, 1), ("stage3.shortcut", 32, 64, 1, 2, 14, 1),
         ("stage4.conv1", 64, 128, 3, 2, 7, 1), ("stage4.conv2", 128, 128, 3, 1, 4, 1),
         ("stage4.shortcut", 64, 128, 1, 2, 7, 1)]),
+    "local": (1024, [
+        ("stem", 1, 16, 3, 1, 12, 1), ("stage1", 16, 16, 3, 1, 12, 2),
+        ("stage2.conv1", 16, 32, 3, 2, 12, 1), ("stage2.conv2", 32, 32, 3, 1, 6, 1),
+        ("stage2.shortcut", 16, 32, 1, 2, 12, 1), ("stage3.conv1", 32, 64, 3, 2, 6, 1),
+        ("stage3.conv2", 64, 64, 3, 1, 3, 1), ("stage3.shortcut", 32, 64, 1, 2, 6, 1),
+        ("stage4.conv1", 64, 128, 3, 2, 3, 1), ("stage4.conv2", 128, 128, 3, 1, 2, 1),
+        ("stage4.shortcut", 64, 128, 1, 2, 3, 1)]),
     "resnet18": (256, [
         ("stem", 3, 64, 3, 1, 32, 1), ("layer1", 64, 64, 3, 1, 32, 4),
         ("layer2.0.conv1", 64, 128, 3, 2, 32, 1), ("layer2.conv", 128, 128, 3, 1, 16, 3),
@@ -76,11 +86,15 @@ def _seconds(fn, args, repeats):
   return (time.perf_counter() - start) / repeats
 
 
-def _op_seconds(op, x, w, g, stride, pad, repeats):
+def _matmul(x, w, stride, pad):
+  return kernel_conv.conv2d_matmul(x, w, stride, ((pad, pad), (pad, pad)))
+
+
+def _op_seconds(op, x, w, g, stride, pad, repeats, conv=_conv):
   if op == "fwd":
-    return _seconds(jax.jit(lambda x, w: _conv(x, w, stride, pad)), (x, w), repeats)
+    return _seconds(jax.jit(lambda x, w: conv(x, w, stride, pad)), (x, w), repeats)
   argnum = 0 if op == "dx" else 1
-  fn = jax.jit(lambda x, w, g: jax.vjp(lambda *a: _conv(*a, stride, pad), x, w)[1](g)[argnum])
+  fn = jax.jit(lambda x, w, g: jax.vjp(lambda *a: conv(*a, stride, pad), x, w)[1](g)[argnum])
   return _seconds(fn, (x, w, g), repeats)
 
 
@@ -91,9 +105,10 @@ def _winograd(on: bool):
 
 def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[dict]:
   """Per distinct layer and op: seconds on XLA (`op`), on the kernels (`op_kernel`, None where
-  they do not apply), as Winograd (`op_winograd`, None but for 3x3 stride-1 layers), times the
-  layer's count in the model, and the path the backend's measured rule picks (`op_auto`:
-  "xla", "kernel" or "winograd")."""
+  they do not apply), as Winograd (`op_winograd`, None but for 3x3 stride-1 layers), as a
+  matrix product (`op_matmul`, None for 1x1 kernels), times the layer's count in the model,
+  and the path the backend's measured rule picks on this machine (`op_auto`: "xla",
+  "kernel", "winograd" or "matmul")."""
   default_batch, layers = LAYERS[model]
   batch = batch or default_batch
   rows = []
@@ -107,9 +122,12 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
     row = dict(layer=name, count=count, shape=f"{c_in}->{c_out} k{kernel} s{stride} @{size}")
     auto_winograd = kernel_conv.use_winograd(x.shape, w.shape, stride, ((pad, pad),) * 2,
                                              every_op=False)
+    auto_matmul = kernel_conv.use_matmul(x.shape, w.shape, stride, ((pad, pad),) * 2,
+                                         every_op=False)
     for op in OPS:
-      row[op + "_auto"] = ("winograd" if auto_winograd else "kernel" if kernel_conv.choose(
-          CHOOSE_OP[op], x.shape, w.shape, stride, every_op=False) else "xla")
+      row[op + "_auto"] = ("winograd" if auto_winograd else "matmul" if auto_matmul else
+                           "kernel" if kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape,
+                                                          stride, every_op=False) else "xla")
       with _winograd(False):
         applies = kernel_conv.choose(CHOOSE_OP[op], x.shape, w.shape, stride, every_op=True)
         row[op + "_kernel"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
@@ -117,6 +135,8 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
       with _winograd(True):
         row[op + "_winograd"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats)
                                  if kernel == 3 and stride == 1 else None)
+      row[op + "_matmul"] = (count * _op_seconds(op, x, w, g, stride, pad, repeats, _matmul)
+                             if kernel > 1 else None)
       with backends.xla_convolutions():
         row[op] = count * _op_seconds(op, x, w, g, stride, pad, repeats)
     rows.append(row)
@@ -125,7 +145,8 @@ def layer_times(model: str, batch: int | None = None, repeats: int = 5) -> list[
 
 def _cell(row, op):
   texts = []
-  for key, path in ((op, "xla"), (op + "_kernel", "kernel"), (op + "_winograd", "winograd")):
+  for key, path in ((op, "xla"), (op + "_kernel", "kernel"), (op + "_winograd", "winograd"),
+                    (op + "_matmul", "matmul")):
     value = row[key]
     texts.append("-" if value is None else
                  f"{value * 1e3:.1f}" + ("*" if row[op + "_auto"] == path else ""))
@@ -145,17 +166,17 @@ def main(argv=None) -> None:
   rows = layer_times(args.model, args.batch or None, args.repeats)
   print(f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; ms per step; * = the measured rule's "
         f"choice")
-  print("| layer | x count | shape | fwd XLA | fwd kernel | fwd Winograd | dx XLA | dx kernel | "
-        "dx Winograd | dw XLA | dw kernel | dw Winograd |\n|---|---|---|---|---|---|---|---|---|"
-        "---|---|---|")
+  print("| layer | x count | shape | " + " | ".join(
+      f"{op} {path}" for op in OPS for path in ("XLA", "kernel", "Winograd", "matmul")) + " |\n"
+      + "|---" * (3 + 4 * len(OPS)) + "|")
   for r in rows:
     print(f"| {r['layer']} | {r['count']} | {r['shape']} | " +
           " | ".join(_cell(r, op) for op in OPS) + " |")
   xla = sum(r[op] for r in rows for op in OPS)
   kernels = sum(r[op] if r[op + "_kernel"] is None else r[op + "_kernel"]
                 for r in rows for op in OPS)
-  auto = sum(r[{"xla": op, "kernel": op + "_kernel", "winograd": op + "_winograd"}[
-      r[op + "_auto"]]] for r in rows for op in OPS)
+  auto = sum(r[{"xla": op, "kernel": op + "_kernel", "winograd": op + "_winograd",
+                "matmul": op + "_matmul"}[r[op + "_auto"]]] for r in rows for op in OPS)
   print(f"\ntotal ms: XLA {xla * 1e3:.1f}, kernels {kernels * 1e3:.1f} (XLA where they do not "
         f"apply), the cpu_kernels backend's choice {auto * 1e3:.1f}")
 

@@ -55,7 +55,7 @@ print(json.dumps(report))
 
 
 def test_import_changes_no_process_state_and_xla_never_runs_the_compiler(tmp_path):
-  if not cpu_kernels.applies_to_this_machine():
+  if not (build.has_avx512() and build.compiler()):
     pytest.skip("the positive control needs an AVX-512 CPU and g++")
   marker = tmp_path / "compiler_ran"
   wrapper = tmp_path / "cxx"
@@ -81,6 +81,20 @@ def test_select_resolves_names_and_auto_by_platform_and_machine(monkeypatch):
   assert backends.select("auto", platform="cpu") is cpu_kernels.backend()
   monkeypatch.setattr(cpu_kernels, "applies_to_this_machine", lambda: False)
   assert backends.select("auto", platform="cpu") is backends.XLA
+
+
+def test_auto_applies_where_the_backend_was_measured(monkeypatch):
+  """`applies_to_this_machine`: an AVX-512 CPU with a compiler (the kernels), or an AVX2 CPU
+  without AVX-512 (fused BatchNorm and the matrix-product path; no compiler needed);
+  neither elsewhere (e.g. an ARM CPU, whose flags name neither)."""
+  for flags, compiler, expected in (("avx2 avx512f", "/usr/bin/g++", True),
+                                    ("avx2 avx512f", None, False),
+                                    ("avx avx2 fma", None, True),
+                                    ("avx avx2 fma", "/usr/bin/g++", True),
+                                    ("fp asimd sve", "/usr/bin/g++", False)):
+    monkeypatch.setattr(build, "_cpu_id", lambda flags=flags: f"flags : {flags}\n")
+    monkeypatch.setattr(build, "compiler", lambda compiler=compiler: compiler)
+    assert cpu_kernels.applies_to_this_machine() is expected, (flags, compiler)
 
 
 def test_an_unknown_backend_is_one_line_naming_the_choices():

@@ -1,5 +1,6 @@
-"""The cpu_kernels backend's convolutions (jax_ssl/backends/cpu_kernels: C++ kernels and
-Winograd) against XLA's own convolution, and the rule that picks them per op."""
+"""The cpu_kernels backend's convolutions (jax_ssl/backends/cpu_kernels: C++ kernels,
+Winograd and the matrix-product path) against XLA's own convolution, and the rules that pick
+them per op."""
 
 from __future__ import annotations
 
@@ -154,7 +155,9 @@ def test_without_a_compiler_convolutions_stay_on_xla(monkeypatch, caplog):
     x, w = jnp.ones((2, 8, 8, 16)), jnp.ones((3, 3, 16, 16))
     hlo = jax.jit(lambda x, w: _kernels(x, w, 1, ((1, 1), (1, 1)))).lower(x, w).as_text()
     assert "JaxSslConv" not in hlo
-    assert not cpu_kernels.applies_to_this_machine()  # so backend "auto" selects xla
+    # so backend "auto" selects xla, but on an AVX2 CPU without AVX-512, where the backend
+    # runs no kernel (its fused BatchNorm and `use_matmul` need no compiler)
+    assert cpu_kernels.applies_to_this_machine() == build.has_avx2_only()
   finally:
     build.load.cache_clear()
 
@@ -266,3 +269,64 @@ def test_grouped_convolution_runs_as_a_dense_block_diagonal_one_with_equal_value
   # The lowered program has no grouped convolution left.
   assert "feature_group_count = 4" in jax.jit(grouped).lower(x, w).as_text()
   assert "feature_group_count = 4" not in jax.jit(ours).lower(x, w).as_text()
+
+
+# (batch, height, width, in channels, out channels, kernel, stride, padding): tiny outputs.
+MATMUL_SHAPES = [
+    (5, 2, 2, 32, 16, 3, 1, ((1, 1), (1, 1))),   # the small encoder's last layer on 12 px views
+    (5, 3, 3, 16, 32, 3, 2, ((1, 1), (1, 1))),   # its strided 3x3 -> 2x2 layer
+    (3, 4, 3, 8, 12, 3, 2, ((2, 0), (1, 2))),    # asymmetric padding, non-square input
+    (2, 2, 2, 1, 16, 5, 1, ((2, 2), (2, 2))),    # 5x5 kernel, one input channel
+]
+
+
+@pytest.mark.parametrize("shape", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s[:7])))
+def test_matmul_convolution_values_and_gradients_equal_xla(shape):
+  n, h, w_, cin, cout, k, stride, padding = shape
+  x = jax.random.normal(jax.random.key(0), (n, h, w_, cin))
+  w = jax.random.normal(jax.random.key(1), (k, k, cin, cout)) / np.sqrt(k * k * cin)
+  probe = jax.random.normal(jax.random.key(2), _lax(x, w, stride, padding).shape)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.tanh(conv(x, w, stride, padding)) * probe)
+
+  got_y = kernel_conv.conv2d_matmul(x, w, stride, padding)
+  np.testing.assert_allclose(got_y, _lax(x, w, stride, padding), rtol=1e-5, atol=1e-5)
+  expected = jax.jit(jax.value_and_grad(loss(_lax), argnums=(0, 1)))(x, w)
+  got = jax.jit(jax.value_and_grad(loss(kernel_conv.conv2d_matmul), argnums=(0, 1)))(x, w)
+  np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+  for g, e in zip(got[1], expected[1]):
+    np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(e))))
+
+
+def test_matmul_rule_and_routing(monkeypatch):
+  """`use_matmul`: kernels above 1x1 with outputs of 4 pixels or fewer, on CPUs without
+  AVX-512, never with `every_op`; KernelConv then computes the layer as a product (no
+  convolution in its HLO), inside `xla_convolutions()` never; and `applies` there never
+  loads (compiles) the kernel library, which `choose` would not use. With several devices
+  it stands aside, as the kernels do (measured on one)."""
+  rule = functools.partial(kernel_conv.use_matmul, every_op=False)
+  pad1 = ((1, 1), (1, 1))
+  monkeypatch.setattr(build, "has_avx512", lambda: False)
+  assert rule((1024, 2, 2, 128), (3, 3, 128, 128), 1, pad1)      # 2x2 output
+  assert rule((1024, 3, 3, 64), (3, 3, 64, 128), 2, pad1)        # 3x3 -> 2x2
+  assert not rule((1024, 3, 3, 64), (3, 3, 64, 64), 1, pad1)     # 3x3 output: XLA won
+  assert not rule((1024, 2, 2, 64), (1, 1, 64, 64), 1, ((0, 0), (0, 0)))  # 1x1: a product already
+  assert not kernel_conv.use_matmul((8, 2, 2, 8), (3, 3, 8, 8), 1, pad1, every_op=True)
+  conv = nnx.Conv(16, 16, (3, 3), padding=1, rngs=nnx.Rngs(0),
+                  conv_general_dilated=kernel_conv.KernelConv())
+  x = jax.random.normal(jax.random.key(0), (4, 2, 2, 16))
+  if jax.device_count() > 1:  # several devices (the suite's 8): it stands aside, as the kernels
+    assert "convolution" in jax.jit(lambda x: conv(x)).lower(x).as_text()
+  monkeypatch.setattr(jax, "device_count", lambda: 1)
+  hlo = jax.jit(lambda x: conv(x)).lower(x).as_text()
+  assert "convolution" not in hlo and "dot_general" in hlo
+  plain = nnx.Conv(16, 16, (3, 3), padding=1, rngs=nnx.Rngs(0))
+  np.testing.assert_allclose(conv(x), plain(x), rtol=1e-5, atol=1e-5)
+  with backends.xla_convolutions():
+    assert "convolution" in jax.jit(lambda x: conv(x)).lower(x).as_text()
+  monkeypatch.setattr(build, "load", lambda: pytest.fail("the library was loaded"))
+  wide = jnp.ones((4, 12, 12, 16))
+  assert "convolution" in jax.jit(lambda x: conv(x)).lower(wide).as_text()
+  monkeypatch.setattr(build, "has_avx512", lambda: True)
+  assert not rule((1024, 2, 2, 128), (3, 3, 128, 128), 1, pad1)

@@ -52,6 +52,7 @@ def test_conv_layers_table_matches_the_models():
   import conv_layers
   from jax_ssl.models.resnet import make_backbone
   for name, backbone, width, in_channels in (("small", "resnet_small", 16, 1),
+                                             ("local", "resnet_small", 16, 1),
                                              ("resnet18", "resnet18", 64, 3)):
     model = make_backbone(backbone, width=width, stem="cifar", in_channels=in_channels,
                           rngs=nnx.Rngs(0))
@@ -73,3 +74,15 @@ def test_conv_layers_table_matches_the_models():
       "stem", "stage1", "stage2.conv2", "stage3.conv2", "stage4.conv2"]
   assert all(r[op + "_winograd"] > 0 for r in rows if r["fwd_winograd"] for op in conv_layers.OPS)
   assert not any(r[op + "_auto"] == "winograd" for r in rows for op in conv_layers.OPS)
+  # The matrix product is timed for every kernel above 1x1 (not the shortcuts).
+  assert [r["layer"] for r in rows if r["fwd_matmul"] is None] == [
+      "stage2.shortcut", "stage3.shortcut", "stage4.shortcut"]
+  assert all(r[op + "_matmul"] > 0 for r in rows if r["fwd_matmul"] for op in conv_layers.OPS)
+  # The 12 px views' spatial sizes: on a CPU without AVX-512 the rule takes the product for
+  # the last stage's 3x3 layers (2x2 outputs) and nothing else.
+  import unittest.mock
+  from jax_ssl.backends.cpu_kernels import build
+  with unittest.mock.patch.object(build, "has_avx512", lambda: False):
+    local = conv_layers.layer_times("local", batch=2, repeats=1)
+  assert [r["layer"] for r in local if r["fwd_auto"] == "matmul"] == [
+      "stage4.conv1", "stage4.conv2"]

@@ -25,9 +25,12 @@ from jax_ssl.backends.cpu_kernels import batch_norm, build, conv
 
 
 def applies_to_this_machine() -> bool:
-  """Whether the kernels are worth selecting here: an AVX-512 CPU (the instruction set they
-  were tuned and measured on) and a C++ compiler to build them (looked up, not run)."""
-  return build.has_avx512() and build.compiler() is not None
+  """Whether the backend is worth selecting here, as measured: an AVX-512 CPU (the
+  instruction set the kernels were tuned and measured on) with a C++ compiler to build them
+  (looked up, not run); or an AVX2 CPU without AVX-512, where the backend's fused BatchNorm
+  and its matrix-product path for the tiniest convolutions (conv.py `use_matmul`) run, its
+  kernels never (no compiler needed)."""
+  return (build.has_avx512() and build.compiler() is not None) or build.has_avx2_only()
 
 
 @functools.cache

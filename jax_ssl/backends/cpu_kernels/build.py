@@ -49,6 +49,13 @@ def has_avx512() -> bool:
   return "avx512f" in _cpu_id().split()
 
 
+def has_avx2_only() -> bool:
+  """Whether this CPU has AVX2 but not AVX-512 (e.g. the AMD EPYC of Zen 3): the other CPU
+  the backend was measured on, where its rules take no kernel (conv.py `choose`)."""
+  flags = _cpu_id().split()
+  return "avx2" in flags and "avx512f" not in flags
+
+
 def compiler() -> str | None:
   """The C++ compiler's path (`$CXX`, else `g++`), found without running it; None if absent."""
   return shutil.which(os.environ.get("CXX", "g++"))

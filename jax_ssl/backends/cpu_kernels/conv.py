@@ -6,7 +6,9 @@ apply and win, it runs `conv2d`, a `jax.custom_vjp` whose forward pass and two g
 are each either a kernel of `conv2d.cc` (through the XLA FFI) or XLA's own convolution,
 chosen per layer shape by `choose`; 3x3 stride-1 layers with 256 or more input and output
 channels take Winograd's F(4x4, 3x3) instead for all three (`winograd.py`,
-`use_winograd`); everywhere else it is `lax.conv_general_dilated` itself.
+`use_winograd`); on CPUs without AVX-512, 3x3 layers whose output has 4 pixels or fewer
+(multi-crop's 12 px views at the last stage) run as one matrix product over their patches
+(`conv2d_matmul`, `use_matmul`); everywhere else it is `lax.conv_general_dilated` itself.
 
 The kernels apply to: float32, NHWC activations with HWIO kernels, 2-D, equal strides, no
 dilation or groups, non-negative explicit padding; on the CPU backend. Which of those ops
@@ -173,7 +175,78 @@ def applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimen
     return False
   if preferred_element_type not in (None, jnp.float32) or out_sharding is not None:
     return False
+  if not every_op and not build.has_avx512():
+    return False  # `choose` takes no kernel there: never run the compiler for nothing
   return build.load() is not None
+
+
+MATMUL_MAX_OUTPUT_PIXELS = 4
+
+
+def use_matmul(x_shape: Sequence[int], w_shape: Sequence[int], stride: int, padding, *,
+               every_op: bool) -> bool:
+  """Whether this layer runs as `conv2d_matmul` (all three ops, by autodiff).
+
+  Kernels larger than 1x1 whose output has `MATMUL_MAX_OUTPUT_PIXELS` pixels or fewer, on
+  CPUs without AVX-512, never with `every_op` (which times the kernels everywhere). XLA's
+  Eigen convolution is pathological there: the small encoder's last 3x3 layer on 1024
+  multi-crop views of 12 px (2x2 outputs) measured 171 ms forward and 180 ms for both
+  gradients against 10 and 21 ms as a matrix product, its strided 3x3 -> 2x2 layer 47 -> 16
+  ms (2-vCPU AMD EPYC with AVX2, `python tools/conv_layers.py --model local`); at 3x3
+  outputs and larger XLA was as fast or faster. AVX-512 CPUs keep the kernels' rule (the
+  only one measured there)."""
+  (top, bottom), (left, right) = padding
+  _, h, w, _ = x_shape
+  kh, kw, _, _ = w_shape
+  out_h = (h + top + bottom - kh) // stride + 1
+  out_w = (w + left + right - kw) // stride + 1
+  return (not every_op and kh * kw > 1 and out_h * out_w <= MATMUL_MAX_OUTPUT_PIXELS
+          and not build.has_avx512())
+
+
+def conv2d_matmul(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array:
+  """NHWC x HWIO -> NHWC convolution as one matrix product: the kh * kw shifted (strided)
+  slices of the padded input side by side on the channel axis, [N * OH * OW, kh * kw * C]
+  times the kernel as [kh * kw * C, C_out] (the same sums as the convolution, in another
+  order). Differentiable as written: its gradients are a pad, slices and two products."""
+  (top, bottom), (left, right) = padding
+  kh, kw, c_in, c_out = w.shape
+  padded = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+  n, h, wd, _ = padded.shape
+  out_h, out_w = (h - kh) // stride + 1, (wd - kw) // stride + 1
+  patches = jnp.concatenate(
+      [padded[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+       for i in range(kh) for j in range(kw)], axis=-1)
+  out = jnp.dot(patches.reshape(n * out_h * out_w, kh * kw * c_in),
+                w.reshape(kh * kw * c_in, c_out), preferred_element_type=jnp.float32)
+  return out.reshape(n, out_h, out_w, c_out).astype(x.dtype)
+
+
+def _matmul_applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                    dimension_numbers, feature_group_count, batch_group_count,
+                    preferred_element_type, out_sharding, *, every_op: bool) -> bool:
+  """Whether `conv2d_matmul` stands in for this `lax.conv_general_dilated` call: the
+  kernels' conditions (`applies`, without the library) and `use_matmul`."""
+  if backends.xla_convolutions_forced() or jax.default_backend() != "cpu":
+    return False
+  if jax.device_count() != 1 or lhs.ndim != 4 or lhs.dtype != jnp.float32:
+    return False
+  if rhs.dtype != jnp.float32 or preferred_element_type not in (None, jnp.float32):
+    return False
+  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  if dimension_numbers is None or lax.conv_dimension_numbers(
+      lhs.shape, rhs.shape, dimension_numbers) != nhwc:
+    return False
+  if isinstance(padding, str) or any(p < 0 for pair in padding for p in pair):
+    return False
+  if len(set(window_strides)) != 1 or feature_group_count != 1 or batch_group_count != 1:
+    return False
+  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
+    return False
+  if out_sharding is not None:
+    return False
+  return use_matmul(lhs.shape, rhs.shape, int(window_strides[0]),
+                    tuple(tuple(int(p) for p in pair) for pair in padding), every_op=every_op)
 
 
 def block_diagonal_kernel(rhs: jax.Array, groups: int) -> jax.Array:
@@ -218,9 +291,12 @@ class KernelConv:
                precision=None, preferred_element_type=None, out_sharding=None):
     if _grouped_as_dense(lhs, rhs, dimension_numbers, feature_group_count, batch_group_count):
       rhs, feature_group_count = block_diagonal_kernel(rhs, feature_group_count), 1
-    if applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-               dimension_numbers, feature_group_count, batch_group_count,
-               preferred_element_type, out_sharding, every_op=self.every_op):
+    args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, preferred_element_type, out_sharding)
+    if _matmul_applies(*args, every_op=self.every_op):
+      return conv2d_matmul(lhs, rhs, int(window_strides[0]),
+                           tuple(tuple(int(p) for p in pair) for pair in padding))
+    if applies(*args, every_op=self.every_op):
       padding = tuple(tuple(int(p) for p in pair) for pair in padding)
       return conv2d(lhs, rhs, int(window_strides[0]), padding, self.every_op)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
