@@ -121,6 +121,8 @@ def _row(run_dir: str, results: dict, features: str, scores: dict, keys,
   if tags:
     features = f"{features} ({'; '.join(tags)})"
   cpu = results.get("host", {}).get("cpu", "—")
+  if results.get("host", {}).get("cpu_isa"):  # the vector instruction set, where recorded
+    cpu += f" ({results['host']['cpu_isa']})"
   seeds = scores.get("linear_1pct_top1_seeds")
   subsets = str(len(seeds)) if seeds else ("1" if "linear_1pct_top1" in scores else "—")
   cells = []
@@ -172,7 +174,8 @@ How to read the table:
   fine-tuning, from the pretrained weights and from the random initialisation.
 * `train min` and `eval min` are wall-clock minutes on the machine the run used, some of
   them shared with other jobs; `cpu` is the CPU the evaluation recorded (`results.json`
-  `host`; "—" for runs made before it was recorded). Step counts, and so accuracies, do not
+  `host`, with its vector instruction set where recorded: one model name covers CPUs
+  several times apart; "—" for runs made before it was recorded). Step counts, and so accuracies, do not
   depend on the machine.
 * The run-to-run spread of these short recipes can exceed the std of the 1% subsets, so a
   margin over a baseline smaller than that std (the last line under the table) is not a

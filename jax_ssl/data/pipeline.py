@@ -20,6 +20,7 @@ from typing import Any
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core.utils import tqdm_utils
 
 from jax_ssl import fs
 from jax_ssl.data import fashion_mnist_local
@@ -61,10 +62,16 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
         f"once with --config.dataset.data_dir=DIR) and copy DIR/{builder.name} to {data_dir}/ "
         f"(gcloud storage cp -r), then rerun")
   if not builder.is_prepared():
+    # TFDS's progress bars (generating, shuffling, a dozen lines on stderr for seconds of
+    # work) are off while it builds; the line below says what happened.
+    progress = tqdm_utils._active  # pylint: disable=protected-access
+    tfds.display_progress_bar(False)
     try:
       builder.download_and_prepare()
     except FileNotFoundError as e:
       raise DataError(str(e)) from None
+    finally:
+      tfds.display_progress_bar(progress)
     print(f"built dataset {name!r} in {builder.data_dir} from {builder._source_dir} (once)",  # pylint: disable=protected-access
           flush=True)
 

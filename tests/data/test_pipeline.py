@@ -120,8 +120,13 @@ def test_building_fashion_mnist_prints_one_line_not_tfds_download_messages(tmp_p
   from jax_ssl.data import pipeline  # pylint: disable=g-import-not-at-top
   source = make_idx_dataset(str(tmp_path / "idx"), num_train=64, num_test=16)
   pipeline.prepare("fashion_mnist", data_dir=str(tmp_path / "tfds"), source_dir=source)
-  out = capfd.readouterr().out
+  captured = capfd.readouterr()
+  out = captured.out
   assert "Downloading and preparing" not in out and "downloaded and prepared" not in out
+  # nor TFDS's progress bars on stderr ("Generating splits...: 100%|...", "Shuffling ...")
+  assert "Generating" not in captured.err and "Shuffling" not in captured.err, captured.err
+  from tensorflow_datasets.core.utils import tqdm_utils  # pylint: disable=g-import-not-at-top
+  assert tqdm_utils._active  # the user's own setting is back  # pylint: disable=protected-access
   lines = [line for line in out.splitlines() if line.strip()]
   assert lines == [f"built dataset 'fashion_mnist' in {tmp_path / 'tfds'}/fashion_mnist_local/1.0.0 "
                    f"from {source} (once)"]

@@ -79,9 +79,11 @@ def test_rows_name_cpu_protocol_encoder_and_spread(tmp_path):
   narrow = {"knn_top1": 0.80, "linear_top1": 0.86, "linear_1pct_top1": 0.775,
             "linear_1pct_top1_std": 0.006, "linear_1pct_top1_seeds": [0.77, 0.775, 0.78]}
   old = {"knn_top1": 0.80, "linear_top1": 0.86, "linear_1pct_top1": 0.78}  # one subset
+  isa = {**old, "host": {"cpu": "AMD EPYC", "cpu_isa": "AVX2", "cpu_count": 2}}
   runs = [_run(tmp_path, "a", "dino", new, {"raw_pixels": pixels, "random_init": init}),
           _run(tmp_path, "b", "swav", narrow, {"raw_pixels": pixels, "random_init": init}),
-          _run(tmp_path, "c", "nnclr", old, {"raw_pixels": pixels, "random_init": init})]
+          _run(tmp_path, "c", "nnclr", old, {"raw_pixels": pixels, "random_init": init}),
+          _run(tmp_path, "d", "byol", isa, {"raw_pixels": pixels, "random_init": init})]
   lines = results_table.table(runs).splitlines()
   assert lines[0] == ("| run | method | dataset | steps | train min | eval min | cpu | "
                       "1% subsets | features | knn_top1 | linear_top1 | linear_1pct_top1 |")
@@ -89,6 +91,8 @@ def test_rows_name_cpu_protocol_encoder_and_spread(tmp_path):
                            "0.7900 ± 0.0100 |")
   assert lines[3].endswith("| — | 3 | encoder | 0.8000 | 0.8600 | 0.7750 ± 0.0060 |")
   assert lines[4].endswith("| — | 1 | encoder | 0.8000 | 0.8600 | 0.7800 |")
+  # the vector instruction set beside the model name, where the run recorded it
+  assert lines[5].endswith("| AMD EPYC (AVX2) | 1 | encoder | 0.8000 | 0.8600 | 0.7800 |")
   # dino's 1% margin (0.79 - 0.77 = 0.02) exceeds its std; swav's (0.005) does not; nnclr
   # has one subset.
   assert lines[-1] == ("1% margins over the better baseline larger than the std of the 1% "
