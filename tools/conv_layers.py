@@ -50,13 +50,6 @@ LAYERS = {
         ("stage3.conv2", 64, 64, 3, 1, 7, 1), ("stage3.shortcut", 32, 64, 1, 2, 14, 1),
         ("stage4.conv1", 64, 128, 3, 2, 7, 1), ("stage4.conv2", 128, 128, 3, 1, 4, 1),
         ("stage4.shortcut", 64, 128, 1, 2, 7, 1)]),
-    "local": (1024, [
-        ("stem", 1, 16, 3, 1, 12, 1), ("stage1", 16, 16, 3, 1, 12, 2),
-        ("stage2.conv1", 16, 32, 3, 2, 12, 1), ("stage2.conv2", 32, 32, 3, 1, 6, 1),
-        ("stage2.shortcut", 16, 32, 1, 2, 12, 1), ("stage3.conv1", 32, 64, 3, 2, 6, 1),
-        ("stage3.conv2", 64, 64, 3, 1, 3, 1), ("stage3.shortcut", 32, 64, 1, 2, 6, 1),
-        ("stage4.conv1", 64, 128, 3, 2, 3, 1), ("stage4.conv2", 128, 128, 3, 1, 2, 1),
-        ("stage4.shortcut", 64, 128, 1, 2, 3, 1)]),
     "resnet18": (256, [
         ("stem", 3, 64, 3, 1, 32, 1), ("layer1", 64, 64, 3, 1, 32, 4),
         ("layer2.0.conv1", 64, 128, 3, 2, 32, 1), ("layer2.conv", 128, 128, 3, 1, 16, 3),
@@ -66,6 +59,12 @@ LAYERS = {
         ("layer4.0.shortcut", 256, 512, 1, 2, 8, 1)]),
 }
 
+
+# The main job's 4 local crops of 12 px per image (1024 views a step): the small encoder's
+# layers at the sizes a 12 px input gives (28 -> 12, 14 -> 6, 7 -> 3, 4 -> 2).
+LAYERS["local"] = (1024, [(name, c_in, c_out, kernel, stride, {28: 12, 14: 6, 7: 3, 4: 2}[size],
+                           count) for name, c_in, c_out, kernel, stride, size, count
+                          in LAYERS["small"][1]])
 
 OPS = ("fwd", "dx", "dw")
 CHOOSE_OP = {"fwd": "forward", "dx": "input_grad", "dw": "weight_grad"}

@@ -153,13 +153,16 @@ def _conv2d_bwd(stride, padding, every_op, residuals, g):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
-def applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-            feature_group_count, batch_group_count, preferred_element_type,
-            out_sharding=None, *, every_op: bool = False) -> bool:
-  """Whether `conv2d` can stand in for this `lax.conv_general_dilated` call."""
+def _plain_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                dimension_numbers, feature_group_count, batch_group_count,
+                preferred_element_type, out_sharding, *, any_device_count: bool) -> bool:
+  """The call's shape of convolution that `conv2d` and `conv2d_matmul` compute: on the CPU
+  backend outside `xla_convolutions()`, one device unless `any_device_count`, float32, 2-D
+  NHWC x HWIO, equal strides, non-negative explicit padding, no dilation, groups or output
+  sharding."""
   if backends.xla_convolutions_forced() or jax.default_backend() != "cpu":
     return False
-  if not every_op and jax.device_count() != 1:
+  if not any_device_count and jax.device_count() != 1:
     return False
   if lhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
     return False
@@ -173,7 +176,16 @@ def applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimen
     return False
   if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
     return False
-  if preferred_element_type not in (None, jnp.float32) or out_sharding is not None:
+  return preferred_element_type in (None, jnp.float32) and out_sharding is None
+
+
+def applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+            feature_group_count, batch_group_count, preferred_element_type,
+            out_sharding=None, *, every_op: bool = False) -> bool:
+  """Whether `conv2d` can stand in for this `lax.conv_general_dilated` call."""
+  if not _plain_conv(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                     dimension_numbers, feature_group_count, batch_group_count,
+                     preferred_element_type, out_sharding, any_device_count=every_op):
     return False
   if not every_op and not build.has_avx512():
     return False  # `choose` takes no kernel there: never run the compiler for nothing
@@ -222,28 +234,10 @@ def conv2d_matmul(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array
   return out.reshape(n, out_h, out_w, c_out).astype(x.dtype)
 
 
-def _matmul_applies(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                    dimension_numbers, feature_group_count, batch_group_count,
-                    preferred_element_type, out_sharding, *, every_op: bool) -> bool:
-  """Whether `conv2d_matmul` stands in for this `lax.conv_general_dilated` call: the
-  kernels' conditions (`applies`, without the library) and `use_matmul`."""
-  if backends.xla_convolutions_forced() or jax.default_backend() != "cpu":
-    return False
-  if jax.device_count() != 1 or lhs.ndim != 4 or lhs.dtype != jnp.float32:
-    return False
-  if rhs.dtype != jnp.float32 or preferred_element_type not in (None, jnp.float32):
-    return False
-  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-  if dimension_numbers is None or lax.conv_dimension_numbers(
-      lhs.shape, rhs.shape, dimension_numbers) != nhwc:
-    return False
-  if isinstance(padding, str) or any(p < 0 for pair in padding for p in pair):
-    return False
-  if len(set(window_strides)) != 1 or feature_group_count != 1 or batch_group_count != 1:
-    return False
-  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
-    return False
-  if out_sharding is not None:
+def _matmul_applies(lhs, rhs, window_strides, padding, *args, every_op: bool) -> bool:
+  """Whether `conv2d_matmul` stands in for this `lax.conv_general_dilated` call (arguments
+  as `applies`): a plain convolution on one device (`_plain_conv`) and `use_matmul`."""
+  if not _plain_conv(lhs, rhs, window_strides, padding, *args, any_device_count=False):
     return False
   return use_matmul(lhs.shape, rhs.shape, int(window_strides[0]),
                     tuple(tuple(int(p) for p in pair) for pair in padding), every_op=every_op)
