@@ -52,9 +52,8 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
   if name not in LOCAL_BUILDERS:
     return
   kwargs = {"source_dir": source_dir} if source_dir else {}
-  builder = LOCAL_BUILDERS[name](data_dir=data_dir or default_data_dir(),
-                                 file_format="array_record", **kwargs)
   data_dir = data_dir or default_data_dir()
+  builder = LOCAL_BUILDERS[name](data_dir=data_dir, file_format="array_record", **kwargs)
   if fs.is_url(data_dir) and not builder.is_prepared():
     raise DataError(
         f"dataset {name!r} is not built in --config.dataset.data_dir={data_dir}, and it cannot be "
@@ -62,8 +61,7 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
         f"once with --config.dataset.data_dir=DIR) and copy DIR/{builder.name} to {data_dir}/ "
         f"(gcloud storage cp -r), then rerun")
   if not builder.is_prepared():
-    # TFDS's progress bars (generating, shuffling, a dozen lines on stderr for seconds of
-    # work) are off while it builds; the line below says what happened.
+    # TFDS's progress bars (a dozen stderr lines for seconds of work) off; the line below says it
     progress = tqdm_utils._active  # pylint: disable=protected-access
     tfds.display_progress_bar(False)
     try:
