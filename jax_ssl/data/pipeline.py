@@ -61,9 +61,8 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
         f"once with --config.dataset.data_dir=DIR) and copy DIR/{builder.name} to {data_dir}/ "
         f"(gcloud storage cp -r), then rerun")
   if not builder.is_prepared():
-    # TFDS's progress bars (a dozen stderr lines for seconds of work) off; the line below says it
     progress = tqdm_utils._active  # pylint: disable=protected-access
-    tfds.display_progress_bar(False)
+    tfds.display_progress_bar(False)  # a dozen stderr lines for seconds; the line below says it
     try:
       builder.download_and_prepare()
     except FileNotFoundError as e:

@@ -202,9 +202,10 @@ def use_matmul(x_shape: Sequence[int], w_shape: Sequence[int], stride: int, padd
   Kernels larger than 1x1 whose output has `MATMUL_MAX_OUTPUT_PIXELS` pixels or fewer, on
   CPUs without AVX-512, never with `every_op` (which times the kernels everywhere). XLA's
   Eigen convolution is pathological there: the small encoder's last 3x3 layer on 1024
-  multi-crop views of 12 px (2x2 outputs) measured 171 ms forward and 180 ms for both
-  gradients against 10 and 21 ms as a matrix product, its strided 3x3 -> 2x2 layer 47 -> 16
-  ms (2-vCPU AMD EPYC with AVX2, `python tools/conv_layers.py --model local`); at 3x3
+  multi-crop views of 12 px (2x2 outputs) measured 173.8 / 183.5 / 8.2 ms (forward, input
+  gradient, weight gradient) against 9.6 / 8.7 / 12.7 ms as a matrix product, its strided
+  3x3 -> 2x2 layer 49.7 -> 19.1 ms in all (2-vCPU AMD EPYC with AVX2, `python
+  tools/conv_layers.py --model local`); at 3x3
   outputs and larger XLA was as fast or faster. AVX-512 CPUs keep the kernels' rule (the
   only one measured there)."""
   (top, bottom), (left, right) = padding
@@ -236,11 +237,11 @@ def conv2d_matmul(x: jax.Array, w: jax.Array, stride: int, padding) -> jax.Array
 
 def _matmul_applies(lhs, rhs, window_strides, padding, *args, every_op: bool) -> bool:
   """Whether `conv2d_matmul` stands in for this `lax.conv_general_dilated` call (arguments
-  as `applies`): a plain convolution on one device (`_plain_conv`) and `use_matmul`."""
+  as `applies`, padding as ints): a plain convolution on one device (`_plain_conv`) and
+  `use_matmul`."""
   if not _plain_conv(lhs, rhs, window_strides, padding, *args, any_device_count=False):
     return False
-  return use_matmul(lhs.shape, rhs.shape, int(window_strides[0]),
-                    tuple(tuple(int(p) for p in pair) for pair in padding), every_op=every_op)
+  return use_matmul(lhs.shape, rhs.shape, int(window_strides[0]), padding, every_op=every_op)
 
 
 def block_diagonal_kernel(rhs: jax.Array, groups: int) -> jax.Array:
@@ -285,13 +286,13 @@ class KernelConv:
                precision=None, preferred_element_type=None, out_sharding=None):
     if _grouped_as_dense(lhs, rhs, dimension_numbers, feature_group_count, batch_group_count):
       rhs, feature_group_count = block_diagonal_kernel(rhs, feature_group_count), 1
+    if not isinstance(padding, str):  # ((top, bottom), (left, right)) as ints, once
+      padding = tuple(tuple(int(p) for p in pair) for pair in padding)
     args = (lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
             feature_group_count, batch_group_count, preferred_element_type, out_sharding)
     if _matmul_applies(*args, every_op=self.every_op):
-      return conv2d_matmul(lhs, rhs, int(window_strides[0]),
-                           tuple(tuple(int(p) for p in pair) for pair in padding))
+      return conv2d_matmul(lhs, rhs, int(window_strides[0]), padding)
     if applies(*args, every_op=self.every_op):
-      padding = tuple(tuple(int(p) for p in pair) for pair in padding)
       return conv2d(lhs, rhs, int(window_strides[0]), padding, self.every_op)
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                     rhs_dilation, dimension_numbers, feature_group_count,
