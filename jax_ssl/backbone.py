@@ -167,8 +167,9 @@ def torchvision_changes(architecture: Mapping[str, Any]) -> list[str]:
   ImageNet stem on RGB)."""
   changes = []
   channels = architecture["in_channels"]
-  if architecture["stem"] == "cifar":
-    changes += [f"model.conv1 = torch.nn.Conv2d({channels}, 64, 3, 1, 1, bias=False)",
+  if architecture["stem"] in ("cifar", "stride2"):
+    stride = resnet.STEM_STRIDES[architecture["stem"]]
+    changes += [f"model.conv1 = torch.nn.Conv2d({channels}, 64, 3, {stride}, 1, bias=False)",
                 "model.maxpool = torch.nn.Identity()"]
   elif channels != 3:
     changes.append(f"model.conv1 = torch.nn.Conv2d({channels}, 64, 7, 2, 3, bias=False)")

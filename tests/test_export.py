@@ -287,6 +287,8 @@ def test_torchvision_layout_names_shapes_and_round_trip(tmp_path):
   assert module.stem_bn.use_running_average  # eval mode
   for key, value in backbone.flat_weights(module).items():
     np.testing.assert_array_equal(value, weights[key], err_msg=key)
+  assert backbone.torchvision_changes({**resnet18, "stem": "stride2"})[0] == (
+      "model.conv1 = torch.nn.Conv2d(1, 64, 3, 2, 1, bias=False)")
   for refused, reason in ((dict(backbone="resnet_small", width=16), "no torchvision counterpart"),
                           (dict(width=32), "model.width=32"),
                           (dict(final_features=512), "model.final_features=512")):

@@ -592,8 +592,10 @@ def torch_peer(config, in_channels: int):
 
   torch_block = Basic if block is resnet.BasicBlock else Bottle
   layers = []
-  if config.model.stem == "cifar":
-    layers += [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+  if config.model.stem in ("cifar", "stride2"):
+    stride = 1 if config.model.stem == "cifar" else 2
+    layers += [nn.Conv2d(in_channels, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
+               nn.ReLU()]
   else:
     layers += [nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
                nn.MaxPool2d(3, 2, 1)]

@@ -29,7 +29,7 @@ from jax_ssl.config.eval_schema import (  # noqa: F401  (re-exported)
 OPTIMIZERS = ("lars", "adamw", "sgd")
 LR_SCALINGS = ("linear", "sqrt", "none")
 GRAD_ACCUM_MODES = ("micro_batch", "exact")
-STEMS = ("cifar", "imagenet")
+STEMS = ("cifar", "stride2", "imagenet")
 BACKENDS = ("auto", "xla", "cpu_kernels")
 
 
@@ -167,8 +167,9 @@ class Model:
   tubelet_size: int = 2
 
   def validate(self) -> None:
-    check(self.stem in STEMS, f"model.stem={self.stem!r}; use 'cifar' (3x3, no max-pool) or "
-                              f"'imagenet' (7x7 + max-pool)")
+    check(self.stem in STEMS, f"model.stem={self.stem!r}; use 'cifar' (3x3, no max-pool), "
+                              f"'stride2' (3x3 stride 2, no max-pool) or 'imagenet' (7x7 + "
+                              f"max-pool)")
     check(self.final_features >= 0, f"model.final_features={self.final_features}; must be >= 0")
     check(self.mlp in ("gelu", "swiglu"),  # models/vit_layers.py MLPS
           f"model.mlp={self.mlp!r}; use 'gelu' or 'swiglu'")

@@ -172,7 +172,9 @@ class ResNet(nnx.Module):
     stage_sizes: blocks per stage; stage s has width `width * 2**s`, stride 2 from stage 1 on.
     block: `BasicBlock` or `Bottleneck`.
     width: channels of the stem and first stage (64 for ResNet-18/50).
-    stem: "cifar" (3x3 stride-1 conv, no max-pool; for 28-64 px images) or "imagenet"
+    stem: "cifar" (3x3 stride-1 conv, no max-pool; for 28-64 px images), "stride2" (3x3
+      stride-2 conv, no max-pool: the stages run at half the side, about a quarter of the
+      cifar stem's cost; the Fashion-MNIST default's, sized for 2 CPU cores) or "imagenet"
       (7x7 stride-2 conv + 3x3 stride-2 max-pool).
     in_channels: image channels (1 for Fashion-MNIST, 3 for RGB).
     final_features: 0, or the channels of a 1x1 conv + BatchNorm + ReLU after the last stage
@@ -189,14 +191,14 @@ class ResNet(nnx.Module):
   def __init__(self, stage_sizes: Sequence[int], block: type, width: int, stem: str,
                in_channels: int, final_features: int = 0, *, dtype=jnp.float32,
                backend: Backend | None = None, rngs: nnx.Rngs):
-    if stem not in ("cifar", "imagenet"):
-      raise ValueError(f"stem={stem!r}; use 'cifar' or 'imagenet'")
+    if stem not in STEM_STRIDES:
+      raise ValueError(f"stem={stem!r}; use one of {sorted(STEM_STRIDES)}")
     self.stem_kind = stem
     self.num_strided_stages = max(0, len(stage_sizes) - 1)
     self.dtype = dtype
     layer = dict(dtype=dtype, backend=backend, rngs=rngs)
-    self.stem_conv = conv(in_channels, width, 3 if stem == "cifar" else 7,
-                          1 if stem == "cifar" else 2, **layer)
+    self.stem_conv = conv(in_channels, width, 7 if stem == "imagenet" else 3,
+                          STEM_STRIDES[stem], **layer)
     self.stem_bn = batch_norm(width, **layer)
     blocks = []
     in_features = width
@@ -213,10 +215,10 @@ class ResNet(nnx.Module):
 
   def output_grid(self, height: int, width: int) -> tuple[int, int]:
     """The (h, w) of the last feature map for height x width images: every stride-2 layer
-    (the ImageNet stem's conv and max-pool, the first block of stages 1, 2, ...) maps n to
-    ceil(n / 2) with its padding (k - 1) // 2; so 224 -> 7 (stride 32), 32 -> 4 (CIFAR stem,
-    stride 8), 28 -> 4."""
-    halvings = self.num_strided_stages + (2 if self.stem_kind == "imagenet" else 0)
+    (the ImageNet stem's conv and max-pool, the stride2 stem, the first block of stages 1,
+    2, ...) maps n to ceil(n / 2) with its padding (k - 1) // 2; so 224 -> 7 (stride 32),
+    32 -> 4 (CIFAR stem, stride 8), 28 -> 4 (CIFAR stem) or 2 (stride2 stem)."""
+    halvings = self.num_strided_stages + STEM_HALVINGS[self.stem_kind]
     for _ in range(halvings):
       height, width = -(-height // 2), -(-width // 2)
     return height, width
@@ -247,6 +249,9 @@ class ResNet(nnx.Module):
     visible = mask_at(mask, x.shape[1], x.shape[2]).astype(jnp.float32)[..., None]
     return jnp.sum(x * visible, axis=(1, 2)) / jnp.maximum(jnp.sum(visible, axis=(1, 2)), 1.0)
 
+
+STEM_STRIDES = {"cifar": 1, "stride2": 2, "imagenet": 2}  # the stem conv's stride
+STEM_HALVINGS = {"cifar": 0, "stride2": 1, "imagenet": 2}  # the stem's (imagenet: + max-pool)
 
 BACKBONES = {
     # name: (stage_sizes, block, default width)

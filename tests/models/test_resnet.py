@@ -31,6 +31,23 @@ def test_output_shapes_and_stem_downsampling():
   assert big(jnp.zeros((1, 64, 64, 3))).shape == (1, 8 * 8 * 4)
 
 
+def test_stride2_stem_is_the_cifar_stem_at_stride_2():
+  x = jax.random.normal(jax.random.key(1), (3, 28, 28, 1))
+  model = resnet.make_backbone("resnet_small", width=8, stem="stride2", in_channels=1,
+                               rngs=nnx.Rngs(0))
+  # The same parameters as the cifar stem (a 3x3 conv), the stages at half the side.
+  cifar = resnet.make_backbone("resnet_small", width=8, stem="cifar", in_channels=1,
+                               rngs=nnx.Rngs(0))
+  assert _num_params(model) == _num_params(cifar)
+  assert model.feature_map(x).shape == (3, 2, 2, 64) and cifar.feature_map(x).shape[1:3] == (4, 4)
+  assert model.output_grid(28, 28) == (2, 2) and model.output_grid(12, 12) == (1, 1)
+  # The stem: a 3x3 convolution at stride 2 with padding 1 (torchvision's Conv2d(1, 8, 3, 2, 1)).
+  expected = jax.lax.conv_general_dilated(x, model.stem_conv.kernel[...], (2, 2), ((1, 1), (1, 1)),
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(model.stem_conv(x), expected, rtol=1e-5, atol=1e-5)
+  assert expected.shape == (3, 14, 14, 8)
+
+
 def test_final_features_widen_the_representation_with_a_1x1_conv():
   x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
   plain = resnet.make_backbone("resnet_small", width=4, stem="cifar", in_channels=1, rngs=nnx.Rngs(0))
