@@ -56,6 +56,9 @@ class Dataset:
   # trainer's process) and the finished batches each keeps ready
   num_workers: int = -1
   worker_buffer_size: int = 2
+  # a split of fixed-size records of at most this many bytes decoded is read once into host
+  # memory (data/in_memory.py: no per-record parsing at each step); 0: every read from disk
+  in_memory_max_bytes: int = 2**30
 
   def validate(self) -> None:
     check(self.num_workers >= -1,
@@ -64,6 +67,8 @@ class Dataset:
     check(self.read_threads >= 1, f"dataset.read_threads={self.read_threads}; must be >= 1")
     check(self.worker_buffer_size >= 1,
           f"dataset.worker_buffer_size={self.worker_buffer_size}; must be >= 1")
+    check(self.in_memory_max_bytes >= 0,
+          f"dataset.in_memory_max_bytes={self.in_memory_max_bytes}; must be >= 0 (0: off)")
     check(self.image_size >= 0, f"dataset.image_size={self.image_size}; must be >= 0 (0: the "
                                 f"stored size)")
 

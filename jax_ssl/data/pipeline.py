@@ -25,6 +25,7 @@ from tensorflow_datasets.core.utils import tqdm_utils
 from jax_ssl import fs
 from jax_ssl.data import fashion_mnist_local
 from jax_ssl.data import host_views as host_views_lib
+from jax_ssl.data import in_memory
 from jax_ssl.data import moving_fashion_mnist
 from jax_ssl.data import tfds_video
 from jax_ssl.errors import ConfigError, DataError
@@ -73,8 +74,8 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
           flush=True)
 
 
-def load_source(name: str, split: str, *, data_dir: str | None,
-                encoded: bool = False) -> CheckedSource:
+def load_source(name: str, split: str, *, data_dir: str | None, encoded: bool = False,
+                in_memory_max_bytes: int = 0) -> CheckedSource | in_memory.ArraySource:
   """Random-access source for `split` of dataset `name` (a TFDS name, a local builder, or an
   image folder built by `python -m jax_ssl.prepare_data`).
 
@@ -105,7 +106,12 @@ def load_source(name: str, split: str, *, data_dir: str | None,
         f"--config.dataset.data_dir (now {fs.parent(fs.parent(builder.data_dir))}).") from None
   if hasattr(builder, "rendered_source"):  # records that render their video on read
     source = builder.rendered_source(source)
-  return CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
+  checked = CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
+  size = in_memory.record_bytes(builder.info.features)
+  if (in_memory_max_bytes > 0 and decoders is None and size is not None
+      and not hasattr(builder, "rendered_source") and size * len(source) <= in_memory_max_bytes):
+    return in_memory.ArraySource(source, checked=checked)
+  return checked
 
 
 class CheckedSource:
@@ -292,6 +298,13 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
      so the stream (and a checkpoint's position in it) is the same for any count.
    worker_buffer_size: finished batches each worker keeps ready.
   """
+  if (isinstance(source, in_memory.ArraySource) and clip_sampling is None and not host_views
+      and image_size in (0, *source.arrays["image"].shape[1:2])):
+    # The same permutation of the same records, gathered a batch at a time (no per-record work)
+    dataset = (grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
+               .batch(local_batch_size, drop_remainder=True).map(source.images_and_labels))
+    return _iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
+                    num_workers, worker_buffer_size)
   dataset = (grain.MapDataset.source(source)
              .shuffle(seed=seed)      # a fresh permutation every epoch
              .repeat())
@@ -304,7 +317,12 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
   else:
     dataset = dataset.map(functools.partial(_image_and_label, image_size=image_size))
   dataset = dataset.batch(local_batch_size, drop_remainder=True)
-  dataset = dataset[process_index::process_count]
+  return _iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
+                  num_workers, worker_buffer_size)
+
+
+def _iterate(dataset: grain.MapDataset, read_threads: int, prefetch_buffer_size: int,
+             num_workers: int, worker_buffer_size: int):
   if num_workers > 0:
     return WorkerStream(
         dataset, grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_threads),
@@ -395,6 +413,9 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
     indices = np.arange(start, start + global_batch)
     num_valid = int(min(global_batch, total - start))
     indices = np.minimum(indices, total - 1)[process_index * batch_size:(process_index + 1) * batch_size]
+    if isinstance(source, in_memory.ArraySource) and not image_size:  # one gather
+      yield source.images_and_labels(indices), num_valid
+      continue
     records = [_image_and_label(source[int(i)], image_size) for i in indices]
     yield ({"image": np.stack([r["image"] for r in records]),
             "label": np.stack([r["label"] for r in records])}, num_valid)

@@ -59,8 +59,9 @@ class EvalData:
     self.in_channels = self.info.features["image"].shape[-1]
     self.image_size = data.image_size
     self.sources = {
-        "train": pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir),
-        "test": pipeline.load_source(data.name, data.test_split, data_dir=data.data_dir)}
+        split: pipeline.load_source(data.name, name, data_dir=data.data_dir,
+                                    in_memory_max_bytes=data.in_memory_max_bytes)
+        for split, name in (("train", data.train_split), ("test", data.test_split))}
     self.limits = {"train": config.eval.train_limit, "test": config.eval.test_limit}
     # Every global batch splits evenly over the devices.
     self.batch_size = -(-config.eval.batch_size // jax.device_count()) * jax.device_count()
