@@ -60,27 +60,29 @@ def table(run_dirs: list[str], link_from: str | None = None) -> str:
   if baselines:
     # Each encoder against its own run's baselines: raw pixels and the random initialisation
     # of its own architecture (a wider representation's random init scores higher).
-    beaten = [r["method"] for _, r in runs
+    # Verdicts name the run (its folder): one method has several recipes (ibot_fmnist and
+    # dinov2_fmnist are both `ibot`) and datasets (maskfeat_fmnist, maskfeat_mfmnist).
+    beaten = [_name(d) for d, r in runs
               if r.get("baselines") and all(k in r and r[k] > max(
                   b.get(k, 1.0) for b in r["baselines"].values()) for k in KEYS)]
     lines.append("")
     lines.append(f"Encoders above raw pixels and their own random initialisation on all three "
                  f"protocols: {', '.join(beaten) or 'none'} ({len(beaten)} of {len(runs)}).")
     if kinds:  # video runs: which label kinds each encoder learned (linear probe)
-      labelled = [r for _, r in runs if r.get("baselines") and any(
+      labelled = [(d, r) for d, r in runs if r.get("baselines") and any(
           k.rpartition("/")[0] in kinds for k in r)]
       verdicts = []
-      for r in labelled:
+      for d, r in labelled:
         above = [kind or "label" for kind in ("", *kinds)
                  if _above_baselines(r, f"{kind}/linear_top1" if kind else "linear_top1")]
         if above:
-          verdicts.append(f"{r['method']} ({', '.join(above)})")
+          verdicts.append(f"{_name(d)} ({', '.join(above)})")
       lines.append(f"Encoders above raw pixels and their own random initialisation on "
                    f"linear_top1 for a label kind: {', '.join(verdicts) or 'none'} "
                    f"({len(verdicts)} of {len(labelled)} runs with several label kinds).")
-    finetuned = [r for _, r in runs if "finetune_top1" in r]
+    finetuned = [(d, r) for d, r in runs if "finetune_top1" in r]
     if finetuned:
-      above = [r["method"] for r in finetuned
+      above = [_name(d) for d, r in finetuned
                if all(r[k] > r.get("baselines", {}).get("random_init", {}).get(k, 1.0)
                       for k in FINETUNE_KEYS)]
       lines.append(f"Fine-tuned encoders above their random initialisation on "
@@ -89,14 +91,18 @@ def table(run_dirs: list[str], link_from: str | None = None) -> str:
     # The 1% probe's margin over the better baseline against the spread of its subsets
     # (runs with one subset have no spread to compare with).
     key = "linear_1pct_top1"
-    spread = [(r["method"], r[key] - max(b.get(key, 0.0) for b in r["baselines"].values()),
-               r[f"{key}_std"]) for _, r in runs if r.get("baselines") and f"{key}_std" in r]
+    spread = [(_name(d), r[key] - max(b.get(key, 0.0) for b in r["baselines"].values()),
+               r[f"{key}_std"]) for d, r in runs if r.get("baselines") and f"{key}_std" in r]
     if spread:
       clear = [f"{m} (+{margin:.4f} > {std:.4f})" for m, margin, std in spread if margin > std]
       lines.append(f"1% margins over the better baseline larger than the std of the 1% "
                    f"subsets: {', '.join(clear) or 'none'} ({len(clear)} of {len(spread)} runs "
                    f"with several subsets).")
   return "\n".join(lines)
+
+
+def _name(run_dir: str) -> str:
+  return os.path.basename(os.path.normpath(run_dir))
 
 
 def _above_baselines(results: dict, key: str) -> bool:

@@ -58,9 +58,9 @@ def test_table_rows_baselines_and_finetune_verdicts(tmp_path):
   assert len(baseline_rows) == 4
   assert baseline_rows[2].endswith("| random_init | 0.7000 | 0.7800 | 0.6500 | 0.8600 |")
   assert lines[-2] == ("Encoders above raw pixels and their own random initialisation on all "
-                       "three protocols: simclr, dino (2 of 5).")
+                       "three protocols: a, d (2 of 5).")
   assert lines[-1] == ("Fine-tuned encoders above their random initialisation on "
-                       "linear_1pct_top1 and finetune_top1: mae (1 of 2).")
+                       "linear_1pct_top1 and finetune_top1: b (1 of 2).")
 
 
 def test_no_finetune_column_without_finetuned_runs(tmp_path):
@@ -96,7 +96,7 @@ def test_rows_name_cpu_protocol_encoder_and_spread(tmp_path):
   # dino's 1% margin (0.79 - 0.77 = 0.02) exceeds its std; swav's (0.005) does not; nnclr
   # has one subset.
   assert lines[-1] == ("1% margins over the better baseline larger than the std of the 1% "
-                       "subsets: dino (+0.0200 > 0.0100) (1 of 2 runs with several subsets).")
+                       "subsets: a (+0.0200 > 0.0100) (1 of 2 runs with several subsets).")
 
 
 def test_page_header_names_its_command_and_rows_link_to_their_runs(tmp_path, monkeypatch):
@@ -167,9 +167,9 @@ def test_video_runs_show_each_label_kind_and_which_kinds_beat_the_baselines(tmp_
   assert lines[3].endswith("| encoder | 0.5000 | 0.6000 | 0.4000 | — | 0.6000 | 0.6000 | "
                            "0.5000 | — |")
   assert lines[-2] == ("Encoders above raw pixels and their own random initialisation on all "
-                       "three protocols: cvrl (1 of 2).")
+                       "three protocols: b (1 of 2).")
   assert lines[-1] == ("Encoders above raw pixels and their own random initialisation on "
-                       "linear_top1 for a label kind: rspnet (motion), cvrl (label, motion) "
+                       "linear_top1 for a label kind: a (motion), b (label, motion) "
                        "(2 of 2 runs with several label kinds).")
 
 
@@ -187,3 +187,19 @@ def test_rows_name_the_vit_blocks_the_linear_probes_read(tmp_path):
   assert "| encoder (linear on 1 block + mean patch) | 0.7100 | 0.8200 |" in rows[3]
   assert "| raw_pixels | 0.7900 | 0.8400 |" in rows[4]
   assert "| random_init (linear on 4 blocks) | 0.7000 | 0.8100 |" in rows[5]
+
+
+def test_verdicts_name_runs_not_methods(tmp_path):
+  # Two recipes of one method: the verdict must say which run beat its baselines.
+  pixels = {"knn_top1": 0.79, "linear_top1": 0.84, "linear_1pct_top1": 0.77}
+  init = {"knn_top1": 0.70, "linear_top1": 0.80, "linear_1pct_top1": 0.70}
+  runs = [_run(tmp_path, "ibot_fmnist", "ibot", {"knn_top1": 0.75, "linear_top1": 0.85,
+                                                 "linear_1pct_top1": 0.74},
+               {"raw_pixels": pixels, "random_init": init}),
+          _run(tmp_path, "dinov2_fmnist", "ibot", {"knn_top1": 0.81, "linear_top1": 0.85,
+                                                   "linear_1pct_top1": 0.78},
+               {"raw_pixels": pixels, "random_init": init})]
+  lines = results_table.table(runs).splitlines()
+  assert "| ibot |" in lines[2] and "| ibot |" in lines[3]  # the method column stays
+  assert lines[-1] == ("Encoders above raw pixels and their own random initialisation on all "
+                       "three protocols: dinov2_fmnist (1 of 2).")
