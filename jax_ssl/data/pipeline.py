@@ -299,7 +299,7 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
    worker_buffer_size: finished batches each worker keeps ready.
   """
   if (isinstance(source, in_memory.ArraySource) and clip_sampling is None and not host_views
-      and image_size in (0, *source.arrays["image"].shape[1:2])):
+      and (not image_size or source.arrays["image"].shape[1:3] == (image_size, image_size))):
     # The same permutation of the same records, gathered a batch at a time (no per-record work)
     dataset = (grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
                .batch(local_batch_size, drop_remainder=True).map(source.images_and_labels))

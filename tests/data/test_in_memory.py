@@ -133,3 +133,12 @@ def test_processes_share_the_held_stream_as_on_disk(fake_fmnist):
                                   np.concatenate([h["image"] for h in halves]))
     np.testing.assert_array_equal(global_batch["label"],
                                   np.concatenate([h["label"] for h in halves]))
+
+
+def test_a_resize_on_the_host_still_applies_to_held_records(fake_fmnist):
+  _, data_dir = fake_fmnist
+  batches = [next(pipeline.train_iterator(source, local_batch_size=8, seed=0, process_index=0,
+                                          process_count=1, image_size=14))
+             for source in _both(data_dir)]
+  assert batches[1]["image"].shape == (8, 14, 14, 1)
+  np.testing.assert_array_equal(batches[0]["image"], batches[1]["image"])
