@@ -125,7 +125,8 @@ def _train_and_evaluate(config: Experiment, workdir: str,
                                                       enabled=data.host_crops)
   source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir,
                                 encoded=host_views is not None,
-                                in_memory_max_bytes=data.in_memory_max_bytes)
+                                in_memory_max_bytes=data.in_memory_max_bytes,
+                                reads=config.total_steps * config.global_batch_size)
   data_iterator = pipeline.train_iterator(
       source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
       seed=config.seed, process_index=jax.process_index(),

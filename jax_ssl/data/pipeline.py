@@ -75,13 +75,19 @@ def prepare(name: str, *, data_dir: str | None, source_dir: str | None) -> None:
 
 
 def load_source(name: str, split: str, *, data_dir: str | None, encoded: bool = False,
-                in_memory_max_bytes: int = 0) -> CheckedSource | in_memory.ArraySource:
+                in_memory_max_bytes: int = 0, reads: int | None = None
+                ) -> CheckedSource | in_memory.ArraySource:
   """Random-access source for `split` of dataset `name` (a TFDS name, a local builder, or an
   image folder built by `python -m jax_ssl.prepare_data`).
 
   `encoded`: records carry the image's encoded bytes (JPEG, PNG) rather than the decoded
   array, for the host views of variable-size datasets (`host_views`); only for an `Image`
   feature (other images are arrays either way).
+
+  `in_memory_max_bytes` > 0: a split of fixed-size records (`in_memory.record_bytes`) of at
+  most that many bytes decoded is read once into an `in_memory.ArraySource` (the same records
+  in the same order, without TFDS's per-record parsing) if the caller's `reads` (records it
+  will read; None: many) make it worth it (`in_memory.worth_holding`); else it stays on disk.
 
   Raises DataError with one line naming the fix when the dataset is not prepared: nothing is
   downloaded at run time. Records that cannot be read later raise DataError too (see
@@ -109,7 +115,8 @@ def load_source(name: str, split: str, *, data_dir: str | None, encoded: bool = 
   checked = CheckedSource(source, name=name, split=split, rebuild=_rebuild_hint(name, builder))
   size = in_memory.record_bytes(builder.info.features)
   if (in_memory_max_bytes > 0 and decoders is None and size is not None
-      and not hasattr(builder, "rendered_source") and size * len(source) <= in_memory_max_bytes):
+      and not hasattr(builder, "rendered_source") and size * len(source) <= in_memory_max_bytes
+      and in_memory.worth_holding(len(source), reads)):
     return in_memory.ArraySource(source, checked=checked)
   return checked
 

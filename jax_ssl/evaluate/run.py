@@ -60,8 +60,10 @@ class EvalData:
     self.image_size = data.image_size
     self.sources = {
         split: pipeline.load_source(data.name, name, data_dir=data.data_dir,
-                                    in_memory_max_bytes=data.in_memory_max_bytes)
-        for split, name in (("train", data.train_split), ("test", data.test_split))}
+                                    in_memory_max_bytes=data.in_memory_max_bytes,
+                                    reads=_reads(config, limit))
+        for split, name, limit in (("train", data.train_split, config.eval.train_limit),
+                                   ("test", data.test_split, config.eval.test_limit))}
     self.limits = {"train": config.eval.train_limit, "test": config.eval.test_limit}
     # Every global batch splits evenly over the devices.
     self.batch_size = -(-config.eval.batch_size // jax.device_count()) * jax.device_count()
@@ -74,6 +76,12 @@ class EvalData:
   def features(self, feature_fn, split: str, mesh) -> tuple[np.ndarray, np.ndarray]:
     return extract(feature_fn, self.sources[split], batch_size=self.batch_size,
                    limit=self.limits[split], mesh=mesh, image_size=self.image_size)
+
+def _reads(config: Experiment, limit: int) -> int | None:
+  """The records of a split the evaluation reads at least (None: all, more than once): the
+  encoder's features and each frozen baseline's."""
+  return limit * (3 if config.eval.baselines else 1) if limit else None
+
 
 def make_encoder(graphdef, mesh, output_size: int, crop_fraction: float = 1.0, *,
                  tokens: bool = False, last_blocks: int = 1, avgpool: bool = False):

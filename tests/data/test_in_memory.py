@@ -142,3 +142,32 @@ def test_a_resize_on_the_host_still_applies_to_held_records(fake_fmnist):
              for source in _both(data_dir)]
   assert batches[1]["image"].shape == (8, 14, 14, 1)
   np.testing.assert_array_equal(batches[0]["image"], batches[1]["image"])
+
+
+def test_a_split_read_less_than_half_stays_on_disk(fake_fmnist):
+  # A smoke test's 20 steps of 64 read 1280 of Fashion-MNIST's 60000 records: loading the
+  # split would cost more than the reads.
+  assert not in_memory.worth_holding(60000, 20 * 64)
+  assert in_memory.worth_holding(60000, 30000) and in_memory.worth_holding(60000, None)
+  _, data_dir = fake_fmnist
+  load = lambda reads: pipeline.load_source("fashion_mnist", "train", data_dir=data_dir,
+                                            in_memory_max_bytes=2**30, reads=reads)
+  assert isinstance(load(255), pipeline.CheckedSource)
+  assert isinstance(load(256), in_memory.ArraySource)  # half of the 512
+
+
+def test_the_evaluation_holds_what_it_reads_in_full(fake_fmnist):
+  from conftest import tiny_config, typed  # pylint: disable=g-import-not-at-top
+  from jax_ssl.evaluate import run as evaluate_run  # pylint: disable=g-import-not-at-top
+  source_dir, data_dir = fake_fmnist
+  # runlocal's limits: 100 of the 512 training records, once (no baselines): from disk; all
+  # 128 test records: held.
+  config = typed(tiny_config(source_dir, data_dir, **{"eval.train_limit": 100,
+                                                      "eval.test_limit": 0}))
+  sources = evaluate_run.EvalData(config).sources
+  assert isinstance(sources["train"], pipeline.CheckedSource)
+  assert isinstance(sources["test"], in_memory.ArraySource)
+  # 100 records read three times (the encoder, raw pixels, the random init): held.
+  config = typed(tiny_config(source_dir, data_dir, **{"eval.train_limit": 100,
+                                                      "eval.baselines": True}))
+  assert isinstance(evaluate_run.EvalData(config).sources["train"], in_memory.ArraySource)
