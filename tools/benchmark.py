@@ -534,19 +534,30 @@ def matmul_ceiling(size: int = 2048, steps: int = 10) -> float:
 
 def benchmark_pipeline(config, batches: int = 40) -> dict:
   """Images/s of the input pipeline alone (TFDS array_record -> grain -> global jax.Array),
-  as the trainer consumes it; augmentation runs on device inside the step (trainer_step_s)."""
+  as the trainer consumes it (the split held in memory as the trainer holds it:
+  `dataset.in_memory_max_bytes`), and the host CPU it costs per batch (all threads); the
+  augmentation runs on device inside the step (trainer_step_s)."""
   from jax_ssl.data import pipeline  # pylint: disable=g-import-not-at-top
   data = config.dataset
   pipeline.prepare(data.name, data_dir=data.data_dir, source_dir=data.source_dir)
-  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir)
+  start = time.perf_counter()
+  source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir,
+                                in_memory_max_bytes=data.in_memory_max_bytes,
+                                reads=config.total_steps * config.global_batch_size)
+  load_seconds = time.perf_counter() - start
   mesh = sharding.make_mesh()
   iterator = pipeline.train_iterator(
       source, local_batch_size=sharding.local_batch_size(config.global_batch_size),
       seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
       image_size=data.image_size, read_threads=data.read_threads)
   jax.block_until_ready(sharding.to_global(next(iterator), mesh))  # threads started
+  before = resource.getrusage(resource.RUSAGE_SELF)
   seconds = _time(lambda: sharding.to_global(next(iterator), mesh)["image"], batches)
-  return {"pipeline_images_per_s": config.global_batch_size / seconds}
+  after = resource.getrusage(resource.RUSAGE_SELF)
+  cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+  return {"pipeline_images_per_s": config.global_batch_size / seconds,
+          "pipeline_cpu_ms_per_batch": 1e3 * cpu / batches,
+          "pipeline_source": type(source).__name__, "pipeline_load_s": load_seconds}
 
 
 def torch_peer(config, in_channels: int):

@@ -139,3 +139,18 @@ def test_build_step_makes_the_trainers_video_batch_and_a_finite_step():
   state, metrics = step_fn(state, batch, rng)
   assert np.isfinite(float(metrics["loss"])) and float(metrics["nonfinite"]) == 0.0
   assert float(metrics["grad_norm"]) > 0
+
+
+def test_the_pipeline_benchmark_reads_the_split_as_the_trainer(fake_fmnist):
+  from conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  source_dir, data_dir = fake_fmnist
+  held = benchmark.benchmark_pipeline(typed(tiny_config(source_dir, data_dir,
+                                                         total_steps=100)), batches=4)
+  assert held["pipeline_source"] == "ArraySource" and held["pipeline_images_per_s"] > 0
+  assert held["pipeline_cpu_ms_per_batch"] >= 0 and held["pipeline_load_s"] >= 0
+  # 6 steps of 32 read 192 of the 512 records: from disk, as the trainer reads them.
+  short = benchmark.benchmark_pipeline(typed(tiny_config(source_dir, data_dir)), batches=4)
+  assert short["pipeline_source"] == "CheckedSource"
+  off = benchmark.benchmark_pipeline(typed(tiny_config(
+      source_dir, data_dir, total_steps=100, **{"dataset.in_memory_max_bytes": 0})), batches=4)
+  assert off["pipeline_source"] == "CheckedSource"
