@@ -4,9 +4,9 @@ TFDS's data sources parse every record in Python: about 200-350 us per Fashion-M
 a 2-vCPU EPYC, so the 256 records of a training batch cost the host 50-90 ms of one core per
 step, and an evaluation that reads 70k records three times (the encoder, raw pixels, the
 random-init baseline) a minute. A small split of fixed-size images (Fashion-MNIST 47 MB,
-CIFAR-10 150 MB) that a run reads at least half of is read once, in chunks of `__getitems__` (about 5x cheaper per record), and
-then served from numpy arrays: the same records, in the same order, so grain's sampling and
-the checkpointed iterator position are unchanged.
+CIFAR-10 150 MB) that a run reads at least half of is read once, in chunks of `__getitems__`
+(about 100 us per record), and then served from numpy arrays: the same records, in the same
+order, so grain's sampling and the checkpointed iterator position are unchanged.
 """
 
 from __future__ import annotations
