@@ -50,7 +50,8 @@ def test_the_training_stream_and_its_resume_are_unchanged(fake_fmnist):
 
 def test_eval_batches_are_the_same(fake_fmnist):
   _, data_dir = fake_fmnist
-  batches = [list(pipeline.eval_batches(source, batch_size=50)) for source in _both(data_dir, "test")]
+  batches = [list(pipeline.eval_batches(source, batch_size=50))
+             for source in _both(data_dir, "test")]
   assert len(batches[0]) == len(batches[1]) == 3
   for (a, valid_a), (b, valid_b) in zip(*batches):
     assert valid_a == valid_b and b["label"].dtype == np.int32
@@ -67,7 +68,8 @@ def test_too_large_or_variable_size_splits_stay_on_disk(fake_fmnist):
                               in_memory_max_bytes=128 * (28 * 28 + 8))
   assert isinstance(fits, in_memory.ArraySource)
   with tfds.testing.mock_data(num_examples=8):
-    assert in_memory.record_bytes(pipeline.dataset_info("imagenet2012", data_dir=None).features) is None
+    info = pipeline.dataset_info("imagenet2012", data_dir=None)
+    assert in_memory.record_bytes(info.features) is None
     assert isinstance(pipeline.load_source("imagenet2012", "train", data_dir=None,
                                            in_memory_max_bytes=2**30), pipeline.CheckedSource)
 
