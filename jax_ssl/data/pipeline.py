@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +26,7 @@ from jax_ssl.data import host_views as host_views_lib
 from jax_ssl.data import in_memory
 from jax_ssl.data import moving_fashion_mnist
 from jax_ssl.data import tfds_video
+from jax_ssl.data import workers
 from jax_ssl.errors import ConfigError, DataError
 
 # Our offline builders, by the name experiment files use.
@@ -310,7 +309,7 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
     # The same permutation of the same records, gathered a batch at a time (no per-record work)
     dataset = (grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
                .batch(local_batch_size, drop_remainder=True).map(source.images_and_labels))
-    return _iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
+    return workers.iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
                     num_workers, worker_buffer_size)
   dataset = (grain.MapDataset.source(source)
              .shuffle(seed=seed)      # a fresh permutation every epoch
@@ -324,86 +323,8 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
   else:
     dataset = dataset.map(functools.partial(_image_and_label, image_size=image_size))
   dataset = dataset.batch(local_batch_size, drop_remainder=True)
-  return _iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
+  return workers.iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
                   num_workers, worker_buffer_size)
-
-
-def _iterate(dataset: grain.MapDataset, read_threads: int, prefetch_buffer_size: int,
-             num_workers: int, worker_buffer_size: int):
-  if num_workers > 0:
-    return WorkerStream(
-        dataset, grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=read_threads),
-        grain.MultiprocessingOptions(num_workers=num_workers,
-                                     per_worker_buffer_size=worker_buffer_size))
-  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_buffer_size)
-  return iter(dataset.to_iter_dataset(options))
-
-
-def _exit_with_parent(worker_index: int, worker_count: int) -> None:
-  """grain's worker initialiser: ends this worker process once the process that started it is
-  gone. A SIGKILLed trainer (a preemption, `kill -9`) otherwise leaves its workers running,
-  orphaned, holding its output pipes and memory (seen in tests: the killed trainer's
-  subprocess never reached end of file)."""
-  del worker_index, worker_count
-  parent = os.getppid()
-
-  def watch() -> None:
-    while os.getppid() == parent:
-      time.sleep(1.0)
-    os._exit(1)  # pylint: disable=protected-access
-
-  threading.Thread(target=watch, name="exit_with_parent", daemon=True).start()
-
-
-class WorkerStream(grain.DatasetIterator):
-  """The batches of `dataset` made by grain worker processes (`mp_prefetch`), with the state of
-  the thread path, `{"next_index": batches returned}`: a checkpoint resumes with any number
-  of workers, or none (grain's own mp_prefetch state records each worker's position, so a
-  run could only resume with the worker count it was saved with, and `num_workers=-1`
-  depends on the machine)."""
-
-  def __init__(self, dataset: grain.MapDataset, read_options: grain.ReadOptions,
-               multiprocessing_options: grain.MultiprocessingOptions):
-    super().__init__()
-    self._dataset, self._read_options = dataset, read_options
-    self._multiprocessing_options = multiprocessing_options
-    self._next_index, self._workers = 0, None
-
-  def _start(self) -> None:
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (outside app.run)
-      flags.FLAGS.mark_as_parsed()
-    self._close_workers()
-    self._workers = iter(self._dataset[self._next_index:].to_iter_dataset(self._read_options)
-                         .mp_prefetch(self._multiprocessing_options,
-                                      worker_init_fn=_exit_with_parent))
-
-  def __next__(self):
-    if self._workers is None:
-      self._start()
-    batch = next(self._workers)
-    self._next_index += 1
-    return batch
-
-  def get_state(self) -> dict[str, Any]:
-    return {"next_index": self._next_index}
-
-  def set_state(self, state: dict[str, Any]) -> None:
-    self._close_workers()
-    self._next_index = int(state["next_index"])
-
-  def start_prefetch(self) -> None:
-    if self._workers is None:
-      self._start()
-
-  def _close_workers(self) -> None:
-    if self._workers is not None:
-      self._workers.close()
-      self._workers = None
-
-  def close(self) -> None:
-    self._close_workers()
-    super().close()
 
 
 def eval_batches(source, *, batch_size: int, process_index: int = 0, process_count: int = 1,
