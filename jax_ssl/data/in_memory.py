@@ -87,6 +87,11 @@ class ArraySource:
     indices = np.asarray(indices, np.int64)
     return {key: array[indices] for key, array in self.arrays.items()}
 
+  def gathers(self, image_size: int) -> bool:
+    """Whether batches at `image_size` (0: as stored) are plain gathers of the held images:
+    no host resize applies (the pipeline's per-record path resizes otherwise)."""
+    return not image_size or self.arrays["image"].shape[1:3] == (image_size, image_size)
+
   def images_and_labels(self, indices) -> dict[str, np.ndarray]:
     """{"image": uint8 [n, H, W, C], "label": int32 [n] (-1 without labels)} of the records
     `indices`: what the pipeline's per-record path makes of them, stacked."""

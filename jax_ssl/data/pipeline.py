@@ -305,7 +305,7 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
    worker_buffer_size: finished batches each worker keeps ready.
   """
   if (isinstance(source, in_memory.ArraySource) and clip_sampling is None and not host_views
-      and (not image_size or source.arrays["image"].shape[1:3] == (image_size, image_size))):
+      and source.gathers(image_size)):
     # The same permutation of the same records, gathered a batch at a time (no per-record work)
     dataset = (grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
                .batch(local_batch_size, drop_remainder=True).map(source.images_and_labels))
@@ -341,7 +341,7 @@ def eval_batches(source, *, batch_size: int, process_index: int = 0, process_cou
     indices = np.arange(start, start + global_batch)
     num_valid = int(min(global_batch, total - start))
     indices = np.minimum(indices, total - 1)[process_index * batch_size:(process_index + 1) * batch_size]
-    if isinstance(source, in_memory.ArraySource) and not image_size:  # one gather
+    if isinstance(source, in_memory.ArraySource) and source.gathers(image_size):  # one gather
       yield source.images_and_labels(indices), num_valid
       continue
     records = [_image_and_label(source[int(i)], image_size) for i in indices]
