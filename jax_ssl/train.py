@@ -122,7 +122,8 @@ def _train_and_evaluate(config: Experiment, workdir: str,
     config_lib.validate_against_data(config, image_shape)
   # Variable-size images: the views' crops are made on the host (data/host_views.py).
   host_views = None if video else pipeline.host_views(info, config_lib.view_configs(config),
-                                                      enabled=data.host_crops)
+                                                      enabled=data.host_crops,
+                                                      resize=data.host_resize)
   source = pipeline.load_source(data.name, data.train_split, data_dir=data.data_dir,
                                 encoded=host_views is not None,
                                 in_memory_max_bytes=data.in_memory_max_bytes,

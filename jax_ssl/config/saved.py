@@ -36,6 +36,7 @@ _SAVED_DEFAULTS: dict[str, Any] = {
     "eval.encoder": "online",  # every run was evaluated with the online parameters
     "eval.crop_fraction": 1.0,  # the whole (host-resized) image was the evaluation view
     "dataset.host_crops": False,  # the host resized every image to dataset.image_size
+    "dataset.host_resize": "pil",  # host views were resized by PIL
     "dataset.num_workers": 0,  # threads of the trainer's process made the batches
     "dataset.worker_buffer_size": 2,
 }

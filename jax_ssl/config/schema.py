@@ -31,6 +31,7 @@ LR_SCALINGS = ("linear", "sqrt", "none")
 GRAD_ACCUM_MODES = ("micro_batch", "exact")
 STEMS = ("cifar", "stride2", "imagenet")
 BACKENDS = ("auto", "xla", "cpu_kernels")
+HOST_RESIZES = ("opencv", "pil")  # data/host_views.py RESIZES
 
 
 def _unit(section: str, obj: Any, *names: str) -> None:
@@ -52,6 +53,10 @@ class Dataset:
   image_size: int = 256  # the host's resize (shorter side); 0: keep the stored size
   # variable-size images: each view's crop made on the host (data/host_views.py)
   host_crops: bool = True
+  # how the host resizes each crop (data/host_views.py): "opencv" (bilinear as big_vision's
+  # inception crop, area averaging past a 2x shrink) or "pil" (torchvision's antialiased
+  # bilinear, 7x slower per view)
+  host_resize: str = "opencv"
   # grain worker processes (-1: one per core but one, at most 32; 0: threads of the
   # trainer's process) and the finished batches each keeps ready
   num_workers: int = -1
@@ -69,6 +74,8 @@ class Dataset:
           f"dataset.worker_buffer_size={self.worker_buffer_size}; must be >= 1")
     check(self.in_memory_max_bytes >= 0,
           f"dataset.in_memory_max_bytes={self.in_memory_max_bytes}; must be >= 0 (0: off)")
+    check(self.host_resize in HOST_RESIZES,
+          f"dataset.host_resize={self.host_resize!r}; use one of {HOST_RESIZES}")
     check(self.image_size >= 0, f"dataset.image_size={self.image_size}; must be >= 0 (0: the "
                                 f"stored size)")
 

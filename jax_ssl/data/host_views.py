@@ -15,8 +15,17 @@ For one example with views v = 1..V (the method's global views, then its local c
     formats (PNG, ...) and already-decoded arrays are used at full size. No crop-window
     decoding: the views of an example share one decode, and their boxes together cover most
     rows of the image.
- 3. Each box (scaled to the decoded image) is resized to S_v x S_v by PIL's bilinear resize
-    with its antialiasing support (torchvision's RandomResizedCrop default): [S_v, S_v, C] uint8.
+ 3. Each box (scaled to the decoded image) is resized to S_v x S_v, [S_v, S_v, C] uint8, by
+    the view's `resize` (`dataset.host_resize`):
+    * "opencv" (the default): OpenCV's bilinear sampling of the box (half-pixel centres:
+      big_vision's inception crop, `tf.image.resize(..., "bilinear")` of the crop), a box
+      more than twice the view's side first halved by OpenCV's Gaussian pyramid
+      (antialiasing; `resize_box_opencv`). 0.25 ms for a 300 px box to 224 px on one core,
+      against PIL's 0.9 (measured on a 2-vCPU AMD EPYC with AVX2).
+    * "pil": the fractional box resized by PIL's bilinear resize with its antialiasing
+      support (torchvision's RandomResizedCrop default); runs saved before the key existed.
+    Views are written straight into the batch's arrays (`make_views(..., out=)`): no copy
+    per view afterwards.
 
 Randomness: view v of the example at position `index` of the global stream (epoch e,
 position i: index = e * N + i, grain's `map_with_index`) draws its box from
@@ -48,6 +57,8 @@ try:  # libjpeg-turbo with every n/8 DCT scale; PIL's draft (1, 1/2, 1/4, 1/8) o
 except ImportError:  # pragma: no cover  (the [train] extra installs it)
   simplejpeg = None
 
+RESIZES = ("opencv", "pil")  # dataset.host_resize
+
 _HOST_STREAM = 0x686F7374  # "host": keeps these streams apart from any other seeded by `seed`
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -60,15 +71,32 @@ class HostView:
    output_size: side S of the square view.
    crop_scale: range of the box area as a fraction of the image area.
    crop_ratio: range of the box's width / height, sampled log-uniformly.
+   resize: how the box becomes S x S, one of RESIZES (module doc, step 3).
   """
   output_size: int
   crop_scale: tuple[float, float] = (0.08, 1.0)
   crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  resize: str = "opencv"
 
 
-def host_views_of(configs: Sequence[Any]) -> tuple[HostView, ...]:
-  """The geometry of `augment.AugmentConfig`s (one per view), for the host."""
-  return tuple(HostView(c.output_size, tuple(c.crop_scale), tuple(c.crop_ratio)) for c in configs)
+def host_views_of(configs: Sequence[Any], resize: str = "opencv") -> tuple[HostView, ...]:
+  """The geometry of `augment.AugmentConfig`s (one per view), for the host, each resized by
+  `resize` (one of RESIZES)."""
+  if resize not in RESIZES:
+    raise ValueError(f"dataset.host_resize={resize!r}; use one of {RESIZES}")
+  return tuple(HostView(c.output_size, tuple(c.crop_scale), tuple(c.crop_ratio), resize)
+               for c in configs)
+
+
+def opencv():
+  """The cv2 module, or one line naming the fix when it is not installed."""
+  try:
+    import cv2  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("dataset.host_resize='opencv' needs OpenCV: pip install "
+                      "opencv-python-headless (in the [train] extra), or set "
+                      "--config.dataset.host_resize=pil") from e
+  return cv2
 
 
 def view_rng(seed: int, index: int, view: int) -> np.random.Generator:
@@ -174,6 +202,63 @@ def decoded_scale(decoded: tuple[int, int], height: int, width: int) -> float:
   return decoded[0] / height  # not a DCT scale (cannot happen with libjpeg): the ratio
 
 
+def decode_array(data: bytes, *, channels: int, min_height: int = 0, min_width: int = 0
+                 ) -> np.ndarray:
+  """Like `decode` with no copy where it can: simplejpeg's RGB or GRAY buffer as it is
+  (uint8 [h, w, channels])."""
+  if simplejpeg is not None and data[:2] == _JPEG_MAGIC:
+    try:
+      array = simplejpeg.decode_jpeg(data, colorspace="RGB" if channels == 3 else "GRAY",
+                                     min_height=min_height, min_width=min_width)
+      return array if array.ndim == 3 else array[..., None]
+    except ValueError:  # CMYK and other JPEGs libjpeg-turbo will not convert: PIL below
+      pass
+  return decode(data, channels=channels, min_height=min_height, min_width=min_width)
+
+
+def resize_box_opencv(image: np.ndarray, box: tuple[float, float, float, float], size: int,
+                      out: np.ndarray | None = None) -> np.ndarray:
+  """The box (top, left, box_height, box_width; fractional allowed) of uint8 [H, W, C]
+  `image` resized to [size, size, C] by OpenCV, written into `out` (uint8 [size, size, C])
+  when given: each output pixel (x, y) bilinearly sampled at (left + (x + 1/2) w / size - 1/2,
+  top + (y + 1/2) h / size - 1/2) (`cv2.warpAffine`, half-pixel centres: `tf.image.resize` /
+  `crop_and_resize` of the exact box, big_vision's inception crop). A box more than twice the
+  output's side is first halved by OpenCV's Gaussian pyramid (`cv2.pyrDown`, with a margin
+  around the box) until it is not, so that the sampling never skips pixels (antialiasing;
+  a linear ramp stays exact through it). A box on the pixel grid takes `cv2.resize` instead,
+  the same sampling in half the time."""
+  cv2 = opencv()
+  height, width, channels = image.shape
+  top, left, box_height, box_width = box
+  if out is None:
+    out = np.empty((size, size, channels), np.uint8)
+  plane = image[..., 0] if channels == 1 else image  # OpenCV reads [H, W, 1] as 2-D
+  if max(box_height, box_width) > 2 * size:
+    margin = 8
+    y0, x0 = max(0, int(math.floor(top)) - margin), max(0, int(math.floor(left)) - margin)
+    y1 = min(height, int(math.ceil(top + box_height)) + margin)
+    x1 = min(width, int(math.ceil(left + box_width)) + margin)
+    plane, top, left = plane[y0:y1, x0:x1], top - y0, left - x0
+    while max(box_height, box_width) > 2 * size:
+      # pyrDown's pixel j is centred on pixel 2j: continuous u -> (u + 1/2) / 2
+      plane = cv2.pyrDown(plane)
+      top, left = (top + 0.5) / 2, (left + 0.5) / 2
+      box_height, box_width = box_height / 2, box_width / 2
+  if all(float(v).is_integer() for v in (top, left, box_height, box_width)):
+    # A box on the pixel grid (a full-size decode): the same sampling by cv2.resize of the
+    # box, half the time of warpAffine's (its outermost half pixel clamped to the box).
+    top, left, box_height, box_width = (int(v) for v in (top, left, box_height, box_width))
+    result = cv2.resize(plane[top:top + box_height, left:left + box_width], (size, size),
+                        interpolation=cv2.INTER_LINEAR)
+  else:
+    sy, sx = box_height / size, box_width / size
+    matrix = np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])
+    result = cv2.warpAffine(plane, matrix, (size, size), flags=cv2.INTER_LINEAR
+                            | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+  (out[..., 0] if channels == 1 else out)[...] = result
+  return out
+
+
 def resize_box(image: Image.Image, box: tuple[float, float, float, float], size: int) -> np.ndarray:
   """The box (top, left, box_height, box_width), in `image`'s pixels (fractional allowed),
   resized to [size, size, C] uint8 by PIL's antialiased bilinear resize."""
@@ -183,15 +268,17 @@ def resize_box(image: Image.Image, box: tuple[float, float, float, float], size:
 
 
 def make_views(image: bytes | np.ndarray, views: Sequence[HostView], *, seed: int, index: int,
-               channels: int) -> tuple[np.ndarray, ...]:
+               channels: int, out: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, ...]:
   """The views of one example: [S_v, S_v, channels] uint8 for each view (see the module doc).
 
   Args:
    image: the encoded bytes (JPEG, PNG, ...) or a decoded uint8 [H, W, C] array.
-   views: each view's size and crop ranges.
+   views: each view's size, crop ranges and resize.
    seed: the run's seed.
    index: the example's position in the global stream (grain's map_with_index index).
    channels: 3 (RGB) or 1 (grayscale) out.
+   out: arrays to write the views into (uint8 [S_v, S_v, channels] each; a batch's rows),
+     returned; None: new arrays.
   """
   if isinstance(image, np.ndarray) and image.dtype != np.uint8:
     raise ValueError(f"expected encoded bytes or a uint8 image, got {image.dtype}")
@@ -203,17 +290,38 @@ def make_views(image: bytes | np.ndarray, views: Sequence[HostView], *, seed: in
     height, width = image.shape[:2]
   boxes = [crop_box(view_rng(seed, index, v), height, width, view.crop_scale, view.crop_ratio)
            for v, view in enumerate(views)]
+  need_pil = any(view.resize == "pil" for view in views)
   if encoded:
     min_height, min_width = decode_size_needed(boxes, views, height, width)
-    pil = decode_image(image, channels=channels, min_height=min_height, min_width=min_width)
+    if need_pil:
+      pil = decode_image(image, channels=channels, min_height=min_height, min_width=min_width)
+      decoded = None
+    else:
+      decoded = decode_array(image, channels=channels, min_height=min_height,
+                             min_width=min_width)
+    size = (pil.height, pil.width) if need_pil else decoded.shape[:2]
   else:
     if image.ndim == 2 or image.shape[-1] != channels:
       image = _to_channels(image, channels)
-    pil = Image.fromarray(image[..., 0] if channels == 1 else image)
-  scale_y = scale_x = decoded_scale((pil.height, pil.width), height, width)
-  return tuple(resize_box(pil, (top * scale_y, left * scale_x, h * scale_y, w * scale_x),
-                          view.output_size)
-               for (top, left, h, w), view in zip(boxes, views))
+    decoded = image
+    pil = Image.fromarray(image[..., 0] if channels == 1 else image) if need_pil else None
+    size = image.shape[:2]
+  if need_pil and decoded is None and any(view.resize != "pil" for view in views):
+    decoded = _to_array(pil)
+  scale = decoded_scale(size, height, width)
+  results = []
+  for v, ((top, left, h, w), view) in enumerate(zip(boxes, views)):
+    box = (top * scale, left * scale, h * scale, w * scale)
+    target = None if out is None else out[v]
+    if view.resize == "pil":
+      result = resize_box(pil, box, view.output_size)
+      if target is not None:
+        target[...] = result
+        result = target
+    else:
+      result = resize_box_opencv(decoded, box, view.output_size, target)
+    results.append(result)
+  return tuple(results)
 
 
 def _to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -204,15 +204,16 @@ def is_variable_size(info: tfds.core.DatasetInfo) -> bool:
   return None in tuple(info.features["image"].shape[:2])
 
 
-def host_views(info: tfds.core.DatasetInfo, view_configs: Sequence[Any], *, enabled: bool = True
-               ) -> tuple[host_views_lib.HostView, ...] | None:
+def host_views(info: tfds.core.DatasetInfo, view_configs: Sequence[Any], *, enabled: bool = True,
+               resize: str = "opencv") -> tuple[host_views_lib.HostView, ...] | None:
   """The host's share of `view_configs` (augment.AugmentConfig, one per view) for a
   variable-size dataset when `enabled` (`dataset.host_crops`); None otherwise: a fixed-size
   dataset's views are made on device from its images, a variable-size one's from the
-  `dataset.image_size` squares the host makes."""
+  `dataset.image_size` squares the host makes. Each view is resized by `resize`
+  (`dataset.host_resize`)."""
   if not (enabled and is_variable_size(info)):
     return None
-  return host_views_lib.host_views_of(view_configs)
+  return host_views_lib.host_views_of(view_configs, resize)
 
 
 def default_num_workers() -> int:
@@ -244,14 +245,24 @@ def _image_and_label(record: dict[str, Any], image_size: int = 0) -> dict[str, n
   return {"image": image, "label": np.asarray(record.get("label", -1), np.int32)}
 
 
-def _views_and_label(index: int, record: dict[str, Any], *,
-                     views: Sequence[host_views_lib.HostView], seed: int, channels: int
-                     ) -> dict[str, Any]:
-  """Record at position `index` of the global stream -> {"views": (uint8 [S_v, S_v, C], ...),
-  "label": int32} (host_views.make_views)."""
-  return {"views": host_views_lib.make_views(record["image"], views, seed=seed, index=index,
-                                             channels=channels),
-          "label": np.asarray(record.get("label", -1), np.int32)}
+def _indexed(index: int, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+  """The record with its position in the global stream (the seed of its host views)."""
+  return index, record
+
+
+def _views_batch(items: Sequence[tuple[int, dict[str, Any]]], *,
+                 views: Sequence[host_views_lib.HostView], seed: int, channels: int
+                 ) -> dict[str, Any]:
+  """(position in the global stream, record) pairs -> {"views": (uint8 [B, S_v, S_v, C] per
+  view), "label": int32 [B]}: each example's views (host_views.make_views) written straight
+  into the batch's arrays (grain's `batch_fn`; no stacking copy)."""
+  out = tuple(np.empty((len(items), view.output_size, view.output_size, channels), np.uint8)
+              for view in views)
+  for row, (index, record) in enumerate(items):
+    host_views_lib.make_views(record["image"], views, seed=seed, index=index,
+                              channels=channels, out=[o[row] for o in out])
+  labels = np.asarray([record.get("label", -1) for _, record in items], np.int32)
+  return {"views": out, "label": labels}
 
 
 def _clips_and_label(index: int, record: dict[str, Any], *, sampling: Any, seed: int
@@ -316,13 +327,15 @@ def train_iterator(source, *, local_batch_size: int, seed: int, process_index: i
              .repeat())
   if clip_sampling is not None:
     dataset = dataset.map_with_index(functools.partial(
-        _clips_and_label, sampling=clip_sampling, seed=seed))
+        _clips_and_label, sampling=clip_sampling, seed=seed)).batch(local_batch_size,
+                                                                    drop_remainder=True)
   elif host_views:
-    dataset = dataset.map_with_index(functools.partial(
-        _views_and_label, views=tuple(host_views), seed=seed, channels=channels))
+    dataset = dataset.map_with_index(_indexed).batch(
+        local_batch_size, drop_remainder=True, batch_fn=functools.partial(
+            _views_batch, views=tuple(host_views), seed=seed, channels=channels))
   else:
-    dataset = dataset.map(functools.partial(_image_and_label, image_size=image_size))
-  dataset = dataset.batch(local_batch_size, drop_remainder=True)
+    dataset = dataset.map(functools.partial(_image_and_label, image_size=image_size)).batch(
+        local_batch_size, drop_remainder=True)
   return workers.iterate(dataset[process_index::process_count], read_threads, prefetch_buffer_size,
                   num_workers, worker_buffer_size)
 

@@ -140,25 +140,80 @@ def _astronaut_jpeg(width=1000, height=750):
 
 def test_dct_scaled_decode_is_within_tolerance_of_full_decode_then_resize():
   """Each view decoded at the smallest DCT scale n/8 keeping its box >= its size vs the full
-  decode + the same PIL resize of the same box, on a 1000x750 photo at quality 90: mean
-  absolute difference under 1.5 levels of 255, 99th percentile at most 10 (measured 0.97 /
-  7 for 96 px local crops, 0.73 / 6 for 224 px crops)."""
+  decode + PIL's antialiased resize of the same box, on a 1000x750 photo at quality 90.
+  host_resize "pil" (the same resize): mean absolute difference under 1.5 levels of 255,
+  99th percentile at most 10 (measured 0.97 / 7 for 96 px local crops, 0.73 / 6 for 224 px
+  crops). "opencv" (bilinear up to a 2x shrink, area beyond): under 2.0 and at most 16
+  (measured 1.61 / 14 and 1.01 / 9)."""
   data = _astronaut_jpeg()
   full = Image.fromarray(host_views.decode(data, channels=3))
   assert host_views.decode(data, channels=3, min_height=94, min_width=125).shape == (94, 125, 3)
   assert host_views.decode(data, channels=3, min_height=300, min_width=400).shape == (375, 500, 3)
-  for view in (host_views.HostView(96, (0.05, 0.4)), host_views.HostView(224, (0.08, 1.0))):
-    differences, scales = [], []
-    for index in range(60):
-      (out,) = host_views.make_views(data, (view,), seed=0, index=index, channels=3)
-      box = host_views.crop_box(host_views.view_rng(0, index, 0), 750, 1000, view.crop_scale,
-                                view.crop_ratio)
-      scales.append(host_views.decode_size_needed([box], [view], 750, 1000)[0] / 750)
-      reference = host_views.resize_box(full, box, view.output_size)
-      differences.append(np.abs(out.astype(int) - reference).ravel())
-    differences = np.concatenate(differences)
-    assert differences.mean() < 1.5 and np.percentile(differences, 99) <= 10, view
-    assert min(scales) < 0.5  # some crops were decoded at a quarter of the pixels or fewer
+  for resize, (mean, p99) in (("pil", (1.5, 10)), ("opencv", (2.0, 16))):
+    for view in (host_views.HostView(96, (0.05, 0.4), resize=resize),
+                 host_views.HostView(224, (0.08, 1.0), resize=resize)):
+      differences, scales = [], []
+      for index in range(60):
+        (out,) = host_views.make_views(data, (view,), seed=0, index=index, channels=3)
+        box = host_views.crop_box(host_views.view_rng(0, index, 0), 750, 1000, view.crop_scale,
+                                  view.crop_ratio)
+        scales.append(host_views.decode_size_needed([box], [view], 750, 1000)[0] / 750)
+        reference = host_views.resize_box(full, box, view.output_size)
+        differences.append(np.abs(out.astype(int) - reference).ravel())
+      differences = np.concatenate(differences)
+      assert differences.mean() < mean and np.percentile(differences, 99) <= p99, view
+      assert min(scales) < 0.5  # some crops were decoded at a quarter of the pixels or fewer
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_opencv_resize_samples_the_fractional_box_with_half_pixel_centres(channels):
+  """On a horizontal ramp (value 2 x column), bilinear sampling is exact: output column x of
+  a box (top, left, h, w) to S px is 2 (left + (x + 1/2) w / S - 1/2), to OpenCV's 1/32 px
+  fixed point and uint8 rounding; past a 2x shrink too, since the Gaussian pyramid that
+  halves the box first keeps a ramp a ramp (and its coordinates are mapped exactly)."""
+  columns = np.arange(120)
+  image = np.repeat(np.repeat((2 * columns).astype(np.uint8)[None, :, None], 60, 0),
+                    channels, 2)
+  for box, size in (((10.25, 20.6, 30.0, 45.5), 32),   # shrink 1.4
+                    ((3.0, 7.3, 12.0, 9.9), 24),       # enlargement
+                    ((5.0, 10.4, 50.0, 88.0), 16),     # shrink 5.5: two pyramid levels
+                    ((2.0, 20.3, 40.0, 75.0), 32),     # shrink 2.3: one level
+                    ((4.0, 30.0, 40.0, 56.0), 32)):    # on the pixel grid: cv2.resize
+    out = host_views.resize_box_opencv(image, box, size)
+    assert out.shape == (size, size, channels) and out.dtype == np.uint8
+    top, left, height, width = box
+    x = np.arange(size)
+    expected = 2 * (left + (x + 0.5) * width / size - 0.5)
+    np.testing.assert_allclose(out[size // 2, :, 0], expected, atol=0.6)
+    assert (out == out[:1]).all()  # every row the same (the ramp is horizontal)
+  # Written into the given array (a batch's row), which is also returned.
+  row = np.zeros((16, 16, channels), np.uint8)
+  assert host_views.resize_box_opencv(image, (0, 0, 60, 120), 16, row) is row and row.any()
+
+
+def test_views_are_written_into_the_batch_as_make_views_makes_them():
+  """The pipeline's batches (`_views_batch`: views written into the batch's arrays) hold
+  exactly make_views of each example at its position of the global stream, for both resizes;
+  and the two resizes differ (the key is honoured)."""
+  source = PhotoSource(6, encoded=True)
+  for resize in ("opencv", "pil"):
+    views = (host_views.HostView(24, resize=resize), host_views.HostView(8, (0.05, 0.4),
+                                                                          resize=resize))
+    items = [(100 + i, source[i]) for i in range(3)]
+    batch = pipeline._views_batch(items, views=views, seed=4, channels=3)
+    assert [v.shape for v in batch["views"]] == [(3, 24, 24, 3), (3, 8, 8, 3)]
+    for row, (index, record) in enumerate(items):
+      single = host_views.make_views(record["image"], views, seed=4, index=index, channels=3)
+      for view, got in zip(single, batch["views"]):
+        np.testing.assert_array_equal(got[row], view)
+    np.testing.assert_array_equal(batch["label"], [source[i]["label"] for i in range(3)])
+  opencv_view = host_views.make_views(items[0][1]["image"], (host_views.HostView(24),), seed=4,
+                                      index=100, channels=3)[0]
+  pil_view = host_views.make_views(items[0][1]["image"], (host_views.HostView(24, resize="pil"),),
+                                   seed=4, index=100, channels=3)[0]
+  assert not np.array_equal(opencv_view, pil_view)
+  with pytest.raises(ValueError, match="host_resize='cv3'"):
+    host_views.host_views_of([], "cv3")
 
 
 def test_non_jpeg_and_decoded_images_take_the_same_path():
@@ -286,9 +341,16 @@ def test_mocked_imagenet_records_reach_the_host_path_encoded():
       pipeline.default_num_workers())
   # A run saved before dataset.num_workers made its batches in threads (config/saved.py).
   saved = typed(tiny_config("unused", "unused")).to_dict()
-  del saved["dataset"]["num_workers"]
+  assert saved["dataset"]["host_resize"] == "opencv"
+  del saved["dataset"]["num_workers"], saved["dataset"]["host_resize"]
   assert pipeline.worker_settings(from_saved(saved).dataset) == {
       "num_workers": 0, "worker_buffer_size": 2}
+  # ... and one saved before dataset.host_resize resized its views with PIL, and resumes so.
+  assert from_saved(saved).dataset.host_resize == "pil"
+  with pytest.raises(ValueError, match=r"dataset.host_resize='cv2'; use one of \('opencv', 'pil'\)"):
+    Dataset(host_resize="cv2").validate()
+  assert [v.resize for v in pipeline.host_views(info, [augment.AugmentConfig(32)], resize="pil")
+          ] == ["pil"]
 
 
 # ------------------------------------------------------------------ the trainer
