@@ -159,7 +159,7 @@ def test_train_sigkill_resume_and_evaluate_in_a_bucket(fake_fmnist, tmp_path, em
       [sys.executable, "-m", "jax_ssl.evaluate", "--workdir", WORKDIR, "--protocols", "knn",
        "--noreport"],
       env={**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ts.ROOT,
-           "JAX_COMPILATION_CACHE_DIR": ts.COMPILATION_CACHE, **env},
+           "JAX_COMPILATION_CACHE_DIR": ts.compilation_cache(), **env},
       capture_output=True, text=True, timeout=300)
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   results = json.loads(bucket.cat_file(f"{run}/results.json"))

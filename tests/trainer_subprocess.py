@@ -19,8 +19,17 @@ HARNESS = os.path.join(ROOT, "tests", "harness", "run_trainer.py")
 # job with `JAX_COMPILATION_CACHE_DIR` set would) instead of compiling them again. The same
 # program either way, so exactness checks are unaffected; in-process tests never use it (the
 # compile counter of test_train.py counts real compilations).
-COMPILATION_CACHE = tempfile.mkdtemp(prefix="jax_ssl_test_compilation_cache_")
-atexit.register(shutil.rmtree, COMPILATION_CACHE, ignore_errors=True)
+# Made on first use, not at import: grain's worker processes import test modules (spawn) and
+# end with os._exit, past atexit, so a directory made at import outlived each of them.
+_CACHE = []
+
+
+def compilation_cache() -> str:
+  """This test process's compilation cache directory (made once, removed at exit)."""
+  if not _CACHE:
+    _CACHE.append(tempfile.mkdtemp(prefix="jax_ssl_test_compilation_cache_"))
+    atexit.register(shutil.rmtree, _CACHE[0], ignore_errors=True)
+  return _CACHE[0]
 
 TINY_OVERRIDES = {
     "model.width": 4, "heads.projector_hidden_dim": 16, "heads.projector_output_dim": 8,
@@ -37,7 +46,7 @@ def trainer_args(workdir, source_dir, data_dir, experiment="fashion_mnist/simclr
 def run(args, *, devices=8, extra_env=None, harness_flags=(), timeout=600, check=True, wait=True):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} "
                                    f"--xla_backend_optimization_level=0",  # as conftest
-         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, "JAX_COMPILATION_CACHE_DIR": COMPILATION_CACHE,
+         "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT, "JAX_COMPILATION_CACHE_DIR": compilation_cache(),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", **(extra_env or {})}
   command = [sys.executable, HARNESS, *harness_flags, *args]
   if not wait:

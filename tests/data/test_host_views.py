@@ -395,7 +395,7 @@ def _run_mocked_imagenet(tmp_path, workdir, *, devices, harness_flags=(), check=
           "--workdir", str(workdir)] + [f"--config.{k}={v}" for k, v in flags.items()]
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": ts.ROOT,
-         "JAX_COMPILATION_CACHE_DIR": ts.COMPILATION_CACHE,
+         "JAX_COMPILATION_CACHE_DIR": ts.compilation_cache(),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   proc = subprocess.run([sys.executable, str(script), *harness_flags, *args], env=env,
                         capture_output=True, text=True, timeout=600)

@@ -268,7 +268,7 @@ def test_slurm_two_processes_start_from_the_environment(fake_fmnist, tmp_path):
   env = {**os.environ, **_fake_slurm(tmp_path, tasks=2, port=port),
          "PYTHON": sys.executable, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT,
-         "JAX_COMPILATION_CACHE_DIR": ts.COMPILATION_CACHE,
+         "JAX_COMPILATION_CACHE_DIR": ts.compilation_cache(),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
   proc = subprocess.run(["bash", SLURM_SCRIPT, args[1], args[3], *args[4:]], env=env,
                         capture_output=True, text=True, timeout=600, cwd=ROOT)
