@@ -447,3 +447,7 @@ def test_benchmark_input_tool_ends_with_one_json_line(tmp_path):
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["workers"] == 0 and result["images_per_second"] > 0
   assert result["reference_images_per_second"] > 0 and result["views"]
+  # Per CPU second of this process (threads only here), and their ratio.
+  assert result["images_per_cpu_second"] > 0 and result["reference_images_per_cpu_second"] > 0
+  assert result["speedup_per_cpu_second"] == pytest.approx(
+      result["images_per_cpu_second"] / result["reference_images_per_cpu_second"], abs=0.02)
