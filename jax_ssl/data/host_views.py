@@ -290,31 +290,26 @@ def make_views(image: bytes | np.ndarray, views: Sequence[HostView], *, seed: in
     height, width = image.shape[:2]
   boxes = [crop_box(view_rng(seed, index, v), height, width, view.crop_scale, view.crop_ratio)
            for v, view in enumerate(views)]
-  need_pil = any(view.resize == "pil" for view in views)
+  resize = views[0].resize if views else "opencv"
+  if any(view.resize != resize for view in views):
+    raise ValueError(f"the views of an example share one resize, got {[v.resize for v in views]}")
+  pil = resize == "pil"
   if encoded:
     min_height, min_width = decode_size_needed(boxes, views, height, width)
-    if need_pil:
-      pil = decode_image(image, channels=channels, min_height=min_height, min_width=min_width)
-      decoded = None
-    else:
-      decoded = decode_array(image, channels=channels, min_height=min_height,
-                             min_width=min_width)
-    size = (pil.height, pil.width) if need_pil else decoded.shape[:2]
+    decoded = (decode_image if pil else decode_array)(image, channels=channels,
+                                                      min_height=min_height, min_width=min_width)
   else:
     if image.ndim == 2 or image.shape[-1] != channels:
       image = _to_channels(image, channels)
-    decoded = image
-    pil = Image.fromarray(image[..., 0] if channels == 1 else image) if need_pil else None
-    size = image.shape[:2]
-  if need_pil and decoded is None and any(view.resize != "pil" for view in views):
-    decoded = _to_array(pil)
-  scale = decoded_scale(size, height, width)
+    decoded = Image.fromarray(image[..., 0] if channels == 1 else image) if pil else image
+  scale = decoded_scale((decoded.height, decoded.width) if pil else decoded.shape[:2],
+                        height, width)
   results = []
   for v, ((top, left, h, w), view) in enumerate(zip(boxes, views)):
     box = (top * scale, left * scale, h * scale, w * scale)
     target = None if out is None else out[v]
-    if view.resize == "pil":
-      result = resize_box(pil, box, view.output_size)
+    if pil:
+      result = resize_box(decoded, box, view.output_size)
       if target is not None:
         target[...] = result
         result = target

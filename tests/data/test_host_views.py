@@ -214,6 +214,10 @@ def test_views_are_written_into_the_batch_as_make_views_makes_them():
   assert not np.array_equal(opencv_view, pil_view)
   with pytest.raises(ValueError, match="host_resize='cv3'"):
     host_views.host_views_of([], "cv3")
+  with pytest.raises(ValueError, match="share one resize"):
+    host_views.make_views(items[0][1]["image"], (host_views.HostView(24),
+                                                 host_views.HostView(24, resize="pil")),
+                          seed=4, index=100, channels=3)
 
 
 def test_non_jpeg_and_decoded_images_take_the_same_path():
