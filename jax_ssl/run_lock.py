@@ -142,7 +142,7 @@ def _host(holder: dict) -> str:
   return f"this host ({host})" if host == socket.gethostname() else f"host {host}"
 
 
-def _stat(pid: int) -> list[str] | None:
+def proc_stat(pid: int) -> list[str] | None:
   """/proc/PID/stat from field 3 (the state) on; None where /proc is not available."""
   try:
     with open(f"/proc/{pid}/stat") as f:
@@ -154,7 +154,7 @@ def _stat(pid: int) -> list[str] | None:
 def _process_start(pid: int) -> str | None:
   """The process's start time in clock ticks since boot (field 22, Linux), which tells a
   reused pid apart."""
-  stat = _stat(pid)
+  stat = proc_stat(pid)
   return stat[19] if stat else None
 
 
@@ -167,7 +167,7 @@ def _alive(pid, process_start: str | None) -> bool:
     return False
   except PermissionError:  # another user's process: alive
     pass
-  stat = _stat(pid)
+  stat = proc_stat(pid)
   if stat is None:
     return True
   return stat[0] not in ("Z", "X") and (process_start is None or stat[19] == process_start)

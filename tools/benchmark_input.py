@@ -49,6 +49,7 @@ import markdown_sections  # noqa: E402  (sibling tool: the sections of BENCHMARK
 from jax_ssl import config as config_lib  # noqa: E402
 from jax_ssl.config import load as config_load  # noqa: E402
 from jax_ssl.data import host_views, pipeline  # noqa: E402
+from jax_ssl import run_lock  # noqa: E402  (its /proc/PID/stat reader)
 from jax_ssl.evaluate import host  # noqa: E402
 
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
@@ -132,10 +133,8 @@ def process_tree_cpu_seconds(root: int | None = None) -> float:
   for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
     if not entry.isdigit():
       continue
-    try:
-      with open(f"/proc/{entry}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:  # the process ended meanwhile
+    fields = run_lock.proc_stat(int(entry))
+    if fields is None:  # the process ended meanwhile
       continue
     parents[int(entry)] = int(fields[1])  # ppid (the third field of stat)
     times[int(entry)] = int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
